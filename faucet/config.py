@@ -1,0 +1,397 @@
+"""faucet's settings: frozen attrs classes and the layered loader.
+
+Precedence, lowest to highest: defaults < faucet.toml < ``FAUCET_*`` env < CLI flags.
+A setting has one name everywhere: key ``workers`` <-> ``FAUCET_WORKERS`` <-> ``--workers``;
+in ``[telemetry]``, key ``namespace`` <-> ``FAUCET_TELEMETRY_NAMESPACE`` <->
+``--telemetry-namespace``. Every problem is reported with its key, the bad value, where it
+came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from attrs import field, frozen
+
+from faucet.errors import ConfigError
+
+STRATEGIES = ("round-robin", "ip-hash", "cookie-hash", "least-busy")
+APP_TYPES = ("auto", "plumber", "shiny", "quarto-shiny", "fast-api")
+IP_FROM = ("client", "x-forwarded-for", "x-real-ip")
+SHUTDOWN = ("graceful", "immediate")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+BUILTIN_SINKS = ("postgres", "stdout", "null")
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``10M``, ``1GB``, ``512k`` or a plain integer (powers of 1024)."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"expected a size like 10M, 1GB or 1048576, got {text!r}")
+    number, unit, _ = match.groups()
+    return int(number) * 1024 ** " kmgt".index(unit.lower() or " ")
+
+
+def _one_of(choices: tuple[str, ...]):
+    def check(value):
+        if value not in choices:
+            raise ValueError(f"expected one of: {', '.join(choices)}")
+
+    return check
+
+
+def _at_least(minimum: float):
+    def check(value):
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}")
+
+    return check
+
+
+def _positive(value):
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+
+
+def _host_port(value):
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT, for example 127.0.0.1:3838 or 0.0.0.0:80")
+
+
+def setting(default, check=None):
+    """An attrs field whose ``check(value)`` raises ValueError with what is allowed.
+
+    Checks run after structuring (``validate``), so every bad key is reported at once
+    instead of only the first one attrs would stop at.
+    """
+    return field(default=default, metadata={"check": check} if check else {})
+
+
+def validate(obj: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """``(key, value, message)`` for every setting of ``obj`` that fails its check."""
+    problems = []
+    for attribute in attrs.fields(type(obj)):
+        value = getattr(obj, attribute.name)
+        key = f"{prefix}{attribute.name}"
+        check = attribute.metadata.get("check")
+        if check is not None and value is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                problems.append((key, value, str(exc)))
+        if attrs.has(type(value)):
+            problems += validate(value, key + ".")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if attrs.has(type(item)):
+                    problems += validate(item, f"{key}[{index}].")
+    return problems
+
+
+@frozen
+class TelemetryConfig:
+    """The ``[telemetry]`` table. Off unless a connection string or a sink is given."""
+
+    postgres_string: str | None = None
+    namespace: str = "faucet"
+    version: str | None = None
+    # None: ``postgres`` when a connection string is set, else ``null``.
+    sink: str | None = None
+    sslmode: str | None = setting(None, _one_of(SSL_MODES))
+    sslcert: str | None = None
+    queue_size: int = setting(100_000, _at_least(1))
+    batch_size: int = setting(5_000, _at_least(1))
+    flush_interval: float = setting(1.0, _positive)
+    flush_timeout: float = setting(10.0, _positive)
+    sink_options: dict[str, Any] = field(factory=dict)
+
+    @property
+    def sink_name(self) -> str:
+        if self.sink:
+            return self.sink
+        return "postgres" if self.postgres_string else "null"
+
+    @property
+    def enabled(self) -> bool:
+        return self.sink_name != "null"
+
+
+@frozen
+class RouteConfig:
+    """One ``[[route]]`` table (router mode), in the Rust server's format."""
+
+    route: str
+    server_type: str = field(metadata={"check": _one_of(APP_TYPES[1:])})
+    workers: int = setting(1, _at_least(1))
+    strategy: str | None = setting(None, _one_of(STRATEGIES))
+    workdir: str = "."
+    app_dir: str | None = None
+    qmd: str | None = None
+
+
+@frozen
+class Config:
+    """Everything ``faucet start`` / ``faucet router`` need; see faucet.example.toml."""
+
+    host: str = setting("127.0.0.1:3838", _host_port)
+    workers: int = setting(attrs.Factory(lambda: os.cpu_count() or 1), _at_least(1))
+    # None: cookie-hash for shiny and quarto-shiny, round-robin otherwise.
+    strategy: str | None = setting(None, _one_of(STRATEGIES))
+    type: str = setting("auto", _one_of(APP_TYPES))
+    dir: str = "."
+    app_dir: str | None = None
+    qmd: str | None = None
+    rscript: str = "Rscript"
+    quarto: str = "quarto"
+    uv: str = "uv"
+    ip_from: str = setting("client", _one_of(IP_FROM))
+    shutdown: str = setting("graceful", _one_of(SHUTDOWN))
+    shutdown_timeout: float = setting(30.0, _at_least(0))
+    max_message_size: int | None = setting(None, _at_least(1))
+    log_level: str = setting("info", _one_of(LOG_LEVELS))
+    log_file: str | None = None
+    max_log_file_size: str | None = setting(None, parse_size)
+    log_file_backups: int = setting(5, _at_least(0))
+    log_format: str = setting("text", _one_of(LOG_FORMATS))
+    conf: str = "frouter.toml"
+    worker_wait_timeout: float = setting(30.0, _at_least(0))
+    response_timeout: float = setting(300.0, _positive)
+    startup_timeout: float = setting(60.0, _positive)
+    max_inflight: int = setting(1, _at_least(1))
+    max_queue: int = setting(1024, _at_least(1))
+    sticky_grace: float = setting(3.0, _at_least(0))
+    telemetry: TelemetryConfig = field(factory=TelemetryConfig)
+    route: list[RouteConfig] = field(factory=list)
+
+
+# Names users of the Rust server already type, mapped to our keys (dotted for tables).
+ENV_ALIASES = {
+    "FAUCET_LOG": "log_level",
+    "FAUCET_ROUTER_CONF": "conf",
+    "FAUCET_PG_CON_STRING": "telemetry.postgres_string",
+    "FAUCET_PG_SSLMODE": "telemetry.sslmode",
+    "FAUCET_PG_SSLCERT": "telemetry.sslcert",
+}
+CLI_ALIASES = {
+    "--pg-con-string": "telemetry.postgres_string",
+    "--pg-sslmode": "telemetry.sslmode",
+    "--pg-sslcert": "telemetry.sslcert",
+}
+# Keys only faucet.toml can set (tables and lists).
+_FILE_ONLY = {"telemetry", "route", "telemetry.sink_options"}
+
+
+def setting_keys() -> list[str]:
+    """Every scalar setting as a dotted key: ``workers``, ``telemetry.namespace``..."""
+    keys = [a.name for a in attrs.fields(Config) if a.name not in _FILE_ONLY]
+    keys += [
+        f"telemetry.{a.name}"
+        for a in attrs.fields(TelemetryConfig)
+        if f"telemetry.{a.name}" not in _FILE_ONLY
+    ]
+    return keys
+
+
+def env_name(key: str) -> str:
+    return "FAUCET_" + key.replace(".", "_").upper()
+
+
+def flag_name(key: str) -> str:
+    return "--" + key.replace(".", "-").replace("_", "-")
+
+
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def strict_int(value, _type):
+        # bool is an int in Python; "4" from env/CLI is fine, 4.5 is not.
+        if isinstance(value, bool) or isinstance(value, float):
+            raise ValueError("expected an integer")
+        return int(value)
+
+    def strict_float(value, _type):
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        return float(value)
+
+    def strict_str(value, _type):
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return value
+
+    conv.register_structure_hook(int, strict_int)
+    conv.register_structure_hook(float, strict_float)
+    conv.register_structure_hook(str, strict_str)
+    return conv
+
+
+CONVERTER = _converter()
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def _get(tree: Mapping, dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """Dotted key -> value for every ``FAUCET_*`` variable that names a setting."""
+    names = {env_name(key): key for key in setting_keys()} | ENV_ALIASES
+    return {names[k]: v for k, v in environ.items() if k in names and v != ""}
+
+
+def config_path(environ: Mapping[str, str], cli_path: str | None) -> Path | None:
+    """``--config`` > ``FAUCET_CONFIG`` > ``./faucet.toml`` when it exists."""
+    chosen = cli_path or environ.get("FAUCET_CONFIG")
+    if chosen:
+        return Path(chosen)
+    default = Path("faucet.toml")
+    return default if default.is_file() else None
+
+
+def load_config(
+    path: Path | None,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any],
+) -> Config:
+    """Merge the layers and validate; raises ConfigError listing every problem.
+
+    ``overrides`` maps dotted keys to CLI values.
+    """
+    merged: dict = {}
+    origin: dict[str, str] = {}
+    if path is not None:
+        merged = read_toml(path)
+        for key in _leaf_keys(merged):
+            origin[key] = str(path)
+    for key, value in env_overrides(environ).items():
+        _set(merged, key, value)
+        origin[key] = _env_label(key, environ)
+    for key, value in overrides.items():
+        _set(merged, key, value)
+        origin[key] = flag_name(key)
+    try:
+        config = CONVERTER.structure(merged, Config)
+    except Exception as exc:  # cattrs raises ClassValidationError (an ExceptionGroup)
+        raise ConfigError(_describe(exc, merged, origin)) from None
+    problems = [
+        _line(key, repr(value), message, origin) for key, value, message in validate(config)
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _line(key: str, shown_value: str | None, message: str, origin: Mapping[str, str]) -> str:
+    source = origin.get(key) or origin.get(key.split("[")[0], "")
+    shown = f"{key} = {shown_value}" if shown_value is not None else key
+    return f"{shown}{f' (from {source})' if source else ''}: {message}"
+
+
+def _env_label(key: str, environ: Mapping[str, str]) -> str:
+    for name, aliased in ENV_ALIASES.items():
+        if aliased == key and name in environ:
+            return name
+    return env_name(key)
+
+
+def _leaf_keys(tree: Mapping, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted in ("telemetry",):
+            keys += _leaf_keys(value, dotted + ".")
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def _format_exception(exc: BaseException, _type: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required key is missing"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return "unknown key(s): " + ", ".join(sorted(exc.extra_fields))
+    if isinstance(exc, ValueError) and "invalid literal" in str(exc):
+        return "expected a number"
+    return str(exc)
+
+
+def _describe(exc: BaseException, merged: Mapping, origin: Mapping[str, str]) -> list[str]:
+    """One line per problem: ``key = value (from SOURCE): what is allowed``."""
+    lines = []
+    for line in cattrs.transform_error(exc, path="$", format_exception=_format_exception):
+        message, _, where = line.rpartition(" @ ")
+        key = where.removeprefix("$").lstrip(".")
+        key = re.sub(r"\[(\d+)\]", r"[\1]", key)
+        if message.startswith("unknown key(s): "):
+            lines.extend(_unknown_keys(key, message, origin))
+            continue
+        try:
+            shown = repr(_get_indexed(merged, key))
+        except (KeyError, IndexError, TypeError):
+            shown = None
+        lines.append(_line(key, shown, message, origin))
+    return lines
+
+
+def _unknown_keys(table: str, message: str, origin: Mapping[str, str]) -> list[str]:
+    names = message.removeprefix("unknown key(s): ").split(", ")
+    allowed = _allowed_keys(table)
+    return [
+        _line(
+            f"{table}.{name}" if table else name,
+            None,
+            f"unknown key; allowed here: {', '.join(allowed)}",
+            origin,
+        )
+        for name in names
+    ]
+
+
+def _allowed_keys(table: str) -> list[str]:
+    cls = Config
+    if table.startswith("telemetry"):
+        cls = TelemetryConfig
+    elif table.startswith("route"):
+        cls = RouteConfig
+    return [a.name for a in attrs.fields(cls)]
+
+
+def _get_indexed(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        name, _, index = part.partition("[")
+        tree = tree[name]
+        if index:
+            tree = tree[int(index.rstrip("]"))]
+    return tree

@@ -1,0 +1,9 @@
+"""Exceptions that cross module boundaries and reach the user as messages."""
+
+
+class ConfigError(Exception):
+    """Bad user input: the CLI prints each problem on its own line and exits 2."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))

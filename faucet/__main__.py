@@ -1,0 +1,3 @@
+from faucet.cli import main
+
+main()

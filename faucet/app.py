@@ -1,0 +1,196 @@
+"""The root nursery: telemetry, the workers and the proxy, and the shutdown sequence.
+
+Shutdown, graceful: stop accepting and let in-flight requests finish (hypercorn drains up
+to ``shutdown_timeout``), then stop the workers (SIGTERM to each process group, SIGKILL
+after a grace), then flush telemetry (shielded, its own deadline). Immediate: cancel the
+proxy and workers at once, still flushing telemetry. A second request forces immediate.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+from attrs import frozen
+
+from faucet.config import Config, RouteConfig
+from faucet.dispatch import Dispatcher
+from faucet.errors import ConfigError
+from faucet.pool import Backend
+from faucet.proxy import Mount, Proxy
+from faucet.supervisor import supervise_worker
+from faucet.telemetry import serve_telemetry
+from faucet.upstream import UpstreamPool
+from faucet.workers import AppSpec, check_executable, default_strategy, resolve_kind
+
+log = logging.getLogger("faucet")
+_BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
+@frozen
+class Plan:
+    """What to run: each app with its spec and strategy (route None in start mode)."""
+
+    apps: list[tuple[RouteConfig | None, AppSpec, str, int]]  # route, spec, strategy, workers
+
+
+def plan_start(config: Config) -> Plan:
+    """``faucet start``: one app from --dir/--type."""
+    workdir = Path(config.dir).resolve()
+    kind = resolve_kind(config.type, workdir, config.app_dir)
+    spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
+    return Plan([(None, spec, config.strategy or default_strategy(kind), config.workers)])
+
+
+def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
+    """``faucet router``: one app per ``[[route]]``; workdirs are already resolved."""
+    apps = []
+    for route in routes:
+        spec = _spec(config, route.server_type, Path(route.workdir), route.app_dir, route.qmd)
+        apps.append((route, spec, route.strategy or default_strategy(route.server_type),
+                     route.workers))
+    return Plan(apps)
+
+
+def _spec(config: Config, kind: str, workdir: Path, app_dir, qmd) -> AppSpec:
+    return AppSpec(kind=kind, workdir=workdir, app_dir=app_dir, qmd=qmd,
+                   rscript=config.rscript, quarto=config.quarto, uv=config.uv)
+
+
+def check_plan(plan: Plan) -> None:
+    problems = []
+    for _route, spec, _strategy, _workers in plan.apps:
+        try:
+            check_executable(spec)
+        except ConfigError as exc:
+            problems += [p for p in exc.problems if p not in problems]
+    if problems:
+        raise ConfigError(problems)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now; the worker keeps it across restarts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_mounts(config: Config, plan: Plan) -> list[Mount]:
+    mounts = []
+    for route, _spec, strategy, workers in plan.apps:
+        name = route.route if route else None
+        backends = [Backend(worker_id=i, port=free_port(), route=name)
+                    for i in range(1, workers + 1)]
+        dispatcher = Dispatcher(backends, strategy, max_inflight=config.max_inflight,
+                                max_queue=config.max_queue, sticky_grace=config.sticky_grace)
+        mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends]))
+    return mounts
+
+
+def hypercorn_config(config: Config) -> hypercorn.config.Config:
+    """The one adapter from our validated config to hypercorn's (its own loader would
+    silently ignore unknown keys)."""
+    hc = hypercorn.config.Config()
+    hc.bind = [config.host]
+    # The workers' responses carry their own Date; hypercorn's would make two.
+    hc.include_date_header = False
+    hc.include_server_header = False
+    hc.graceful_timeout = config.shutdown_timeout
+    if config.max_message_size:
+        hc.websocket_max_message_size = config.max_message_size
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("faucet.hypercorn")
+    hc.backlog = 1024
+    return hc
+
+
+class Shutdown:
+    """Asks a running ``serve`` to stop: gracefully first, at once when asked again."""
+
+    def __init__(self, mode: str = "graceful"):
+        self.mode = mode
+        self.stopping = trio.Event()
+        self._front: trio.CancelScope | None = None
+        self._requests = 0
+
+    def request(self) -> None:
+        self._requests += 1
+        self.stopping.set()
+        if self.mode == "immediate" or self._requests > 1:
+            self.force()
+
+    def force(self) -> None:
+        if self._front is not None:
+            self._front.cancel()
+
+    def attach(self, scope: trio.CancelScope) -> None:
+        self._front = scope
+        if self.stopping.is_set() and self.mode == "immediate":
+            scope.cancel()
+
+
+async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run faucet until ``shutdown`` is requested; started with the bound addresses."""
+    check_plan(plan)
+    mounts = build_mounts(config, plan)
+    async with trio.open_nursery() as root:
+        recorder = await root.start(serve_telemetry, config.telemetry)
+        try:
+            async with trio.open_nursery() as front:
+                shutdown.attach(front.cancel_scope)
+                for mount, (route, spec, strategy, _n) in zip(mounts, plan.apps, strict=True):
+                    log.info("%s: %d %s worker(s), strategy %s, in %s",
+                             route.route if route else "app", len(mount.backends), spec.kind,
+                             strategy, spec.workdir)
+                    for backend in mount.backends:
+                        await front.start(partial(
+                            supervise_worker, backend, spec,
+                            _on_change(mount), startup_timeout=config.startup_timeout,
+                            worker_log=_worker_logger(backend)))
+                proxy = Proxy(config, mounts, recorder, routes=routes)
+                binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
+                log.info("faucet listening on %s", ", ".join(binds))
+                task_status.started(binds)
+        finally:
+            recorder.close()
+
+
+def _on_change(mount: Mount):
+    def changed() -> None:
+        mount.dispatcher.changed()
+    return changed
+
+
+async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
+                     front: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until shutdown has drained the connections, then stop the workers."""
+    try:
+        await hypercorn.trio.serve(proxy, hypercorn_config(config),
+                                   shutdown_trigger=shutdown.stopping.wait,
+                                   task_status=task_status)
+    except* OSError as group:
+        if not any(e.errno in _BIND_ERRORS for e in group.exceptions):
+            raise
+        reason = next(e.strerror for e in group.exceptions if e.errno in _BIND_ERRORS)
+        raise ConfigError(f"host = {config.host!r}: cannot listen there: {reason}; "
+                          "choose another --host") from None
+    log.info("front door closed; stopping workers")
+    front.cancel()
+
+
+def _worker_logger(backend: Backend) -> logging.LoggerAdapter:
+    prefix = f"[{backend.route}] {backend.target}" if backend.route else backend.target
+    return _PrefixAdapter(logging.getLogger("faucet.worker"), {"prefix": prefix})
+
+
+class _PrefixAdapter(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        return f"{self.extra['prefix']}: {msg}", kwargs

@@ -1,0 +1,114 @@
+"""Pure load-balancing decisions: which backend for a request, and the client IP the
+sticky strategies and telemetry use. No I/O; ``dispatch.py`` does the waiting."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import uuid
+from collections.abc import Sequence
+
+from faucet.pool import Backend
+
+LB_COOKIE = "FAUCET_LB_COOKIE"
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class BadClientIp(ValueError):
+    """The header ``--ip-from`` names is missing or malformed (the proxy answers 400)."""
+
+
+def stable_hash(data: bytes) -> int:
+    """A hash that is the same in every process and run (Python's ``hash`` is salted), so a
+    client keeps its worker across faucet restarts with the same worker count."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def ip_key(ip: IPAddress) -> int:
+    return stable_hash(ip.packed)
+
+
+def cookie_key(value: uuid.UUID) -> int:
+    return stable_hash(value.bytes)
+
+
+def next_online(backends: Sequence[Backend], start: int) -> Backend | None:
+    """The first online backend at or after index ``start`` (wrapping)."""
+    count = len(backends)
+    for offset in range(count):
+        backend = backends[(start + offset) % count]
+        if backend.online:
+            return backend
+    return None
+
+
+def least_busy(backends: Sequence[Backend], start: int, limit: int) -> Backend | None:
+    """The online backend with the fewest requests in flight, below ``limit``; ties go to
+    the first one at or after ``start`` so idle workers share the load evenly."""
+    best = None
+    count = len(backends)
+    for offset in range(count):
+        backend = backends[(start + offset) % count]
+        if backend.online and backend.inflight < limit:
+            if best is None or backend.inflight < best.inflight:
+                best = backend
+                if backend.inflight == 0:
+                    break
+    return best
+
+
+def sticky_index(key: int, count: int) -> int:
+    return key % count
+
+
+def cookie_for_index(index: int, count: int) -> uuid.UUID:
+    """A fresh cookie value that hashes to backend ``index`` (about ``count`` tries)."""
+    while True:
+        candidate = uuid.uuid4()
+        if cookie_key(candidate) % count == index:
+            return candidate
+
+
+def parse_cookie(header: bytes) -> uuid.UUID | None:
+    """The ``FAUCET_LB_COOKIE`` UUID from a Cookie header; None if absent or not a UUID."""
+    for part in header.split(b";"):
+        name, _, value = part.strip().partition(b"=")
+        if name == LB_COOKIE.encode():
+            try:
+                return uuid.UUID(value.strip(b'"').decode("ascii"))
+            except ValueError:
+                return None
+    return None
+
+
+def set_cookie_header(value: uuid.UUID) -> bytes:
+    return f"{LB_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax".encode()
+
+
+def client_ip(peer: str | None, mode: str, forwarded_for: bytes | None,
+              real_ip: bytes | None) -> IPAddress | None:
+    """The client's address per ``--ip-from``.
+
+    ``client``: the TCP peer. ``x-forwarded-for``: the leftmost (original client) entry.
+    ``x-real-ip``: the header's single address. Header modes raise BadClientIp when the
+    header is missing or not an IP address.
+    """
+    if mode == "client":
+        return _parse_ip(peer) if peer else None
+    name = "X-Forwarded-For" if mode == "x-forwarded-for" else "X-Real-IP"
+    raw = forwarded_for if mode == "x-forwarded-for" else real_ip
+    if raw is None:
+        raise BadClientIp(f"missing {name} header (faucet runs with --ip-from {mode})")
+    text = raw.decode("latin-1").split(",")[0].strip()
+    address = _parse_ip(text)
+    if address is None:
+        raise BadClientIp(f"{name} header {text!r} is not an IP address "
+                          f"(faucet runs with --ip-from {mode})")
+    return address
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None

@@ -1,0 +1,401 @@
+"""The ASGI front door: pick a worker, forward the exchange, answer errors in HTTP.
+
+Every outcome is an HTTP response: 400 for a bad client-IP header (``--ip-from``), 404
+for no route, 503 + Retry-After when no worker frees up in time, 502 when the worker
+breaks the exchange before answering, 504 when it does not answer within
+``response_timeout``. Each exchange becomes one telemetry event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import formatdate
+
+import h11
+import trio
+import uuid6
+from attrs import define
+
+from faucet.balancer import (
+    BadClientIp,
+    client_ip,
+    cookie_for_index,
+    cookie_key,
+    ip_key,
+    parse_cookie,
+    set_cookie_header,
+)
+from faucet.config import Config
+from faucet.dispatch import Dispatcher, QueueFull
+from faucet.pool import Backend
+from faucet.telemetry import HttpEvent, Recorder
+from faucet.upstream import UpstreamError, UpstreamPool
+
+HEALTH_PATH = "/__faucet__/health"
+RETRY_AFTER = b"5"
+# RFC 9110 7.6.1: connection-specific fields never forwarded (plus those that
+# Connection names). ``expect`` is answered by hypercorn on the client side.
+HOP_BY_HOP = frozenset(
+    b"connection keep-alive proxy-connection te trailer transfer-encoding upgrade expect".split()
+)
+
+
+@define(eq=False)
+class Mount:
+    """One app behind the proxy: its workers, their connection pools and its dispatcher.
+    ``route`` is None in ``faucet start`` mode."""
+
+    route: str | None
+    dispatcher: Dispatcher
+    pools: list[UpstreamPool]
+
+    @property
+    def backends(self) -> list[Backend]:
+        return self.dispatcher.backends
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
+class _Date:
+    """The HTTP Date value, formatted once per second (it is on every own response)."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        second = int(time.time())
+        if second != cls.second:
+            cls.second, cls.value = second, formatdate(second, usegmt=True).encode()
+        return cls.value
+
+
+@define(slots=True)
+class _Request:
+    """What the proxy reads from the client's request in one pass over its headers."""
+
+    headers: list[tuple[bytes, bytes]]
+    has_body: bool
+    forwarded_for: bytes | None = None
+    real_ip: bytes | None = None
+    host: bytes | None = None
+    cookie: uuid.UUID | None = None
+    user_agent: str | None = None
+    proto: bytes | None = None
+    forwarded_host: bytes | None = None
+
+
+def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> _Request:
+    """Split the client's headers into those forwarded and those faucet acts on."""
+    dropped = set(HOP_BY_HOP)
+    for name, value in scope_headers:
+        if name == b"connection":
+            dropped.update(t.strip().lower() for t in value.split(b","))
+    request = _Request(headers=[], has_body=False)
+    forwarded = request.headers
+    for name, value in scope_headers:
+        if name == b"content-length":
+            request.has_body = value.strip() != b"0"
+        elif name == b"transfer-encoding":
+            request.has_body = True
+        if name in dropped:
+            continue
+        if name == b"x-forwarded-for":
+            request.forwarded_for = value
+            continue  # rewritten below, with the client appended
+        if name == b"x-forwarded-proto":
+            request.proto = value
+            continue
+        if name == b"x-forwarded-host":
+            request.forwarded_host = value
+            continue
+        if name == b"x-real-ip":
+            request.real_ip = value
+        elif name == b"host":
+            request.host = value
+        elif name == b"cookie":
+            request.cookie = request.cookie or parse_cookie(value)
+        elif name == b"user-agent":
+            request.user_agent = value.decode("latin-1")
+        forwarded.append((name, value))
+    return request
+
+
+class Proxy:
+    """The ASGI application hypercorn serves."""
+
+    def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
+                 routes=None):
+        self.config = config
+        self.mounts = list(mounts)
+        self.recorder = recorder
+        self.routes = routes
+        self.trust_forwarded = config.ip_from != "client"
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "websocket":
+            from faucet.websocket import proxy_websocket
+
+            await proxy_websocket(self, scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    def health(self) -> tuple[int, dict]:
+        workers = [b.state() for m in self.mounts for b in m.backends]
+        online = sum(w["online"] for w in workers)
+        body = {"status": "ok" if online else "unavailable", "online": online,
+                "workers": workers,
+                "queued": sum(m.dispatcher.queued() for m in self.mounts),
+                "telemetry": self.recorder.statistics_dict()}
+        return (200 if online else 503), body
+
+    def locate(self, scope) -> tuple[Mount | None, bytes, bytes | None, bytes | None]:
+        """(mount, path as the worker sees it, mount prefix, redirect location)."""
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if self.routes is None:
+            return self.mounts[0], raw_path, None, None
+        found = self.routes.match(raw_path.decode("latin-1"))
+        if found is None:
+            return None, raw_path, None, None
+        if found.redirect is not None:
+            return None, raw_path, None, found.redirect.encode("latin-1")
+        return (self.mounts[found.index], found.upstream_path.encode("latin-1"),
+                found.prefix.encode("latin-1"), None)
+
+    async def http(self, scope, receive, send) -> None:
+        started = time.perf_counter()
+        if scope["path"] == HEALTH_PATH:
+            status, body = self.health()
+            await respond(send, status, json.dumps(body).encode(), b"application/json")
+            return
+        request = read_request(scope["headers"])
+        try:
+            ip = client_ip(_peer(scope), self.config.ip_from, request.forwarded_for,
+                           request.real_ip)
+        except BadClientIp as exc:
+            await respond(send, 400, f"Bad Request: {exc}\n".encode())
+            return
+        mount, path, prefix, redirect = self.locate(scope)
+        query = scope["query_string"]
+        event = _EventDraft(scope, path, query, ip, request.user_agent,
+                            mount.route if mount else None)
+        if mount is None:
+            if redirect is not None:
+                location = redirect + (b"?" + query if query else b"")
+                status = await respond(send, 308, b"", extra=[(b"location", location)])
+            else:
+                status = await respond(send, 404, b"Not Found: no route matches this path\n")
+            self.record(event, status, None, started)
+            return
+        dispatcher = mount.dispatcher
+        key = self._sticky_key(dispatcher.strategy, request, ip)
+        try:
+            with trio.fail_after(self.config.worker_wait_timeout):
+                backend, moved = await dispatcher.acquire(key)
+        except (trio.TooSlowError, QueueFull) as exc:
+            why = ("the queue of waiting requests is full" if isinstance(exc, QueueFull)
+                   else f"no worker was free within {self.config.worker_wait_timeout:g}s")
+            status = await respond(send, 503, f"Service Unavailable: {why}\n".encode(),
+                                   extra=[(b"retry-after", RETRY_AFTER)])
+            self.record(event, status, None, started)
+            return
+        chosen = time.perf_counter()
+        extra = []
+        if dispatcher.strategy == "cookie-hash" and (moved or request.cookie is None):
+            count = len(dispatcher.backends)
+            extra.append((b"set-cookie",
+                          set_cookie_header(cookie_for_index(backend.worker_id - 1, count))))
+        status = 0
+        try:
+            status = await self.forward(scope, receive, send, mount, backend, request,
+                                        path, query, prefix, ip, event.request_uuid, extra)
+        finally:
+            dispatcher.release(backend)
+            self.record(event, status, backend, chosen)
+
+    def _sticky_key(self, strategy: str, request: _Request, ip) -> int | None:
+        if strategy == "cookie-hash" and request.cookie is not None:
+            return cookie_key(request.cookie)
+        if strategy in ("ip-hash", "cookie-hash") and ip is not None:
+            # A browser's first requests carry no cookie yet: hashing its address puts
+            # them all on the worker its new cookie will point to.
+            return ip_key(ip)
+        return None
+
+    def upstream_headers(self, scope, request: _Request, ip, prefix, request_uuid) -> list:
+        """The client's end-to-end headers plus faucet's X-Forwarded-* and request id."""
+        headers = request.headers
+        client = str(ip) if ip is not None else None
+        if request.forwarded_for is not None and client is not None:
+            headers.append((b"x-forwarded-for", request.forwarded_for + b", " + client.encode()))
+        elif request.forwarded_for is not None:
+            headers.append((b"x-forwarded-for", request.forwarded_for))
+        elif client is not None:
+            headers.append((b"x-forwarded-for", client.encode()))
+        trusted = self.trust_forwarded
+        headers.append((b"x-forwarded-proto", request.proto if trusted and request.proto
+                        else scope["scheme"].encode()))
+        host = request.forwarded_host if trusted and request.forwarded_host else request.host
+        if host is not None:
+            headers.append((b"x-forwarded-host", host))
+        else:
+            headers.append((b"host", b"localhost"))
+        if prefix is not None:
+            headers.append((b"x-forwarded-prefix", prefix))
+        headers.append((b"faucet-request-uuid", str(request_uuid).encode()))
+        if request.has_body and not any(n == b"content-length" for n, _ in headers):
+            headers.append((b"transfer-encoding", b"chunked"))
+        return headers
+
+    async def forward(self, scope, receive, send, mount: Mount, backend: Backend,
+                      request: _Request, path: bytes, query: bytes, prefix, ip,
+                      request_uuid, extra) -> int:
+        """Send the request to ``backend`` and stream its response back; the status sent."""
+        target = path + b"?" + query if query else path
+        outgoing = h11.Request(
+            method=scope["method"], target=target,
+            headers=self.upstream_headers(scope, request, ip, prefix, request_uuid))
+        pool = mount.pools[backend.worker_id - 1]
+        try:
+            with trio.fail_after(self.config.response_timeout):
+                conn, response = await _exchange(pool, outgoing, receive, request.has_body)
+        except trio.TooSlowError:
+            return await respond(send, 504, b"Gateway Timeout: the worker did not answer within "
+                                 + f"{self.config.response_timeout:g}s\n".encode())
+        except UpstreamError as exc:
+            return await respond(send, 502, f"Bad Gateway: {exc}\n".encode())
+        except ClientGone:
+            return 499
+        try:
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": _response_headers(response.headers) + extra})
+            while type(event := await conn.next_event()) is h11.Data:
+                await send({"type": "http.response.body", "body": bytes(event.data),
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            pool.put_back(conn)
+        return response.status_code
+
+    def record(self, draft: _EventDraft, status: int, backend: Backend | None,
+               since: float) -> None:
+        self.recorder.record(draft.finish(self.recorder, status, backend, since))
+
+
+@define(slots=True)
+class _EventDraft:
+    """The parts of a telemetry event known before the response."""
+
+    scope: dict
+    path: bytes
+    query: bytes
+    ip: object
+    user_agent: str | None
+    route: str | None
+    request_uuid: uuid.UUID = None
+
+    def __attrs_post_init__(self):
+        self.request_uuid = uuid6.uuid7()
+
+    def finish(self, recorder: Recorder, status: int, backend: Backend | None,
+               since: float) -> HttpEvent:
+        return HttpEvent(
+            request_uuid=self.request_uuid,
+            namespace=recorder.namespace,
+            version=recorder.version,
+            target=backend.target if backend else None,
+            worker_route=self.route,
+            worker_id=backend.worker_id if backend else None,
+            ip_addr=self.ip,
+            method=self.scope["method"],
+            path=self.path.decode("latin-1"),
+            query_params=self.query.decode("latin-1") or None,
+            http_version="HTTP/" + self.scope["http_version"],
+            status=status,
+            user_agent=self.user_agent,
+            elapsed=round((time.perf_counter() - since) * 1000),
+            time=datetime.now(UTC),
+        )
+
+
+async def _exchange(pool: UpstreamPool, outgoing: h11.Request, receive, has_body: bool):
+    """Send the request and read the response head; a bodiless request that finds a
+    pooled connection closed by the worker is retried once on a new connection."""
+    while True:
+        conn, reused = await pool.connection()
+        try:
+            await conn.send(outgoing)
+            if has_body:
+                await _send_body(conn, receive)
+            await conn.send(h11.EndOfMessage())
+            while type(response := await conn.next_event()) is h11.InformationalResponse:
+                pass
+            return conn, response
+        except UpstreamError:
+            conn.close()
+            if reused and not has_body:
+                continue
+            raise
+        except BaseException:
+            conn.close()
+            raise
+
+
+async def _send_body(conn, receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        body = message.get("body", b"")
+        if body:
+            await conn.send(h11.Data(data=body))
+        if not message.get("more_body", False):
+            return
+
+
+def _response_headers(headers) -> list[tuple[bytes, bytes]]:
+    dropped = HOP_BY_HOP
+    for name, value in headers:
+        if name == b"connection":
+            dropped = HOP_BY_HOP | {t.strip().lower() for t in value.split(b",")}
+    out = [(name, value) for name, value in headers if name not in dropped]
+    if not any(name == b"date" for name, _ in out):
+        out.append((b"date", _Date.now()))
+    return out
+
+
+async def respond(send, status: int, body: bytes, content_type: bytes = b"text/plain",
+                  extra: Sequence[tuple[bytes, bytes]] = ()) -> int:
+    """A response faucet writes itself; returns the status for telemetry."""
+    headers = [(b"content-type", content_type + (b"; charset=utf-8"
+                                                 if content_type == b"text/plain" else b"")),
+               (b"content-length", str(len(body)).encode()), (b"date", _Date.now()),
+               *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return status
+
+
+def _peer(scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+async def _lifespan(receive, send) -> None:
+    """hypercorn refuses to serve an app that does not answer lifespan events."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

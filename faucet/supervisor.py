@@ -1,0 +1,159 @@
+"""One worker's life: spawn it, relay its output, mark it online once it accepts
+connections, restart it with capped backoff when it exits, and kill its whole process
+group when faucet stops."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+from collections import deque
+from collections.abc import Callable
+
+import trio
+
+from faucet.pool import Backend
+from faucet.workers import AppSpec, worker_argv, worker_env
+
+log = logging.getLogger("faucet.supervisor")
+TAIL_LINES = 20
+KILL_GRACE = 5.0
+PROBE_INTERVAL = 0.05
+MAX_LINE = 65536
+
+
+class RestartPolicy:
+    """Capped exponential backoff with full jitter; forgiven once a worker stays up."""
+
+    def __init__(self, initial: float = 0.5, cap: float = 30.0, stable_after: float = 30.0,
+                 rng: random.Random | None = None):
+        self.initial, self.cap, self.stable_after = initial, cap, stable_after
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def delay(self, uptime: float) -> float:
+        """Seconds to wait before the next start, given how long the last run lasted."""
+        if uptime >= self.stable_after:
+            self.failures = 0
+        ceiling = min(self.cap, self.initial * 2**self.failures)
+        self.failures += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "unknown status"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+async def supervise_worker(
+    backend: Backend,
+    app: AppSpec,
+    on_change: Callable[[], None],
+    *,
+    startup_timeout: float,
+    worker_log: logging.LoggerAdapter | logging.Logger,
+    policy: RestartPolicy | None = None,
+    task_status=trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the worker until cancelled. ``on_change`` fires whenever it goes online or
+    offline. Started (for ``nursery.start``) once the first process is spawned."""
+    policy = policy or RestartPolicy()
+    argv = worker_argv(app, backend.port)
+    env = worker_env(dict(os.environ), backend.worker_id)
+    while True:
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        began = trio.current_time()
+        process = await trio.lowlevel.open_process(
+            argv, cwd=str(app.workdir), env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        backend.pid = process.pid
+        backend.generation += 1
+        task_status.started()
+        task_status = trio.TASK_STATUS_IGNORED
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_relay, process.stdout, worker_log, None)
+                nursery.start_soon(_relay, process.stderr, worker_log, tail)
+                nursery.start_soon(_become_online, backend, process, on_change,
+                                   startup_timeout, worker_log)
+                await process.wait()
+                # Output still in the pipes is relayed; a grandchild that keeps them
+                # open must not hold the restart up.
+                nursery.cancel_scope.deadline = trio.current_time() + 1
+        finally:
+            if backend.online:
+                backend.online = False
+                on_change()
+            with trio.move_on_after(KILL_GRACE + 1, shield=True):
+                await stop_process_group(process)
+        uptime = trio.current_time() - began
+        delay = policy.delay(uptime)
+        backend.restarts += 1
+        last = "\n".join(tail) or "(no output on stderr)"
+        worker_log.error("exited (%s) after %.1fs; restarting in %.1fs. Last stderr lines:\n%s",
+                         describe_exit(process.returncode), uptime, delay, last)
+        await trio.sleep(delay)
+
+
+async def _become_online(backend: Backend, process: trio.Process, on_change,
+                         startup_timeout: float, worker_log) -> None:
+    """Online once the port accepts a connection; killed if that takes too long."""
+    with trio.move_on_after(startup_timeout):
+        while process.returncode is None:
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", backend.port)
+            except OSError:
+                await trio.sleep(PROBE_INTERVAL)
+                continue
+            await stream.aclose()
+            backend.online = True
+            worker_log.info("online on 127.0.0.1:%d (pid %d)", backend.port, process.pid)
+            on_change()
+            return
+        return
+    worker_log.error("did not accept connections within %gs (startup_timeout); killing it",
+                     startup_timeout)
+    _signal_group(process, signal.SIGKILL)
+
+
+async def stop_process_group(process: trio.Process, grace: float = KILL_GRACE) -> None:
+    """SIGTERM the worker's process group, SIGKILL it after ``grace`` seconds."""
+    _signal_group(process, signal.SIGTERM)
+    with trio.move_on_after(grace):
+        await process.wait()
+    # Always sweep the group: the leader may be gone while children linger.
+    _signal_group(process, signal.SIGKILL)
+    await process.wait()
+
+
+def _signal_group(process: trio.Process, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def _relay(stream, worker_log, tail: deque | None) -> None:
+    """Log the worker's output line by line (and keep stderr's last lines for crashes)."""
+    buffer = b""
+    async for chunk in stream:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_LINE:  # a line that never ends must not grow without bound
+            lines.append(buffer)
+            buffer = b""
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            worker_log.info("%s", line)
+            if tail is not None:
+                tail.append(line)
+    if buffer:
+        worker_log.info("%s", buffer.decode("utf-8", "replace"))

@@ -35,6 +35,15 @@ _BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 
 @frozen
+class Serving:
+    """What ``serve`` reports once it accepts connections."""
+
+    binds: list[str]
+    mounts: list[Mount]
+    recorder: object
+
+
+@frozen
 class Plan:
     """What to run: each app with its spec and strategy (route None in start mode)."""
 
@@ -138,7 +147,7 @@ class Shutdown:
 
 async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Run faucet until ``shutdown`` is requested; started with the bound addresses."""
+    """Run faucet until ``shutdown`` is requested; started with a ``Serving``."""
     check_plan(plan)
     mounts = build_mounts(config, plan)
     async with trio.open_nursery() as root:
@@ -158,7 +167,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 proxy = Proxy(config, mounts, recorder, routes=routes)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))
-                task_status.started(binds)
+                task_status.started(Serving(binds, mounts, recorder))
         finally:
             recorder.close()
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import formatdate
 
+import attrs
 import h11
 import trio
 import uuid6
@@ -155,7 +156,7 @@ class Proxy:
         body = {"status": "ok" if online else "unavailable", "online": online,
                 "workers": workers,
                 "queued": sum(m.dispatcher.queued() for m in self.mounts),
-                "telemetry": self.recorder.statistics_dict()}
+                "telemetry": attrs.asdict(self.recorder.statistics())}
         return (200 if online else 503), body
 
     def locate(self, scope) -> tuple[Mount | None, bytes, bytes | None, bytes | None]:

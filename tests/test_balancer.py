@@ -1,0 +1,75 @@
+"""Balancing decisions and client-IP extraction (pure)."""
+
+import ipaddress
+import uuid
+
+import pytest
+
+from faucet.balancer import (
+    BadClientIp,
+    client_ip,
+    cookie_for_index,
+    cookie_key,
+    ip_key,
+    least_busy,
+    next_online,
+    parse_cookie,
+    set_cookie_header,
+    sticky_index,
+)
+from faucet.pool import Backend
+
+
+def pool(*online: bool) -> list[Backend]:
+    return [Backend(worker_id=i + 1, port=1000 + i, online=o) for i, o in enumerate(online)]
+
+
+def test_next_online_skips_offline_and_wraps():
+    backends = pool(True, False, True)
+    assert next_online(backends, 1).worker_id == 3
+    assert next_online(backends, 3).worker_id == 1
+    assert next_online(pool(False, False), 0) is None
+
+
+def test_least_busy_prefers_idle_and_respects_the_limit():
+    backends = pool(True, True, True)
+    backends[0].inflight, backends[1].inflight, backends[2].inflight = 1, 0, 0
+    assert least_busy(backends, 0, limit=1).worker_id == 2
+    assert least_busy(backends, 2, limit=1).worker_id == 3
+    for b in backends:
+        b.inflight = 1
+    assert least_busy(backends, 0, limit=1) is None
+    assert least_busy(backends, 0, limit=2).worker_id == 1
+
+
+def test_hashes_are_stable_across_processes():
+    # Literal values: Python's own hash() is salted per process, ours must not be, so a
+    # client keeps its worker when faucet restarts with the same worker count.
+    assert ip_key(ipaddress.ip_address("10.1.2.3")) == 0x43063F00F3964801
+    assert cookie_key(uuid.UUID("12345678-1234-5678-1234-567812345678")) == 0x7B5565E0BA913CCF
+
+
+def test_cookie_for_index_lands_on_that_worker():
+    for count in (1, 2, 3, 7):
+        for index in range(count):
+            assert sticky_index(cookie_key(cookie_for_index(index, count)), count) == index
+
+
+def test_cookie_round_trip():
+    value = uuid.uuid4()
+    header = set_cookie_header(value)
+    assert header.endswith(b"; Path=/; HttpOnly; SameSite=Lax")
+    assert parse_cookie(b"a=1; " + header.split(b";")[0] + b"; b=2") == value
+    assert parse_cookie(b"FAUCET_LB_COOKIE=not-a-uuid") is None
+    assert parse_cookie(b"other=1") is None
+
+
+def test_client_ip_modes():
+    assert str(client_ip("127.0.0.1", "client", None, None)) == "127.0.0.1"
+    assert str(client_ip("10.0.0.1", "x-forwarded-for", b"203.0.113.9, 10.0.0.5", None)) \
+        == "203.0.113.9"
+    assert str(client_ip("10.0.0.1", "x-real-ip", None, b" 2001:db8::1 ")) == "2001:db8::1"
+    with pytest.raises(BadClientIp, match="missing X-Forwarded-For header"):
+        client_ip("10.0.0.1", "x-forwarded-for", None, None)
+    with pytest.raises(BadClientIp, match="'bogus' is not an IP address"):
+        client_ip("10.0.0.1", "x-real-ip", None, b"bogus")

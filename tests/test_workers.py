@@ -1,0 +1,73 @@
+"""App detection, worker commands and the restart policy (pure)."""
+
+import random
+from pathlib import Path
+
+import pytest
+
+from faucet.errors import ConfigError
+from faucet.supervisor import RestartPolicy, describe_exit
+from faucet.workers import (
+    AppSpec,
+    default_strategy,
+    detect_kind,
+    resolve_kind,
+    worker_argv,
+    worker_env,
+)
+
+
+@pytest.mark.parametrize(("files", "kind"), [
+    (["plumber.R"], "plumber"),
+    (["entrypoint.R", "other.R"], "plumber"),
+    (["app.R"], "shiny"),
+    (["ui.R", "server.R"], "shiny"),
+    (["ui.R"], None),
+    ([], None),
+])
+def test_detect_kind(tmp_path: Path, files, kind):
+    for name in files:
+        (tmp_path / name).write_text("")
+    assert detect_kind(tmp_path) == kind
+
+
+def test_resolve_kind_errors_name_the_key_and_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match=r"dir = .*no such directory"):
+        resolve_kind("auto", tmp_path / "missing", None)
+    with pytest.raises(ConfigError, match=r"type = 'auto': cannot detect.*set --type"):
+        resolve_kind("auto", tmp_path, None)
+    assert resolve_kind("shiny", tmp_path, None) == "shiny"
+
+
+def test_worker_commands():
+    plumber = worker_argv(AppSpec("plumber", Path("."), rscript="/opt/R"), 4001)
+    assert plumber[:2] == ["/opt/R", "-e"]
+    assert 'options("plumber.port"=4001)' in plumber[2] and "plumber::plumb()" in plumber[2]
+    shiny = worker_argv(AppSpec("shiny", Path("."), app_dir='my "app"'), 4002)
+    assert 'options("shiny.port"=4002)' in shiny[2]
+    assert 'shiny::runApp("my \\"app\\""' in shiny[2]
+    quarto = worker_argv(AppSpec("quarto-shiny", Path("."), qmd="doc.qmd", quarto="q"), 4003)
+    assert quarto[:4] == ["q", "serve", "--port", "4003"] and quarto[-1] == "doc.qmd"
+    fast = worker_argv(AppSpec("fast-api", Path("."), uv="uv"), 4004)
+    assert fast[:4] == ["uv", "run", "fastapi", "run"]
+    assert fast[fast.index("--host") + 1] == "127.0.0.1" and "4004" in fast
+    assert worker_env({"A": "1"}, 3) == {"A": "1", "FAUCET_WORKER_ID": "3"}
+
+
+def test_shiny_defaults_to_a_sticky_strategy():
+    assert default_strategy("shiny") == "cookie-hash"
+    assert default_strategy("quarto-shiny") == "cookie-hash"
+    assert default_strategy("plumber") == "round-robin"
+
+
+def test_restart_backoff_grows_is_capped_and_forgiven():
+    policy = RestartPolicy(initial=1, cap=8, stable_after=30, rng=random.Random(1))
+    delays = [policy.delay(uptime=0.1) for _ in range(6)]
+    ceilings = [1, 2, 4, 8, 8, 8]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert policy.delay(uptime=60) <= 1  # stayed up: back to the first step
+
+
+def test_describe_exit():
+    assert describe_exit(1) == "exit status 1"
+    assert describe_exit(-9) == "killed by SIGKILL"

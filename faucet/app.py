@@ -22,7 +22,8 @@ from attrs import frozen
 
 from faucet.config import Config, RouteConfig
 from faucet.dispatch import Dispatcher
-from faucet.errors import ConfigError
+from faucet.errors import ConfigError, leaves
+from faucet.logs import worker_logger
 from faucet.pool import Backend
 from faucet.proxy import Mount, Proxy
 from faucet.supervisor import supervise_worker
@@ -163,7 +164,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                         await front.start(partial(
                             supervise_worker, backend, spec,
                             _on_change(mount), startup_timeout=config.startup_timeout,
-                            worker_log=_worker_logger(backend)))
+                            worker_log=worker_logger(backend.worker_id, backend.route)))
                 proxy = Proxy(config, mounts, recorder, routes=routes)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))
@@ -186,20 +187,11 @@ async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
                                    shutdown_trigger=shutdown.stopping.wait,
                                    task_status=task_status)
     except* OSError as group:
-        if not any(e.errno in _BIND_ERRORS for e in group.exceptions):
+        reasons = [e.strerror for e in leaves(group) if e.errno in _BIND_ERRORS]
+        if not reasons:
             raise
-        reason = next(e.strerror for e in group.exceptions if e.errno in _BIND_ERRORS)
+        reason = reasons[0]
         raise ConfigError(f"host = {config.host!r}: cannot listen there: {reason}; "
                           "choose another --host") from None
     log.info("front door closed; stopping workers")
     front.cancel()
-
-
-def _worker_logger(backend: Backend) -> logging.LoggerAdapter:
-    prefix = f"[{backend.route}] {backend.target}" if backend.route else backend.target
-    return _PrefixAdapter(logging.getLogger("faucet.worker"), {"prefix": prefix})
-
-
-class _PrefixAdapter(logging.LoggerAdapter):
-    def process(self, msg, kwargs):
-        return f"{self.extra['prefix']}: {msg}", kwargs

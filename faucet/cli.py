@@ -17,18 +17,24 @@ from pathlib import Path
 
 import trio
 
+from faucet.app import Shutdown, plan_router, plan_start, serve
 from faucet.config import (
     CLI_ALIASES,
     Config,
     config_path,
     flag_name,
     load_config,
+    parse_size,
     setting_keys,
 )
-from faucet.errors import ConfigError
+from faucet.errors import ConfigError, leaves
+from faucet.logs import reopen_on_sigusr1, setup_logging
+from faucet.router import RouteTable, load_routes
+from faucet.telemetry_init import init_table
 
 log = logging.getLogger("faucet")
 EXIT_CONFIG = 2
+RUNNERS = ("rscript", "uv")
 
 
 def _options() -> argparse.ArgumentParser:
@@ -59,13 +65,33 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--timescale", action="store_true", default=False,
                       help="also make it a TimescaleDB hypertable on time")
     for name, key in (("rscript", "Rscript"), ("uv", "uv")):
-        runner = sub.add_parser(name, parents=[common], help=f"run {key} with faucet's settings")
-        runner.add_argument("args", nargs=argparse.REMAINDER)
+        sub.add_parser(name, help=f"run {key} with faucet's environment, passing its exit code")
     return parser
 
 
+def split_runner(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """For ``faucet [OPTIONS] rscript|uv ARGS...``: (faucet's part, the child's ARGS).
+
+    The child's arguments look like options (``-e``), so they are cut off before argparse
+    sees them; everything else goes through argparse unchanged.
+    """
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token in RUNNERS:
+            return list(argv[: index + 1]), list(argv[index + 1 :])
+        if token.startswith("--") and "=" not in token and token != "--help":
+            index += 1  # skip the option's value
+        elif not token.startswith("-"):
+            break
+        index += 1
+    return list(argv), []
+
+
 def parse(argv: Sequence[str], environ) -> tuple[argparse.Namespace, Config]:
-    args = build_parser().parse_args(argv)
+    own, child_args = split_runner(argv)
+    args = build_parser().parse_args(own)
+    args.args = child_args
     overrides = {k: v for k, v in vars(args).items() if k in set(setting_keys())}
     path = config_path(environ, getattr(args, "config", None))
     return args, load_config(path, environ, overrides)
@@ -75,7 +101,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args, config = parse(argv, os.environ)
-        _setup_logging(config)
         sys.exit(_dispatch(args, config))
     except ConfigError as exc:
         _print_problems(exc)
@@ -83,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         matched, rest = group.split(ConfigError)
         if rest is not None or matched is None:
             raise
-        _print_problems(*_leaves(matched))
+        _print_problems(*leaves(matched))
     except KeyboardInterrupt:
         sys.exit(130)
 
@@ -95,19 +120,17 @@ def _print_problems(*errors: ConfigError) -> None:
     sys.exit(EXIT_CONFIG)
 
 
-def _leaves(group: BaseException) -> list:
-    if isinstance(group, BaseExceptionGroup):
-        return [leaf for exc in group.exceptions for leaf in _leaves(exc)]
-    return [group]
-
-
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command in ("start", "router"):
-        trio.run(_run, args.command, config)
+        max_bytes = parse_size(config.max_log_file_size) if config.max_log_file_size else None
+        handle = setup_logging(config.log_level, config.log_file, max_bytes,
+                               config.log_file_backups, config.log_format)
+        try:
+            trio.run(_run, args.command, config, handle)
+        finally:
+            handle.close()
         return 0
     if args.command == "telemetry":
-        from faucet.telemetry_init import init_table
-
         t = config.telemetry
         if not t.postgres_string:
             raise ConfigError("telemetry.postgres_string: required for `faucet telemetry init`; "
@@ -128,13 +151,9 @@ def _exec(key: str, executable: str, args: list[str]) -> int:
     return 0  # not reached
 
 
-async def _run(command: str, config: Config) -> None:
-    from faucet.app import Shutdown, plan_router, plan_start, serve
-
+async def _run(command: str, config: Config, log_handle) -> None:
     routes = None
     if command == "router":
-        from faucet.router import RouteTable, load_routes
-
         route_list = config.route or load_routes(Path(config.conf))
         routes = RouteTable(route_list)
         plan = plan_router(config, route_list)
@@ -143,6 +162,7 @@ async def _run(command: str, config: Config) -> None:
     shutdown = Shutdown(config.shutdown)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, shutdown)
+        await nursery.start(reopen_on_sigusr1, log_handle)
         await serve(config, plan, shutdown, routes=routes)
         nursery.cancel_scope.cancel()
 
@@ -153,8 +173,3 @@ async def _watch_signals(shutdown) -> None:
             log.info("%s received: shutting down (%s)%s", signal.Signals(signum).name,
                      shutdown.mode, "; again: forcing" if shutdown.stopping.is_set() else "")
             shutdown.request()
-
-
-def _setup_logging(config: Config) -> None:
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -301,6 +301,7 @@ def load_config(
     for key, value in overrides.items():
         _set(merged, key, value)
         origin[key] = flag_name(key)
+    raw_routes = merged.pop("route", [])
     try:
         config = CONVERTER.structure(merged, Config)
     except Exception as exc:  # cattrs raises ClassValidationError (an ExceptionGroup)
@@ -308,6 +309,15 @@ def load_config(
     problems = [
         _line(key, repr(value), message, origin) for key, value, message in validate(config)
     ]
+    # router.py builds on this module (RouteConfig, read_toml), hence the late import.
+    from faucet.router import normalise_route_tables
+
+    try:
+        base_dir = path.parent if path is not None else Path(".")
+        routes = normalise_route_tables(raw_routes, base_dir, str(path)) if raw_routes else []
+        config = attrs.evolve(config, route=routes)
+    except ConfigError as exc:
+        problems += exc.problems
     if problems:
         raise ConfigError(problems)
     return config
@@ -380,11 +390,7 @@ def _unknown_keys(table: str, message: str, origin: Mapping[str, str]) -> list[s
 
 
 def _allowed_keys(table: str) -> list[str]:
-    cls = Config
-    if table.startswith("telemetry"):
-        cls = TelemetryConfig
-    elif table.startswith("route"):
-        cls = RouteConfig
+    cls = TelemetryConfig if table.startswith("telemetry") else Config
     return [a.name for a in attrs.fields(cls)]
 
 

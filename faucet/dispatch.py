@@ -49,6 +49,10 @@ class Dispatcher:
         event.set()
         self._serve_waiters()
 
+    async def wait_changed(self) -> None:
+        """Until the next time a backend goes online or offline."""
+        await self._changed.wait()
+
     def any_online(self) -> bool:
         return any(b.online for b in self.backends)
 

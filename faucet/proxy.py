@@ -32,7 +32,9 @@ from faucet.balancer import (
 )
 from faucet.config import Config
 from faucet.dispatch import Dispatcher, QueueFull
+from faucet.logs import log_access
 from faucet.pool import Backend
+from faucet.router import Redirect, RouteTable
 from faucet.telemetry import HttpEvent, Recorder
 from faucet.upstream import UpstreamError, UpstreamPool
 
@@ -132,7 +134,7 @@ class Proxy:
     """The ASGI application hypercorn serves."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
-                 routes=None):
+                 routes: RouteTable | None = None):
         self.config = config
         self.mounts = list(mounts)
         self.recorder = recorder
@@ -167,10 +169,10 @@ class Proxy:
         found = self.routes.match(raw_path.decode("latin-1"))
         if found is None:
             return None, raw_path, None, None
-        if found.redirect is not None:
-            return None, raw_path, None, found.redirect.encode("latin-1")
-        return (self.mounts[found.index], found.upstream_path.encode("latin-1"),
-                found.prefix.encode("latin-1"), None)
+        if isinstance(found, Redirect):
+            return None, raw_path, None, found.location.encode("latin-1")
+        return (self.mounts[found.index], found.path.encode("latin-1"),
+                found.prefix.encode("latin-1") or None, None)
 
     async def http(self, scope, receive, send) -> None:
         started = time.perf_counter()
@@ -289,43 +291,48 @@ class Proxy:
 
     def record(self, draft: _EventDraft, status: int, backend: Backend | None,
                since: float) -> None:
-        self.recorder.record(draft.finish(self.recorder, status, backend, since))
+        """The exchange's access-log line and telemetry event."""
+        elapsed = (time.perf_counter() - since) * 1000
+        scope = draft.scope
+        http_version = "HTTP/" + scope["http_version"]
+        raw_path = (scope.get("raw_path") or draft.path).decode("latin-1")
+        query = draft.query.decode("latin-1")
+        log_access(str(draft.ip) if draft.ip else "-", scope["method"],
+                   raw_path + "?" + query if query else raw_path, http_version, status,
+                   draft.user_agent, elapsed, backend.worker_id if backend else None,
+                   draft.route)
+        recorder = self.recorder
+        if recorder.enabled:
+            recorder.record(HttpEvent(
+                request_uuid=draft.request_uuid,
+                namespace=recorder.namespace,
+                version=recorder.version,
+                target=backend.target if backend else None,
+                worker_route=draft.route,
+                worker_id=backend.worker_id if backend else None,
+                ip_addr=draft.ip,
+                method=scope["method"],
+                path=draft.path.decode("latin-1"),
+                query_params=query or None,
+                http_version=http_version,
+                status=status,
+                user_agent=draft.user_agent,
+                elapsed=round(elapsed),
+                time=datetime.now(UTC),
+            ))
 
 
 @define(slots=True)
 class _EventDraft:
-    """The parts of a telemetry event known before the response."""
+    """What is known of an exchange before the response: its telemetry event's inputs."""
 
     scope: dict
-    path: bytes
+    path: bytes  # as the worker sees it
     query: bytes
     ip: object
     user_agent: str | None
     route: str | None
-    request_uuid: uuid.UUID = None
-
-    def __attrs_post_init__(self):
-        self.request_uuid = uuid6.uuid7()
-
-    def finish(self, recorder: Recorder, status: int, backend: Backend | None,
-               since: float) -> HttpEvent:
-        return HttpEvent(
-            request_uuid=self.request_uuid,
-            namespace=recorder.namespace,
-            version=recorder.version,
-            target=backend.target if backend else None,
-            worker_route=self.route,
-            worker_id=backend.worker_id if backend else None,
-            ip_addr=self.ip,
-            method=self.scope["method"],
-            path=self.path.decode("latin-1"),
-            query_params=self.query.decode("latin-1") or None,
-            http_version="HTTP/" + self.scope["http_version"],
-            status=status,
-            user_agent=self.user_agent,
-            elapsed=round((time.perf_counter() - since) * 1000),
-            time=datetime.now(UTC),
-        )
+    request_uuid: uuid.UUID = attrs.Factory(uuid6.uuid7)
 
 
 async def _exchange(pool: UpstreamPool, outgoing: h11.Request, receive, has_body: bool):

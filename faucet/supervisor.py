@@ -80,8 +80,8 @@ async def supervise_worker(
         task_status = trio.TASK_STATUS_IGNORED
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_relay, process.stdout, worker_log, None)
-                nursery.start_soon(_relay, process.stderr, worker_log, tail)
+                nursery.start_soon(_relay, process.stdout, worker_log, logging.INFO, None)
+                nursery.start_soon(_relay, process.stderr, worker_log, logging.WARNING, tail)
                 nursery.start_soon(_become_online, backend, process, on_change,
                                    startup_timeout, worker_log)
                 await process.wait()
@@ -141,8 +141,9 @@ def _signal_group(process: trio.Process, signum: int) -> None:
         pass
 
 
-async def _relay(stream, worker_log, tail: deque | None) -> None:
-    """Log the worker's output line by line (and keep stderr's last lines for crashes)."""
+async def _relay(stream, worker_log, level: int, tail: deque | None) -> None:
+    """Log the worker's output line by line at ``level`` (stdout INFO, stderr WARNING, as
+    the Rust server does) and keep stderr's last lines for the crash report."""
     buffer = b""
     async for chunk in stream:
         buffer += chunk
@@ -152,8 +153,8 @@ async def _relay(stream, worker_log, tail: deque | None) -> None:
             buffer = b""
         for raw in lines:
             line = raw.decode("utf-8", "replace").rstrip("\r")
-            worker_log.info("%s", line)
+            worker_log.log(level, "%s", line)
             if tail is not None:
                 tail.append(line)
     if buffer:
-        worker_log.info("%s", buffer.decode("utf-8", "replace"))
+        worker_log.log(level, "%s", buffer.decode("utf-8", "replace"))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from functools import partial
 from pathlib import Path
 
@@ -39,13 +41,18 @@ class Running:
     def client(self, **kwargs) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=60, **kwargs)
 
-    async def wait_online(self, count: int | None = None, timeout: float = 60) -> None:
-        with trio.fail_after(timeout):
-            while True:
-                backends = [b for m in self.proxy_mounts for b in m.backends]
-                if sum(b.online for b in backends) >= (count or len(backends)):
-                    return
-                await trio.sleep(0.05)
+    async def wait_online(self, count: int | None = None) -> None:
+        """Until ``count`` workers (default: all) are online; the caller owns the deadline."""
+        backends = [b for m in self.proxy_mounts for b in m.backends]
+        while sum(b.online for b in backends) < (count or len(backends)):
+            async with trio.open_nursery() as nursery:
+                for mount in self.proxy_mounts:
+                    nursery.start_soon(_first_change, mount.dispatcher, nursery.cancel_scope)
+
+
+async def _first_change(dispatcher, scope) -> None:
+    await dispatcher.wait_changed()
+    scope.cancel()
 
 
 def config_for(**overrides) -> Config:
@@ -66,7 +73,8 @@ async def run_faucet(config: Config, routes=None, wait: bool = True):
             partial(serve, config, plan, shutdown, routes=routes))
         running = Running(serving.binds[0], shutdown, serving.mounts, serving.recorder)
         if wait:
-            await running.wait_online()
+            with trio.fail_after(60):
+                await running.wait_online()
         try:
             yield running
         finally:
@@ -74,21 +82,26 @@ async def run_faucet(config: Config, routes=None, wait: bool = True):
 
 
 def faucet_process(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    """``python -m faucet ARGS`` in its own session so the test can clean up after it."""
-    return subprocess.Popen(
+    """``python -m faucet ARGS`` in its own session; its environment carries a unique
+    mark that every worker inherits, so ``leftover_processes`` can find them."""
+    mark = uuid.uuid4().hex
+    proc = subprocess.Popen(
         [sys.executable, "-m", "faucet", *args],
-        env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True, **kwargs)
+        env={**os.environ, **(env or {}), "FAUCET_TEST_MARK": mark}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs)
+    proc.mark = mark
+    return proc
 
 
-def r_processes_of(session_pid: int) -> list[int]:
-    """PIDs still alive in the process group faucet's children were started from."""
-    out = subprocess.run(["ps", "-eo", "pid=,sid=,comm="], capture_output=True, text=True)
+def leftover_processes(proc: subprocess.Popen) -> list[int]:
+    """PIDs still alive that were started by faucet ``proc`` (by its environment mark)."""
+    needle = f"FAUCET_TEST_MARK={proc.mark}".encode()
     alive = []
-    for line in out.stdout.splitlines():
-        pid, sid, comm = line.split(None, 2)
-        if int(sid) == session_pid or comm.strip() == "R":
-            alive.append(int(pid))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != proc.pid:
+            with contextlib.suppress(OSError):
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    alive.append(int(entry.name))
     return alive
 
 
@@ -98,15 +111,21 @@ def kill_session(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> list[str]:
-    """Read stderr until a line contains ``needle``; the lines read so far."""
-    lines = []
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> str:
+    """Read faucet's stderr until ``needle`` appears; the text read so far. Never blocks
+    past ``timeout``, even when faucet goes quiet (raw reads: no hidden buffering)."""
+    text = ""
+    fd = proc.stderr.fileno()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"{needle!r} not seen in faucet's output:\n{''.join(lines)}")
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while needle not in text and (left := deadline - time.monotonic()) > 0:
+            if not selector.select(left):
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            text += chunk.decode("utf-8", "replace")
+    if needle not in text:
+        raise AssertionError(f"{needle!r} not seen in faucet's output:\n{text}")
+    return text

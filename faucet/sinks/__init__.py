@@ -1,0 +1,111 @@
+"""Where telemetry events go: the ``Sink`` protocol and loading a sink by name.
+
+A sink is made by a *factory* ``(options, config) -> Sink``: ``options`` is the
+``[telemetry.sink_options]`` table untouched, ``config`` the whole ``TelemetryConfig``.
+A factory may be a class, a function, or an ``async`` function (to connect at start-up).
+It raises ``ConfigError`` for bad options; faucet then refuses to start.
+
+Only the configured sink is loaded, looked up in this order: the built-ins (``postgres``,
+``stdout``, ``null``), the in-process registry (``register_sink``, for tests and embedding),
+then the entry points of group ``faucet.sinks`` of installed packages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
+
+from faucet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from faucet.config import TelemetryConfig
+    from faucet.telemetry import HttpEvent
+
+ENTRY_POINT_GROUP = "faucet.sinks"
+_BUILTINS = {
+    "postgres": "faucet.sinks.postgres:PostgresSink.open",
+    "stdout": "faucet.sinks.stdout:StdoutSink",
+    "null": "faucet.sinks.null:NullSink",
+}
+_REGISTRY: dict[str, SinkFactory] = {}
+
+
+class Sink(Protocol):
+    """Receives batches from faucet's one sink task, never concurrently."""
+
+    async def write_batch(self, events: Sequence[HttpEvent]) -> None:
+        """Store ``events`` durably, or raise.
+
+        Raise ``SinkUnavailable`` (or let an ``OSError`` through) when the destination is
+        unreachable for now: faucet keeps the batch and retries it with backoff. Any other
+        exception means this batch cannot be stored: its events are counted as failed.
+        A blocking client must run in ``trio.to_thread.run_sync``.
+        """
+
+    async def aclose(self) -> None:
+        """Release connections and files; called once, after the last batch."""
+
+
+SinkFactory = Callable[[Mapping[str, Any], "TelemetryConfig"], "Sink | Awaitable[Sink]"]
+
+
+class SinkError(Exception):
+    """A sink could not store a batch; the message is safe to log."""
+
+
+class SinkUnavailable(SinkError):
+    """The destination is unreachable for now; the same batch should be retried."""
+
+
+def register_sink(name: str, factory: SinkFactory) -> None:
+    """Make ``factory`` loadable as ``name`` without installing a package."""
+    _REGISTRY[name] = factory
+
+
+def unregister_sink(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def available_sinks() -> list[str]:
+    """Every name ``load_sink`` would accept: built-ins, registered, installed."""
+    installed = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return [*_BUILTINS, *sorted((_REGISTRY.keys() | installed) - _BUILTINS.keys())]
+
+
+def load_sink(name: str) -> SinkFactory:
+    """The factory registered as ``name``; ConfigError if unknown or it fails to import."""
+    if name in _BUILTINS:
+        return _resolve(_BUILTINS[name])
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    found = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    if not found:
+        raise ConfigError(
+            f"telemetry.sink = {name!r}: unknown sink; available: {', '.join(available_sinks())}"
+            f" (a plugin registers entry point group {ENTRY_POINT_GROUP!r})"
+        )
+    (entry_point, *_) = found
+    try:
+        return entry_point.load()
+    except Exception as exc:
+        raise ConfigError(
+            f"telemetry.sink = {name!r}: cannot load plugin {entry_point.value!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+async def open_sink(config: TelemetryConfig) -> Sink:
+    """Load and create the configured sink; ConfigError when that is impossible."""
+    created = load_sink(config.sink_name)(config.sink_options, config)
+    return await created if inspect.isawaitable(created) else created
+
+
+def _resolve(target: str) -> SinkFactory:
+    module, _, attribute = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj

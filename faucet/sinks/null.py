@@ -1,0 +1,21 @@
+"""The ``null`` sink: counts events and discards them (telemetry off, or benchmarks)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from faucet.config import TelemetryConfig
+    from faucet.telemetry import HttpEvent
+
+
+class NullSink:
+    def __init__(self, options: Mapping[str, Any], config: TelemetryConfig) -> None:
+        self.events = 0
+
+    async def write_batch(self, events: Sequence[HttpEvent]) -> None:
+        self.events += len(events)
+
+    async def aclose(self) -> None:
+        pass

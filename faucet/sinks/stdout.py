@@ -1,0 +1,32 @@
+"""The ``stdout`` sink: one JSON object per event and line, for log shippers and debugging."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from faucet.config import TelemetryConfig
+    from faucet.telemetry import HttpEvent
+
+
+class StdoutSink:
+    def __init__(self, options: Mapping[str, Any], config: TelemetryConfig) -> None:
+        pass
+
+    async def write_batch(self, events: Sequence[HttpEvent]) -> None:
+        text = "".join(event.to_json() + "\n" for event in events)
+        # A pipe to a slow reader blocks; keep that off the event loop.
+        await trio.to_thread.run_sync(_write, text)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _write(text: str) -> None:
+    # Looked up at each call so a redirected sys.stdout (tests, embedding) is honoured.
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -1,0 +1,45 @@
+"""``faucet telemetry init``: create ``faucet_http_events`` (and optionally a hypertable).
+
+The DDL lives in the repository's ``sql/`` directory, the one source users can also run
+with psql; it is read from there (faucet is installed from a checkout, editable).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from faucet.errors import ConfigError
+from faucet.sinks.postgres import connection_settings
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+def init_table(conn_string: str, sslmode: str | None, sslcert: str | None, timescale: bool) -> None:
+    """Create the table if it does not exist; with ``timescale``, make it a hypertable.
+
+    Blocking (run it outside trio). ConfigError, without the password, on any failure.
+    """
+    scripts = [_read("faucet_http_events.sql")]
+    if timescale:
+        scripts.append(_read("timescaledb.sql"))
+    settings = connection_settings(conn_string, sslmode, sslcert)
+    try:
+        with settings.connect() as conn:
+            for script in scripts:
+                conn.execute(script)
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"telemetry init on {settings.describe()}: {settings.redact(str(exc))}"
+        ) from None
+
+
+def _read(name: str) -> str:
+    try:
+        return (SQL_DIR / name).read_text()
+    except OSError:
+        raise ConfigError(
+            f"{SQL_DIR / name} not found: install faucet from its source checkout, or run "
+            "the scripts in the repository's sql/ directory with psql"
+        ) from None

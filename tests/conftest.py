@@ -1,0 +1,3 @@
+"""Shared fixtures: PostgreSQL (tests/pg.py)."""
+
+pytest_plugins = ["tests.pg"]

@@ -1,0 +1,136 @@
+"""The command line as a user runs it: exit codes, messages, signals, no leftovers."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers import (
+    PLUMBER,
+    faucet_process,
+    kill_session,
+    leftover_processes,
+    wait_for_line,
+)
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = faucet_process(*args, env=env)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_bad_values_exit_2_naming_each_key():
+    result = run("start", "--workers", "0", "--strategy", "fastest", "--dir", str(PLUMBER))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "faucet: workers = 0 (from --workers): must be at least 1",
+        "faucet: strategy = 'fastest' (from --strategy): expected one of: round-robin, "
+        "ip-hash, cookie-hash, least-busy",
+    ]
+
+
+def test_options_before_or_after_the_subcommand_and_env():
+    before = run("--workers", "0", "start", "--dir", str(PLUMBER))
+    env = run("start", "--dir", str(PLUMBER), env={"FAUCET_WORKERS": "-1"})
+    assert before.returncode == env.returncode == 2
+    assert "workers = 0 (from --workers)" in before.stderr
+    assert "workers = -1 (from FAUCET_WORKERS)" in env.stderr
+
+
+def test_unknown_key_in_faucet_toml(tmp_path):
+    (tmp_path / "faucet.toml").write_text("workerz = 3\n")
+    result = run("start", "--config", str(tmp_path / "faucet.toml"))
+    assert result.returncode == 2
+    assert "workerz" in result.stderr and "unknown key" in result.stderr
+
+
+def test_missing_dir_and_undetectable_app(tmp_path):
+    missing = run("start", "--dir", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    undetectable = run("start", "--dir", str(tmp_path))
+    assert undetectable.returncode == 2
+    assert "cannot detect the app type" in undetectable.stderr and "--type" in undetectable.stderr
+
+
+def test_missing_rscript_is_a_start_up_error():
+    result = run("start", "--dir", str(PLUMBER), "--rscript", "/nonexistent/Rscript")
+    assert result.returncode == 2
+    assert "rscript = '/nonexistent/Rscript': not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sigterm_exits_0_and_leaves_no_r_process():
+    proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "2",
+                          "--host", f"127.0.0.1:{_free_port()}")
+    try:
+        wait_for_line(proc, "Worker::2 online")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        time.sleep(0.2)
+        assert leftover_processes(proc) == []
+    finally:
+        kill_session(proc)
+
+
+@pytest.mark.slow
+def test_second_signal_forces_an_immediate_stop():
+    port = _free_port()
+    proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "1",
+                          "--host", f"127.0.0.1:{port}", "--shutdown-timeout", "60")
+    try:
+        wait_for_line(proc, "Worker::1 online")
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None  # graceful: still draining the slow request
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10
+        assert leftover_processes(proc) == []
+        client.close()
+    finally:
+        kill_session(proc)
+
+
+@pytest.mark.slow
+def test_failed_start_up_leaves_no_r_process():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "2",
+                              "--host", f"127.0.0.1:{port}")
+        try:
+            _out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 2
+            assert f"host = '127.0.0.1:{port}': cannot listen there" in err
+            assert leftover_processes(proc) == []
+        finally:
+            kill_session(proc)
+
+
+def test_rscript_subcommand_passes_the_exit_code_on():
+    result = run("rscript", "-e", "cat('hi from R\\n'); quit(status = 3)")
+    assert result.returncode == 3
+    assert result.stdout == "hi from R\n"
+
+
+def test_python_dash_m_and_help():
+    result = subprocess.run(["faucet", "--help"], capture_output=True, text=True,
+                            env={**os.environ, "PATH": os.path.dirname(os.sys.executable)
+                                 + ":" + os.environ["PATH"]})
+    assert result.returncode == 0 and "router" in result.stdout

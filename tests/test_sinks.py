@@ -1,0 +1,105 @@
+"""Loading sinks by name, and the sinks that need no database."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import EntryPoint, EntryPoints
+
+import pytest
+import trio
+
+import faucet.sinks
+from faucet.config import TelemetryConfig
+from faucet.errors import ConfigError
+from faucet.sinks import available_sinks, load_sink, register_sink, unregister_sink
+from faucet.sinks.null import NullSink
+from faucet.sinks.stdout import StdoutSink
+from faucet.telemetry import serve_telemetry
+from tests.test_telemetry import make_event
+
+
+def test_builtins_load_by_name():
+    assert load_sink("stdout") is StdoutSink
+    assert load_sink("null") is NullSink
+    assert callable(load_sink("postgres"))
+
+
+def test_unknown_sink_names_every_available_one():
+    register_sink("mine", NullSink)
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_sink("nope")
+    finally:
+        unregister_sink("mine")
+    message = str(info.value)
+    assert "telemetry.sink = 'nope'" in message
+    assert "available: postgres, stdout, null" in message
+    assert "mine" in message
+    assert "faucet.sinks" in message
+
+
+def test_builtin_names_win_over_the_registry():
+    register_sink("stdout", NullSink)
+    try:
+        assert load_sink("stdout") is StdoutSink
+    finally:
+        unregister_sink("stdout")
+
+
+def test_plugin_that_fails_to_import_is_a_config_error(monkeypatch):
+    broken = EntryPoint("broken", "faucet_no_such_module:Sink", faucet.sinks.ENTRY_POINT_GROUP)
+
+    def fake_entry_points(*, group, name=None):
+        return EntryPoints([broken] if name in (None, "broken") else [])
+
+    monkeypatch.setattr(faucet.sinks, "entry_points", fake_entry_points)
+    with pytest.raises(ConfigError, match="cannot load plugin 'faucet_no_such_module:Sink'.*"
+                       "ModuleNotFoundError"):  # fmt: skip
+        load_sink("broken")
+    assert available_sinks() == ["postgres", "stdout", "null", "broken"]
+
+
+async def test_unknown_sink_fails_before_started():
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(ConfigError, match="unknown sink"):
+            await nursery.start(serve_telemetry, TelemetryConfig(sink="nope"))
+
+
+async def test_stdout_sink_writes_json_lines(capsys):
+    async with trio.open_nursery() as nursery:
+        recorder = await nursery.start(serve_telemetry, TelemetryConfig(sink="stdout"))
+        assert recorder.enabled
+        for i in range(3):
+            recorder.record(make_event(i))
+        recorder.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line) for line in lines] == [
+        json.loads(make_event(i).to_json()) for i in range(3)
+    ]
+    assert json.loads(lines[2])["time"] == "2024-05-01T12:00:00.000002+00:00"
+
+
+async def test_null_sink_counts():
+    sink = NullSink({}, TelemetryConfig())
+    await sink.write_batch([make_event(1), make_event(2)])
+    assert sink.events == 2
+
+
+async def test_example_plugin_is_selected_through_its_entry_point(tmp_path):
+    pytest.importorskip("faucet_sink_jsonfile", reason="pip install -e examples/sink-plugin")
+    path = tmp_path / "events.jsonl"
+    config = TelemetryConfig(sink="jsonfile", sink_options={"path": str(path)})
+    async with trio.open_nursery() as nursery:
+        recorder = await nursery.start(serve_telemetry, config)
+        for i in range(4):
+            recorder.record(make_event(i))
+        recorder.close()
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [row["elapsed"] for row in rows] == [0, 1, 2, 3]
+
+
+async def test_example_plugin_rejects_bad_options():
+    pytest.importorskip("faucet_sink_jsonfile", reason="pip install -e examples/sink-plugin")
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(ConfigError, match="path"):
+            await nursery.start(serve_telemetry, TelemetryConfig(sink="jsonfile"))

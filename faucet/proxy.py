@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 
 import attrs
-import h11
 import trio
 import uuid6
 from attrs import define
@@ -32,6 +31,7 @@ from faucet.balancer import (
 )
 from faucet.config import Config
 from faucet.dispatch import Dispatcher, QueueFull
+from faucet.http1 import LAST_CHUNK, encode_chunk, encode_head
 from faucet.logs import log_access
 from faucet.pool import Backend
 from faucet.router import Redirect, RouteTable
@@ -85,6 +85,7 @@ class _Request:
 
     headers: list[tuple[bytes, bytes]]
     has_body: bool
+    chunked: bool = False  # body without Content-Length: sent on with chunked framing
     forwarded_for: bytes | None = None
     real_ip: bytes | None = None
     host: bytes | None = None
@@ -106,7 +107,7 @@ def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> _Request:
         if name == b"content-length":
             request.has_body = value.strip() != b"0"
         elif name == b"transfer-encoding":
-            request.has_body = True
+            request.has_body = request.chunked = True
         if name in dropped:
             continue
         if name == b"x-forwarded-for":
@@ -255,7 +256,7 @@ class Proxy:
         if prefix is not None:
             headers.append((b"x-forwarded-prefix", prefix))
         headers.append((b"faucet-request-uuid", str(request_uuid).encode()))
-        if request.has_body and not any(n == b"content-length" for n, _ in headers):
+        if request.chunked:
             headers.append((b"transfer-encoding", b"chunked"))
         return headers
 
@@ -264,13 +265,13 @@ class Proxy:
                       request_uuid, extra) -> int:
         """Send the request to ``backend`` and stream its response back; the status sent."""
         target = path + b"?" + query if query else path
-        outgoing = h11.Request(
-            method=scope["method"], target=target,
-            headers=self.upstream_headers(scope, request, ip, prefix, request_uuid))
+        method = scope["method"]
+        head = encode_head(method, target,
+                           self.upstream_headers(scope, request, ip, prefix, request_uuid))
         pool = mount.pools[backend.worker_id - 1]
         try:
             with trio.fail_after(self.config.response_timeout):
-                conn, response = await _exchange(pool, outgoing, receive, request.has_body)
+                conn, response = await _exchange(pool, head, method, receive, request)
         except trio.TooSlowError:
             return await respond(send, 504, b"Gateway Timeout: the worker did not answer within "
                                  + f"{self.config.response_timeout:g}s\n".encode())
@@ -279,15 +280,18 @@ class Proxy:
         except ClientGone:
             return 499
         try:
-            await send({"type": "http.response.start", "status": response.status_code,
+            await send({"type": "http.response.start", "status": response.status,
                         "headers": _response_headers(response.headers) + extra})
-            while type(event := await conn.next_event()) is h11.Data:
-                await send({"type": "http.response.body", "body": bytes(event.data),
-                            "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # One chunk of lookahead: the last one goes out with more_body=False, which
+            # saves hypercorn a whole message per response (most bodies are one chunk).
+            body = await conn.body_chunk()
+            while chunk := await conn.body_chunk():
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                body = chunk
+            await send({"type": "http.response.body", "body": body, "more_body": False})
         finally:
             pool.put_back(conn)
-        return response.status_code
+        return response.status
 
     def record(self, draft: _EventDraft, status: int, backend: Backend | None,
                since: float) -> None:
@@ -335,22 +339,30 @@ class _EventDraft:
     request_uuid: uuid.UUID = attrs.Factory(uuid6.uuid7)
 
 
-async def _exchange(pool: UpstreamPool, outgoing: h11.Request, receive, has_body: bool):
-    """Send the request and read the response head; a bodiless request that finds a
-    pooled connection closed by the worker is retried once on a new connection."""
+async def _exchange(pool: UpstreamPool, head: bytes, method: str, receive,
+                    request: _Request):
+    """Send the request and read the response head.
+
+    The first piece of the body is read before the worker is contacted so that head and
+    body leave in one write; a request held whole in memory that finds its pooled
+    connection closed by the worker is retried once on a new connection.
+    """
+    payload, more = head, False
+    if request.has_body:
+        data, more = await _body_piece(receive)
+        payload += _frame(data, more, request.chunked)
     while True:
         conn, reused = await pool.connection()
         try:
-            await conn.send(outgoing)
-            if has_body:
-                await _send_body(conn, receive)
-            await conn.send(h11.EndOfMessage())
-            while type(response := await conn.next_event()) is h11.InformationalResponse:
-                pass
-            return conn, response
+            await conn.send(payload)
+            streamed = more
+            while more:
+                data, more = await _body_piece(receive)
+                await conn.send(_frame(data, more, request.chunked))
+            return conn, await conn.response_head(method)
         except UpstreamError:
             conn.close()
-            if reused and not has_body:
+            if reused and not streamed:
                 continue
             raise
         except BaseException:
@@ -358,16 +370,18 @@ async def _exchange(pool: UpstreamPool, outgoing: h11.Request, receive, has_body
             raise
 
 
-async def _send_body(conn, receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        body = message.get("body", b"")
-        if body:
-            await conn.send(h11.Data(data=body))
-        if not message.get("more_body", False):
-            return
+async def _body_piece(receive) -> tuple[bytes, bool]:
+    """The next piece of the client's request body and whether more follows."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone()
+    return message.get("body", b""), message.get("more_body", False)
+
+
+def _frame(data: bytes, more: bool, chunked: bool) -> bytes:
+    if not chunked:
+        return data
+    return (encode_chunk(data) if data else b"") + (b"" if more else LAST_CHUNK)
 
 
 def _response_headers(headers) -> list[tuple[bytes, bytes]]:

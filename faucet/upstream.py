@@ -1,4 +1,5 @@
-"""Keep-alive HTTP/1.1 connections from the proxy to one worker (h11 on trio sockets).
+"""Keep-alive HTTP/1.1 connections from the proxy to one worker (``http1`` framing on
+trio sockets).
 
 httpuv writes a response's head and body in two ``write()`` calls without TCP_NODELAY,
 so on a reused connection the body waits for our delayed ACK (~44 ms per request).
@@ -11,15 +12,15 @@ from __future__ import annotations
 
 import socket
 
-import h11
 import trio
 
+from faucet.http1 import ChunkedDecoder, Response, UpstreamProtocolError, parse_head
 from faucet.pool import Backend
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 RECEIVE_SIZE = 65536
 MAX_IDLE = 16
-_FAILURES = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError)
+_FAILURES = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 class UpstreamError(Exception):
@@ -27,39 +28,93 @@ class UpstreamError(Exception):
 
 
 class UpstreamConnection:
-    """One h11 client connection to a worker."""
+    """One keep-alive HTTP/1.1 connection to a worker: send bytes, read a response."""
 
-    __slots__ = ("stream", "h11", "generation", "_sock")
+    __slots__ = ("stream", "generation", "_sock", "_buffer", "_left", "_chunks", "_open_ended",
+                 "_idle")
 
     def __init__(self, stream: trio.SocketStream, generation: int):
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT)
         self.generation = generation
         self._sock = stream.socket
+        self._buffer = bytearray()
+        self._idle = True  # no exchange under way, or the last one completed cleanly
+        self._left: int | None = 0
+        self._chunks: ChunkedDecoder | None = None
+        self._open_ended = False
 
-    async def send(self, event) -> None:
+    async def send(self, data: bytes) -> None:
+        self._idle = False
         try:
-            data = self.h11.send(event)
-            if data:
-                await self.stream.send_all(data)
+            await self.stream.send_all(data)
         except _FAILURES as exc:
             raise UpstreamError(f"sending to the worker failed: {exc!r}") from exc
 
-    async def next_event(self):
-        """The next h11 event from the worker; UpstreamError on EOF or a broken socket."""
+    async def _receive(self) -> bool:
+        """Append what the worker sent to the buffer; False at end of stream."""
+        if _QUICKACK is not None:
+            self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         try:
-            while True:
-                event = self.h11.next_event()
-                if event is not h11.NEED_DATA:
-                    return event
-                if _QUICKACK is not None:
-                    self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-                self.h11.receive_data(await self.stream.receive_some(RECEIVE_SIZE))
+            data = await self.stream.receive_some(RECEIVE_SIZE)
         except _FAILURES as exc:
             raise UpstreamError(f"the worker broke the connection: {exc!r}") from exc
+        self._buffer += data
+        return bool(data)
+
+    async def response_head(self, method: str) -> Response:
+        """The final response head (informational 1xx ones are skipped)."""
+        try:
+            while True:
+                response = parse_head(self._buffer, method)
+                if response is None:
+                    if not await self._receive():
+                        raise UpstreamError("the worker closed the connection without answering")
+                elif 100 <= response.status < 200 and response.status != 101:
+                    continue
+                else:
+                    break
+        except UpstreamProtocolError as exc:
+            raise UpstreamError(f"invalid response from the worker: {exc}") from exc
+        self._left = response.length
+        self._chunks = ChunkedDecoder() if response.chunked else None
+        self._open_ended = response.length is None and not response.chunked
+        self._idle = response.keep_alive  # provisional: true once the body is complete
+        return response
+
+    async def body_chunk(self) -> bytes:
+        """The next piece of the response body; b"" once it is complete."""
+        try:
+            while True:
+                if self._chunks is not None:
+                    data = self._chunks.feed(self._buffer)
+                    if data or self._chunks.done:
+                        return data
+                elif self._open_ended:
+                    if self._buffer:
+                        data = bytes(self._buffer)
+                        self._buffer.clear()
+                        return data
+                else:
+                    if not self._left:
+                        return b""
+                    if self._buffer:
+                        data = bytes(self._buffer[: self._left])
+                        del self._buffer[: len(data)]
+                        self._left -= len(data)
+                        return data
+                if not await self._receive():
+                    if self._open_ended:
+                        self._open_ended = False
+                        self._left = 0
+                        return b""
+                    raise UpstreamError("the worker closed the connection mid-response")
+        except UpstreamProtocolError as exc:
+            raise UpstreamError(f"invalid response body from the worker: {exc}") from exc
 
     def reusable(self) -> bool:
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+        """Only after a complete exchange the worker agreed to keep alive."""
+        complete = (self._chunks.done if self._chunks is not None else self._left == 0)
+        return self._idle and complete and not self._buffer
 
     def close(self) -> None:
         """Drop the connection at once (sync, so it is safe in any cleanup path)."""
@@ -93,7 +148,6 @@ class UpstreamPool:
         """Keep a connection whose exchange completed cleanly; close anything else."""
         if (conn.reusable() and conn.generation == self.backend.generation
                 and len(self._idle) < MAX_IDLE):
-            conn.h11.start_next_cycle()
             self._idle.append(conn)
         else:
             conn.close()

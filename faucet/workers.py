@@ -71,10 +71,13 @@ def worker_argv(app: AppSpec, port: int) -> list[str]:
         )
         return [app.rscript, "-e", code]
     if app.kind == "quarto-shiny":
-        return [app.quarto, "serve", "--port", str(port), "--host", "127.0.0.1",
-                "--no-browse", app.qmd or ""]
+        # The Rust server's argv plus --host (quarto's default, made explicit). `quarto
+        # serve` opens no browser unless given --browser, and has no --no-browse flag.
+        return [app.quarto, "serve", "--port", str(port), "--host", "127.0.0.1", app.qmd or ""]
     if app.kind == "fast-api":
-        return [app.uv, "run", "fastapi", "run", "--host", "127.0.0.1", "--port", str(port)]
+        # The Rust server's argv plus --host: `fastapi run` binds 0.0.0.0 by default.
+        return [app.uv, "run", "fastapi", "run", "--workers", "1", "--host", "127.0.0.1",
+                "--port", str(port)]
     raise ValueError(f"unknown app kind {app.kind!r}")
 
 

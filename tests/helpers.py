@@ -106,8 +106,13 @@ def leftover_processes(proc: subprocess.Popen) -> list[int]:
 
 
 def kill_session(proc: subprocess.Popen) -> None:
+    """Kill faucet and, since each worker has a process group of its own, its workers."""
+    pids = leftover_processes(proc)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
 
 

@@ -241,10 +241,7 @@ def test_first_match_wins_and_no_match_is_none():
 
 def test_example_file_loads():
     example = Path(__file__).parent.parent / "examples" / "frouter.toml"
-    api, shiny = load_routes(example)
-    assert (api.route, api.server_type, Path(api.workdir).name) == ("/api/", "plumber", "plumber")
-    assert (shiny.route, shiny.server_type, Path(shiny.workdir).name) == (
-        "/shiny/",
-        "shiny",
-        "shiny",
-    )
+    routes = load_routes(example)
+    assert [(r.route, r.server_type, Path(r.workdir).name) for r in routes] == [
+        ("/api/", "plumber", "plumber"), ("/shiny/", "shiny", "shiny"),
+        ("/py/", "fast-api", "fastapi")]

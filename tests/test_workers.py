@@ -46,11 +46,12 @@ def test_worker_commands():
     shiny = worker_argv(AppSpec("shiny", Path("."), app_dir='my "app"'), 4002)
     assert 'options("shiny.port"=4002)' in shiny[2]
     assert 'shiny::runApp("my \\"app\\""' in shiny[2]
+    # The Rust server's commands, with the host pinned to loopback.
     quarto = worker_argv(AppSpec("quarto-shiny", Path("."), qmd="doc.qmd", quarto="q"), 4003)
-    assert quarto[:4] == ["q", "serve", "--port", "4003"] and quarto[-1] == "doc.qmd"
-    fast = worker_argv(AppSpec("fast-api", Path("."), uv="uv"), 4004)
-    assert fast[:4] == ["uv", "run", "fastapi", "run"]
-    assert fast[fast.index("--host") + 1] == "127.0.0.1" and "4004" in fast
+    assert quarto == ["q", "serve", "--port", "4003", "--host", "127.0.0.1", "doc.qmd"]
+    fast = worker_argv(AppSpec("fast-api", Path("."), uv="/opt/uv"), 4004)
+    assert fast == ["/opt/uv", "run", "fastapi", "run", "--workers", "1",
+                    "--host", "127.0.0.1", "--port", "4004"]
     assert worker_env({"A": "1"}, 3) == {"A": "1", "FAUCET_WORKER_ID": "3"}
 
 

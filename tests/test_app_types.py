@@ -1,0 +1,93 @@
+"""The app kinds beyond R: fast-api (``uv run fastapi run``) and quarto-shiny (``quarto
+serve``, played by a stand-in script since Quarto is not packaged here), plus ``faucet uv``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FASTAPI
+from tests.helpers import config_for, faucet_process, run_faucet
+
+# Answers every GET with what faucet started it with: argv, cwd and FAUCET_WORKER_ID.
+QUARTO_STAND_IN = f"""#!{sys.executable}
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = json.dumps({{"argv": sys.argv, "cwd": os.getcwd(),
+                           "worker": os.environ.get("FAUCET_WORKER_ID")}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+port = int(sys.argv[sys.argv.index("--port") + 1])
+HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+@pytest.mark.slow
+async def test_fast_api_workers_answer_through_faucet(fastapi_env, monkeypatch):
+    monkeypatch.setenv("UV_PROJECT_ENVIRONMENT", fastapi_env["UV_PROJECT_ENVIRONMENT"])
+    config = config_for(type="fast-api", dir=str(FASTAPI), uv=fastapi_env["FAUCET_UV"],
+                        strategy="round-robin")
+    async with run_faucet(config) as faucet, faucet.client() as client:
+        echo = await client.get("/echo", params={"msg": "hé"})
+        assert echo.status_code == 200 and echo.json() == {"msg": "hé"}
+        seen = [(await client.get("/")).json() for _ in range(4)]
+    assert sorted(answer["worker"] for answer in seen) == ["1", "1", "2", "2"]
+    assert {answer["path"] for answer in seen} == {"/"}
+
+
+@pytest.mark.slow
+async def test_quarto_shiny_command_cwd_and_worker_id(tmp_path: Path):
+    quarto = tmp_path / "bin" / "quarto"
+    quarto.parent.mkdir()
+    quarto.write_text(QUARTO_STAND_IN)
+    quarto.chmod(0o755)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "doc.qmd").write_text("")
+    config = config_for(type="quarto-shiny", dir=str(app), qmd="doc.qmd", quarto=str(quarto),
+                        strategy="round-robin")
+    async with run_faucet(config) as faucet, faucet.client() as client:
+        answers = [(await client.get("/")).json() for _ in range(2)]
+        ports = {str(b.worker_id): b.port for b in faucet.backends()}
+    assert sorted(answer["worker"] for answer in answers) == ["1", "2"]
+    for answer in answers:
+        port = str(ports[answer["worker"]])
+        assert answer["argv"] == [str(quarto), "serve", "--port", port, "--host", "127.0.0.1",
+                                  "doc.qmd"]
+        assert answer["cwd"] == str(app)
+
+
+def test_quarto_shiny_without_qmd_is_a_start_up_error(tmp_path: Path):
+    proc = faucet_process("start", "--type", "quarto-shiny", "--dir", str(tmp_path),
+                          "--quarto", sys.executable)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "qmd: required for --type quarto-shiny" in err and "Traceback" not in err
+
+
+def test_uv_subcommand_passes_the_exit_code_on(uv_bin: str):
+    code = "import sys; print('hi from uv'); sys.exit(3)"
+    proc = faucet_process("uv", "run", "--no-project", "python", "-c", code,
+                          env={"FAUCET_UV": uv_bin})
+    out, _err = proc.communicate(timeout=60)
+    assert proc.returncode == 3
+    assert out == "hi from uv\n"
+
+
+def test_uv_subcommand_without_uv_exits_2():
+    proc = faucet_process("--uv", "/nonexistent/uv", "uv", "--version")
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "uv = '/nonexistent/uv': not found" in err and "Traceback" not in err

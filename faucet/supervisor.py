@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 from collections import deque
@@ -42,6 +43,53 @@ class RestartPolicy:
         return self._rng.uniform(ceiling / 2, ceiling)
 
 
+# util-linux's setpriv (essential on Debian) makes the kernel SIGTERM the worker if faucet
+# itself dies, even by SIGKILL, so no worker outlives it.
+_DEATH_SIGNAL = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+
+
+class WorkerProcess:
+    """A worker process in its own process group, with async output streams and exit.
+
+    Spawned with subprocess.Popen on the event loop's own thread (vfork + exec, about a
+    millisecond, once per start) rather than trio.lowlevel.open_process: that forks from a
+    pooled worker thread, and the parent-death signal fires when the forking *thread*
+    exits, which trio's idle threads do after seconds.
+    """
+
+    def __init__(self, argv: list[str], cwd, env: dict[str, str]):
+        popen = subprocess.Popen(
+            _DEATH_SIGNAL + argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self._popen = popen
+        self.pid = popen.pid
+        self.stdout = _stream(popen.stdout)
+        self.stderr = _stream(popen.stderr)
+        self._exited = os.pidfd_open(popen.pid)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        if self._popen.returncode is None:
+            await trio.lowlevel.wait_readable(self._exited)
+            self._popen.wait()
+        return self._popen.returncode
+
+    def close(self) -> None:
+        """Release the pipes and the pidfd once the process is gone."""
+        self.stdout.close()
+        self.stderr.close()
+        os.close(self._exited)
+
+
+def _stream(pipe) -> trio.lowlevel.FdStream:
+    stream = trio.lowlevel.FdStream(os.dup(pipe.fileno()))
+    pipe.close()
+    return stream
+
+
 def describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "unknown status"
@@ -71,9 +119,15 @@ async def supervise_worker(
     while True:
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         began = trio.current_time()
-        process = await trio.lowlevel.open_process(
-            argv, cwd=str(app.workdir), env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            process = WorkerProcess(argv, app.workdir, env)
+        except OSError as exc:  # e.g. the executable was removed since start-up
+            task_status.started()
+            task_status = trio.TASK_STATUS_IGNORED
+            delay = policy.delay(0)
+            worker_log.error("cannot start %s: %s; retrying in %.1fs", argv[0], exc, delay)
+            await trio.sleep(delay)
+            continue
         backend.pid = process.pid
         backend.generation += 1
         task_status.started()
@@ -94,6 +148,7 @@ async def supervise_worker(
                 on_change()
             with trio.move_on_after(KILL_GRACE + 1, shield=True):
                 await stop_process_group(process)
+            process.close()
         uptime = trio.current_time() - began
         delay = policy.delay(uptime)
         backend.restarts += 1
@@ -103,7 +158,7 @@ async def supervise_worker(
         await trio.sleep(delay)
 
 
-async def _become_online(backend: Backend, process: trio.Process, on_change,
+async def _become_online(backend: Backend, process: WorkerProcess, on_change,
                          startup_timeout: float, worker_log) -> None:
     """Online once the port accepts a connection; killed if that takes too long."""
     with trio.move_on_after(startup_timeout):
@@ -124,7 +179,7 @@ async def _become_online(backend: Backend, process: trio.Process, on_change,
     _signal_group(process, signal.SIGKILL)
 
 
-async def stop_process_group(process: trio.Process, grace: float = KILL_GRACE) -> None:
+async def stop_process_group(process: WorkerProcess, grace: float = KILL_GRACE) -> None:
     """SIGTERM the worker's process group, SIGKILL it after ``grace`` seconds."""
     _signal_group(process, signal.SIGTERM)
     with trio.move_on_after(grace):
@@ -134,7 +189,7 @@ async def stop_process_group(process: trio.Process, grace: float = KILL_GRACE) -
     await process.wait()
 
 
-def _signal_group(process: trio.Process, signum: int) -> None:
+def _signal_group(process: WorkerProcess, signum: int) -> None:
     try:
         os.killpg(process.pid, signum)
     except (ProcessLookupError, PermissionError):

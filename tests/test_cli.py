@@ -134,3 +134,21 @@ def test_python_dash_m_and_help():
                             env={**os.environ, "PATH": os.path.dirname(os.sys.executable)
                                  + ":" + os.environ["PATH"]})
     assert result.returncode == 0 and "router" in result.stdout
+
+
+@pytest.mark.slow
+def test_workers_die_with_faucet_even_on_sigkill():
+    proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "2",
+                          "--host", f"127.0.0.1:{_free_port()}")
+    try:
+        wait_for_line(proc, "Worker::2 online")
+        workers = leftover_processes(proc)
+        assert len(workers) == 2
+        proc.kill()  # no chance to clean up: the kernel's parent-death signal must do it
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while leftover_processes(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert leftover_processes(proc) == []
+    finally:
+        kill_session(proc)

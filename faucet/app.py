@@ -29,6 +29,7 @@ from faucet.proxy import Mount, Proxy
 from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
 from faucet.upstream import UpstreamPool
+from faucet.websocket import install_close_code_fix
 from faucet.workers import AppSpec, check_executable, default_strategy, resolve_kind
 
 log = logging.getLogger("faucet")
@@ -183,6 +184,7 @@ async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
                      front: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown has drained the connections, then stop the workers."""
     try:
+        install_close_code_fix()  # hypercorn 0.18 reports client close codes as 1006
         await hypercorn.trio.serve(proxy, hypercorn_config(config),
                                    shutdown_trigger=shutdown.stopping.wait,
                                    task_status=task_status)

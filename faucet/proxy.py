@@ -61,6 +61,29 @@ class Mount:
         return self.dispatcher.backends
 
 
+@define(eq=False)
+class Admitted:
+    """A request that has a backend: what forwarding it needs, and its slot to release."""
+
+    mount: Mount
+    backend: Backend
+    moved: bool  # a sticky client moved off its own worker (which was down)
+    request: _Request
+    path: bytes  # as the worker sees it
+    query: bytes
+    prefix: bytes | None  # the route's mount point, for X-Forwarded-Prefix
+    ip: object
+    draft: EventDraft
+    chosen: float  # perf_counter when the backend was chosen (telemetry's elapsed)
+    released: bool = False
+
+    def release(self) -> None:
+        """Give the backend's slot back, once (early when the worker is done with it)."""
+        if not self.released:
+            self.released = True
+            self.mount.dispatcher.release(self.backend)
+
+
 class ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
@@ -181,27 +204,51 @@ class Proxy:
             status, body = self.health()
             await respond(send, status, json.dumps(body).encode(), b"application/json")
             return
+        admitted = await self.admit(scope, send, started)
+        if admitted is None:
+            return
+        dispatcher = admitted.mount.dispatcher
+        backend = admitted.backend
+        extra = []
+        if dispatcher.strategy == "cookie-hash" and (admitted.moved or
+                                                     admitted.request.cookie is None):
+            count = len(dispatcher.backends)
+            extra.append((b"set-cookie",
+                          set_cookie_header(cookie_for_index(backend.worker_id - 1, count))))
+        status = 0
+        try:
+            status = await self.forward(scope, receive, send, admitted, extra)
+        finally:
+            admitted.release()
+            self.record(admitted.draft, status, backend, admitted.chosen)
+
+    async def admit(self, scope, send, started: float) -> Admitted | None:
+        """Everything before the worker: the client's IP, the route and a backend.
+
+        Refusals (400, 404, 308, 503) are answered through ``send`` and recorded here;
+        ``send`` may be a WebSocket handshake's HTTP-response adapter.
+        """
         request = read_request(scope["headers"])
         try:
-            ip = client_ip(_peer(scope), self.config.ip_from, request.forwarded_for,
+            ip = client_ip(peer(scope), self.config.ip_from, request.forwarded_for,
                            request.real_ip)
         except BadClientIp as exc:
             await respond(send, 400, f"Bad Request: {exc}\n".encode())
-            return
+            return None
         mount, path, prefix, redirect = self.locate(scope)
         query = scope["query_string"]
-        event = _EventDraft(scope, path, query, ip, request.user_agent,
-                            mount.route if mount else None)
+        draft = EventDraft(scope, path, query, ip, request.user_agent,
+                           mount.route if mount else None)
         if mount is None:
             if redirect is not None:
                 location = redirect + (b"?" + query if query else b"")
                 status = await respond(send, 308, b"", extra=[(b"location", location)])
             else:
                 status = await respond(send, 404, b"Not Found: no route matches this path\n")
-            self.record(event, status, None, started)
-            return
+            self.record(draft, status, None, started)
+            return None
         dispatcher = mount.dispatcher
-        key = self._sticky_key(dispatcher.strategy, request, ip)
+        key = self.sticky_key(dispatcher.strategy, request, ip)
         try:
             with trio.fail_after(self.config.worker_wait_timeout):
                 backend, moved = await dispatcher.acquire(key)
@@ -210,23 +257,12 @@ class Proxy:
                    else f"no worker was free within {self.config.worker_wait_timeout:g}s")
             status = await respond(send, 503, f"Service Unavailable: {why}\n".encode(),
                                    extra=[(b"retry-after", RETRY_AFTER)])
-            self.record(event, status, None, started)
-            return
-        chosen = time.perf_counter()
-        extra = []
-        if dispatcher.strategy == "cookie-hash" and (moved or request.cookie is None):
-            count = len(dispatcher.backends)
-            extra.append((b"set-cookie",
-                          set_cookie_header(cookie_for_index(backend.worker_id - 1, count))))
-        status = 0
-        try:
-            status = await self.forward(scope, receive, send, mount, backend, request,
-                                        path, query, prefix, ip, event.request_uuid, extra)
-        finally:
-            dispatcher.release(backend)
-            self.record(event, status, backend, chosen)
+            self.record(draft, status, None, started)
+            return None
+        return Admitted(mount, backend, moved, request, path, query, prefix, ip, draft,
+                        time.perf_counter())
 
-    def _sticky_key(self, strategy: str, request: _Request, ip) -> int | None:
+    def sticky_key(self, strategy: str, request: _Request, ip) -> int | None:
         if strategy == "cookie-hash" and request.cookie is not None:
             return cookie_key(request.cookie)
         if strategy in ("ip-hash", "cookie-hash") and ip is not None:
@@ -260,15 +296,18 @@ class Proxy:
             headers.append((b"transfer-encoding", b"chunked"))
         return headers
 
-    async def forward(self, scope, receive, send, mount: Mount, backend: Backend,
-                      request: _Request, path: bytes, query: bytes, prefix, ip,
-                      request_uuid, extra) -> int:
-        """Send the request to ``backend`` and stream its response back; the status sent."""
+    async def forward(self, scope, receive, send, admitted: Admitted, extra) -> int:
+        """Send the request to the admitted backend and stream its response back; the
+        status sent. The backend's slot is released as soon as the worker has answered
+        completely, before the last write to the client, so a queued request can reach
+        the (single-threaded) R process without waiting on the client."""
+        request, path, query = admitted.request, admitted.path, admitted.query
         target = path + b"?" + query if query else path
         method = scope["method"]
-        head = encode_head(method, target,
-                           self.upstream_headers(scope, request, ip, prefix, request_uuid))
-        pool = mount.pools[backend.worker_id - 1]
+        head = encode_head(method, target, self.upstream_headers(
+            scope, request, admitted.ip, admitted.prefix, admitted.draft.request_uuid))
+        backend = admitted.backend
+        pool = admitted.mount.pools[backend.worker_id - 1]
         try:
             with trio.fail_after(self.config.response_timeout):
                 conn, response = await _exchange(pool, head, method, receive, request)
@@ -288,12 +327,16 @@ class Proxy:
             while chunk := await conn.body_chunk():
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 body = chunk
+            pool.put_back(conn)
+            conn = None
+            admitted.release()
             await send({"type": "http.response.body", "body": body, "more_body": False})
         finally:
-            pool.put_back(conn)
+            if conn is not None:
+                pool.put_back(conn)  # closes it: the exchange did not complete
         return response.status
 
-    def record(self, draft: _EventDraft, status: int, backend: Backend | None,
+    def record(self, draft: EventDraft, status: int, backend: Backend | None,
                since: float) -> None:
         """The exchange's access-log line and telemetry event."""
         elapsed = (time.perf_counter() - since) * 1000
@@ -327,7 +370,7 @@ class Proxy:
 
 
 @define(slots=True)
-class _EventDraft:
+class EventDraft:
     """What is known of an exchange before the response: its telemetry event's inputs."""
 
     scope: dict
@@ -407,7 +450,7 @@ async def respond(send, status: int, body: bytes, content_type: bytes = b"text/p
     return status
 
 
-def _peer(scope) -> str | None:
+def peer(scope) -> str | None:
     client = scope.get("client")
     return client[0] if client else None
 

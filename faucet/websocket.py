@@ -40,10 +40,8 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from faucet.balancer import BadClientIp, client_ip
-from faucet.dispatch import QueueFull
 from faucet.pool import Backend
-from faucet.proxy import HOP_BY_HOP, RETRY_AFTER, _EventDraft, _peer, read_request, respond
+from faucet.proxy import HOP_BY_HOP, respond
 
 log = logging.getLogger("faucet.websocket")
 # Handshake headers each leg writes for itself (wsproto writes Host from ``Request.host``).
@@ -83,44 +81,17 @@ async def proxy_websocket(proxy, scope, receive, send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return  # the client left before the handshake reached us
     deny = partial(_deny, send)
-    request = read_request(scope["headers"])
-    try:
-        ip = client_ip(_peer(scope), proxy.config.ip_from, request.forwarded_for,
-                       request.real_ip)
-    except BadClientIp as exc:
-        await respond(deny, 400, f"Bad Request: {exc}\n".encode())
-        return
-    mount, path, prefix, redirect = proxy.locate(scope)
-    query = scope["query_string"]
     # The handshake as the HTTP GET it is: telemetry's method, X-Forwarded-Proto's scheme.
     scope = {**scope, "method": "GET", "scheme": "https" if scope["scheme"] == "wss" else "http"}
-    draft = _EventDraft(scope, path, query, ip, request.user_agent,
-                        mount.route if mount else None)
-    if mount is None:
-        if redirect is not None:
-            location = redirect + (b"?" + query if query else b"")
-            status = await respond(deny, 308, b"", extra=[(b"location", location)])
-        else:
-            status = await respond(deny, 404, b"Not Found: no route matches this path\n")
-        proxy.record(draft, status, None, started)
+    admitted = await proxy.admit(scope, deny, started)
+    if admitted is None:
         return
-    dispatcher = mount.dispatcher
-    try:
-        with trio.fail_after(proxy.config.worker_wait_timeout):
-            backend, _moved = await dispatcher.acquire(
-                proxy._sticky_key(dispatcher.strategy, request, ip))
-    except (trio.TooSlowError, QueueFull) as exc:
-        why = ("the queue of waiting requests is full" if isinstance(exc, QueueFull)
-               else f"no worker was free within {proxy.config.worker_wait_timeout:g}s")
-        status = await respond(deny, 503, f"Service Unavailable: {why}\n".encode(),
-                               extra=[(b"retry-after", RETRY_AFTER)])
-        proxy.record(draft, status, None, started)
-        return
-    chosen = time.perf_counter()
-    status = 0
+    backend, request, draft = admitted.backend, admitted.request, admitted.draft
+    path, query, status = admitted.path, admitted.query, 0
     try:
         headers = [(name, value) for name, value in proxy.upstream_headers(
-            scope, request, ip, prefix, draft.request_uuid) if name not in _HANDSHAKE]
+            scope, request, admitted.ip, admitted.prefix, draft.request_uuid)
+            if name not in _HANDSHAKE]
         handshake = Request(
             host=(request.host or b"localhost").decode("latin-1"),
             target=(path + b"?" + query if query else path).decode("latin-1"),
@@ -136,12 +107,12 @@ async def proxy_websocket(proxy, scope, receive, send) -> None:
             return
         finally:
             # The slot covers the handshake, not the session (docs/websockets.md).
-            dispatcher.release(backend)
+            admitted.release()
         if worker is not None:
             await _relay(worker, receive, send,
                          proxy.config.max_message_size or DEFAULT_MAX_MESSAGE)
     finally:
-        proxy.record(draft, status, backend, chosen)
+        proxy.record(draft, status, backend, admitted.chosen)
 
 
 class _Worker:

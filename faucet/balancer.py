@@ -57,6 +57,17 @@ def least_busy(backends: Sequence[Backend], start: int, limit: int) -> Backend |
     return best
 
 
+def pipeline_target(backends: Sequence[Backend], depth: int) -> Backend | None:
+    """An online backend busy only with quick work (no slow request in flight) and
+    fewer than ``depth`` requests: the next request can wait in its socket briefly."""
+    best = None
+    for backend in backends:
+        if (backend.online and backend.slow_inflight == 0 and backend.inflight < depth
+                and (best is None or backend.inflight < best.inflight)):
+            best = backend
+    return best
+
+
 def sticky_index(key: int, count: int) -> int:
     return key % count
 

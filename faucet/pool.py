@@ -15,6 +15,7 @@ class Backend:
     route: str | None = None
     online: bool = False
     inflight: int = 0
+    slow_inflight: int = 0  # of those, requests not known to be quick (least-busy)
     served: int = 0
     restarts: int = 0
     pid: int | None = None

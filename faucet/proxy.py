@@ -30,7 +30,7 @@ from faucet.balancer import (
     set_cookie_header,
 )
 from faucet.config import Config
-from faucet.dispatch import Dispatcher, QueueFull
+from faucet.dispatch import Dispatcher, Lease, QueueFull
 from faucet.http1 import LAST_CHUNK, encode_chunk, encode_head
 from faucet.logs import log_access
 from faucet.pool import Backend
@@ -66,8 +66,7 @@ class Admitted:
     """A request that has a backend: what forwarding it needs, and its slot to release."""
 
     mount: Mount
-    backend: Backend
-    moved: bool  # a sticky client moved off its own worker (which was down)
+    lease: Lease
     request: _Request
     path: bytes  # as the worker sees it
     query: bytes
@@ -77,11 +76,16 @@ class Admitted:
     chosen: float  # perf_counter when the backend was chosen (telemetry's elapsed)
     released: bool = False
 
-    def release(self) -> None:
-        """Give the backend's slot back, once (early when the worker is done with it)."""
+    @property
+    def backend(self) -> Backend:
+        return self.lease.backend
+
+    def release(self, worker_seconds: float | None = None) -> None:
+        """Give the backend's slot back, once: early when the worker has answered (with
+        how long it took), else when the exchange ends."""
         if not self.released:
             self.released = True
-            self.mount.dispatcher.release(self.backend)
+            self.mount.dispatcher.release(self.lease, worker_seconds)
 
 
 class ClientGone(Exception):
@@ -210,7 +214,7 @@ class Proxy:
         dispatcher = admitted.mount.dispatcher
         backend = admitted.backend
         extra = []
-        if dispatcher.strategy == "cookie-hash" and (admitted.moved or
+        if dispatcher.strategy == "cookie-hash" and (admitted.lease.moved or
                                                      admitted.request.cookie is None):
             count = len(dispatcher.backends)
             extra.append((b"set-cookie",
@@ -251,7 +255,7 @@ class Proxy:
         key = self.sticky_key(dispatcher.strategy, request, ip)
         try:
             with trio.fail_after(self.config.worker_wait_timeout):
-                backend, moved = await dispatcher.acquire(key)
+                lease = await dispatcher.acquire(key, job=path)
         except (trio.TooSlowError, QueueFull) as exc:
             why = ("the queue of waiting requests is full" if isinstance(exc, QueueFull)
                    else f"no worker was free within {self.config.worker_wait_timeout:g}s")
@@ -259,7 +263,7 @@ class Proxy:
                                    extra=[(b"retry-after", RETRY_AFTER)])
             self.record(draft, status, None, started)
             return None
-        return Admitted(mount, backend, moved, request, path, query, prefix, ip, draft,
+        return Admitted(mount, lease, request, path, query, prefix, ip, draft,
                         time.perf_counter())
 
     def sticky_key(self, strategy: str, request: _Request, ip) -> int | None:
@@ -329,7 +333,7 @@ class Proxy:
                 body = chunk
             pool.put_back(conn)
             conn = None
-            admitted.release()
+            admitted.release(time.perf_counter() - admitted.chosen)
             await send({"type": "http.response.body", "body": body, "more_body": False})
         finally:
             if conn is not None:

@@ -16,9 +16,9 @@ async def test_round_robin_spreads_over_online_workers():
     dispatcher.backends[1].online = False
     picked = []
     for _ in range(4):
-        backend, _ = await dispatcher.acquire()
-        picked.append(backend.worker_id)
-        dispatcher.release(backend)
+        lease = await dispatcher.acquire()
+        picked.append(lease.backend.worker_id)
+        dispatcher.release(lease)
     assert picked == [1, 3, 1, 3]
 
 
@@ -33,8 +33,8 @@ async def test_request_waits_until_a_worker_comes_online(autojump_clock):
     async with trio.open_nursery() as nursery:
         nursery.start_soon(bring_up)
         start = trio.current_time()
-        backend, _ = await dispatcher.acquire()
-        assert backend.worker_id == 2 and trio.current_time() - start == pytest.approx(2)
+        lease = await dispatcher.acquire()
+        assert lease.backend.worker_id == 2 and trio.current_time() - start == pytest.approx(2)
 
 
 async def test_caller_deadline_bounds_the_wait(autojump_clock):
@@ -46,14 +46,16 @@ async def test_caller_deadline_bounds_the_wait(autojump_clock):
 
 async def test_least_busy_queues_fifo_and_hands_over_on_release(autojump_clock):
     dispatcher = Dispatcher(backends(2), "least-busy", max_inflight=1)
-    first, _ = await dispatcher.acquire()
-    second, _ = await dispatcher.acquire()
-    assert {first.worker_id, second.worker_id} == {1, 2}
+    first = await dispatcher.acquire()
+    second = await dispatcher.acquire()
+    assert {first.backend.worker_id, second.backend.worker_id} == {1, 2}
     order = []
+    leases = []
 
     async def waiter(name):
-        backend, _ = await dispatcher.acquire()
-        order.append((name, backend.worker_id))
+        lease = await dispatcher.acquire()
+        leases.append(lease)
+        order.append((name, lease.backend.worker_id))
 
     async with trio.open_nursery() as nursery:
         for name in "abc":
@@ -64,8 +66,8 @@ async def test_least_busy_queues_fifo_and_hands_over_on_release(autojump_clock):
         await trio.sleep(0.1)
         dispatcher.release(first)
         await trio.sleep(0.1)
-        assert order == [("a", second.worker_id), ("b", first.worker_id)]
-        dispatcher.release(dispatcher.backends[0])
+        assert order == [("a", second.backend.worker_id), ("b", first.backend.worker_id)]
+        dispatcher.release(leases[0])
     assert order[2][0] == "c"
 
 
@@ -83,24 +85,24 @@ async def test_least_busy_queue_is_bounded(autojump_clock):
 
 async def test_cancelled_waiter_leaves_the_queue_and_returns_a_handed_backend(autojump_clock):
     dispatcher = Dispatcher(backends(1), "least-busy")
-    held, _ = await dispatcher.acquire()
+    held = await dispatcher.acquire()
     with trio.move_on_after(1):
         await dispatcher.acquire()
     assert dispatcher.queued() == 0
     dispatcher.release(held)
-    assert held.inflight == 0
+    assert held.backend.inflight == 0
 
 
 async def test_sticky_waits_a_grace_then_moves(autojump_clock):
     dispatcher = Dispatcher(backends(3), "cookie-hash", sticky_grace=3)
     key = 4  # 4 % 3 -> backend index 1 (worker 2)
-    backend, moved = await dispatcher.acquire(key)
-    assert backend.worker_id == 2 and not moved
-    dispatcher.release(backend)
+    lease = await dispatcher.acquire(key)
+    assert lease.backend.worker_id == 2 and not lease.moved
+    dispatcher.release(lease)
     dispatcher.backends[1].online = False
     start = trio.current_time()
-    backend, moved = await dispatcher.acquire(key)
-    assert moved and backend.worker_id == 3
+    lease = await dispatcher.acquire(key)
+    assert lease.moved and lease.backend.worker_id == 3
     assert trio.current_time() - start == pytest.approx(3)
 
 
@@ -115,5 +117,57 @@ async def test_sticky_stays_when_its_worker_returns_within_the_grace(autojump_cl
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(restart)
-        backend, moved = await dispatcher.acquire(0)
-    assert backend.worker_id == 1 and not moved
+        lease = await dispatcher.acquire(0)
+    assert lease.backend.worker_id == 1 and not lease.moved
+
+
+async def test_least_busy_pipelines_only_behind_known_quick_work(autojump_clock):
+    dispatcher = Dispatcher(backends(1), "least-busy")
+    dispatcher.release(await dispatcher.acquire(job="/echo"), seconds=0.002)
+    dispatcher.release(await dispatcher.acquire(job="/sleep"), seconds=0.2)
+    assert dispatcher.known_quick("/echo") and not dispatcher.known_quick("/sleep")
+    assert not dispatcher.known_quick("/never-seen")
+
+    quick = await dispatcher.acquire(job="/echo")
+    behind_quick = await dispatcher.acquire(job="/sleep")  # waits in R's socket briefly
+    assert behind_quick.backend is quick.backend and quick.backend.inflight == 2
+    with trio.move_on_after(1):  # the worker now holds slow work: nothing more goes there
+        await dispatcher.acquire(job="/echo")
+        raise AssertionError("queued behind a slow request")
+    dispatcher.release(quick, 0.002)
+    dispatcher.release(behind_quick, 0.2)
+    assert quick.backend.inflight == quick.backend.slow_inflight == 0
+
+
+async def test_unknown_and_slow_work_is_never_pipelined_behind(autojump_clock):
+    dispatcher = Dispatcher(backends(1), "least-busy")
+    await dispatcher.acquire(job="/first-time")
+    with trio.move_on_after(1):
+        await dispatcher.acquire(job="/first-time")
+        raise AssertionError("pipelined behind a job of unknown length")
+
+
+async def test_quick_and_slow_jobs_share_the_workers_time_while_both_wait(autojump_clock):
+    dispatcher = Dispatcher(backends(1), "least-busy")
+    dispatcher.release(await dispatcher.acquire(job="/echo"), seconds=0.01)
+    dispatcher.release(await dispatcher.acquire(job="/slow"), seconds=0.05)
+    held = await dispatcher.acquire(job="/slow")  # slow: nothing pipelines behind it
+    started = []
+
+    async def request(job):
+        lease = await dispatcher.acquire(job=job)
+        started.append(job)
+        await trio.sleep(1)
+        dispatcher.release(lease)
+
+    async with trio.open_nursery() as nursery:
+        for job in ["/slow"] * 3 + ["/echo"] * 12:
+            nursery.start_soon(request, job)
+            await trio.sleep(0.001)
+        dispatcher.release(held)
+    # One slow job (0.05 s) buys the quick ones about as much time (5 x 0.01 s): quick
+    # requests pass the slow ones, yet no slow one starves behind all the quick ones.
+    slow_at = [i for i, job in enumerate(started) if job == "/slow"]
+    assert slow_at[0] <= 1 and len(slow_at) == 3
+    gaps = [later - earlier - 1 for earlier, later in zip(slow_at, slow_at[1:], strict=False)]
+    assert all(4 <= gap <= 6 for gap in gaps)

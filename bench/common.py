@@ -105,6 +105,8 @@ class Stack(contextlib.ExitStack):
             env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"faucet exited with status {proc.returncode} before serving")
             try:
                 with socket.create_connection(("127.0.0.1", port), 0.5) as sock:
                     sock.sendall(b"GET /__faucet__/health HTTP/1.0\r\n\r\n")
@@ -138,8 +140,8 @@ def wrk(url: str, seconds: int = 10, threads: int = 2, connections: int = 16) ->
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "p50": _ms(re.search(r"50%\s+(\S+)", out).group(1)),
-        "p99": _ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        "p50": _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)),
+        "p99": _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)),
         "errors": (int(errors.group(1)) if errors else 0),
         "socket_errors": socket_errors.group(1) if socket_errors else "",
     }

@@ -16,11 +16,34 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from faucet.telemetry_init import init_table
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUMBER = ROOT / "examples" / "plumber"
 TICKS = os.sysconf("SC_CLK_TCK")
+DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+@contextlib.contextmanager
+def throwaway_schema(server_dsn: str, prefix: str) -> Iterator[str]:
+    """A connection string whose search_path is a new schema with faucet_http_events."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    dsn = make_conninfo(server_dsn, options=f"-csearch_path={schema}")
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        init_table(dsn, None, None, timescale=False)
+        yield dsn
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def free_port() -> int:

@@ -18,56 +18,11 @@ from faucet.errors import ConfigError
 from faucet.sinks.postgres import _ROW, connection_settings
 from faucet.telemetry import Recorder, serve_telemetry
 from faucet.telemetry_init import SQL_DIR, init_table
+from tests.forwarder import Forwarder
 from tests.pg import query
 from tests.test_telemetry import make_event
 
 SECRET = "pw-Secret-0417"
-
-
-class Forwarder:
-    """A TCP relay to the test server that a test can cut (resetting every connection
-    and refusing new ones) and restore."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._scopes: set[trio.CancelScope] = set()
-        self.up = True
-
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        task_status.started(listeners[0].socket.getsockname()[1])
-        await trio.serve_listeners(self._relay, listeners)
-
-    def cut(self) -> None:
-        self.up = False
-        for scope in self._scopes:
-            scope.cancel()
-
-    def restore(self) -> None:
-        self.up = True
-
-    async def _relay(self, client: trio.SocketStream) -> None:
-        async with client:
-            if not self.up:
-                return
-            with trio.CancelScope() as scope:
-                self._scopes.add(scope)
-                try:
-                    async with await trio.open_tcp_stream(*self._target) as server:
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(_pipe, client, server, nursery.cancel_scope)
-                            nursery.start_soon(_pipe, server, client, nursery.cancel_scope)
-                finally:
-                    self._scopes.discard(scope)
-
-
-async def _pipe(source, sink, done: trio.CancelScope) -> None:
-    try:
-        async for data in source:
-            await sink.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    done.cancel()
 
 
 def via(dsn: str, port: int) -> str:

@@ -22,6 +22,7 @@ from faucet.app import free_port
 from faucet.config import TelemetryConfig
 from faucet.sinks import register_sink, unregister_sink
 from faucet.telemetry import COLUMNS
+from tests.forwarder import Forwarder
 from tests.helpers import (
     PLUMBER,
     config_for,
@@ -252,59 +253,6 @@ def test_sigterm_writes_every_queued_event(pg_dsn):
     assert sorted(str(r["request_uuid"]) for r in rows) == sorted(ids)
     assert {(r["namespace"], r["version"], r["status"]) for r in rows} == {
         ("sigterm", "9.9.9", 200)}
-
-
-class Forwarder:
-    """A TCP relay to PostgreSQL that the test can cut (resetting every connection and
-    refusing new ones) and restore; it knows the local ports of its upstream connections,
-    which is how the test finds faucet's backend in pg_stat_activity."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._scopes: set[trio.CancelScope] = set()
-        self.upstream_ports: set[int] = set()
-        self.up = True
-
-    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        task_status.started(listeners[0].socket.getsockname()[1])
-        await trio.serve_listeners(self._relay, listeners)
-
-    def cut(self) -> None:
-        self.up = False
-        for scope in self._scopes:
-            scope.cancel()
-
-    def restore(self) -> None:
-        self.up = True
-
-    async def _relay(self, client: trio.SocketStream) -> None:
-        async with client:
-            if not self.up:
-                return
-            with trio.CancelScope() as scope:
-                self._scopes.add(scope)
-                try:
-                    async with await trio.open_tcp_stream(*self._target) as server:
-                        port = server.socket.getsockname()[1]
-                        self.upstream_ports.add(port)
-                        try:
-                            async with trio.open_nursery() as nursery:
-                                nursery.start_soon(_pipe, client, server, nursery.cancel_scope)
-                                nursery.start_soon(_pipe, server, client, nursery.cancel_scope)
-                        finally:
-                            self.upstream_ports.discard(port)
-                finally:
-                    self._scopes.discard(scope)
-
-
-async def _pipe(source, sink, done: trio.CancelScope) -> None:
-    try:
-        async for data in source:
-            await sink.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    done.cancel()
 
 
 class Traffic:

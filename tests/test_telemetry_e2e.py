@@ -165,7 +165,9 @@ async def test_each_request_is_one_row_with_every_column_right(pg_dsn):
         assert row["user_agent"] == seen["agent"]
         assert row["time"].tzinfo is not None
         assert began <= seen["started"] <= row["time"] <= ended
-        assert 0 <= row["elapsed"] <= seen["ms"] + 1  # milliseconds, within what we saw
+        # Milliseconds, within what we saw: faucet stops its clock after its last write
+        # returns, and the in-process client may run before that, hence the slack.
+        assert 0 <= row["elapsed"] <= seen["ms"] + 25
         body = seen["body"]
         if key[1] == "/headers":
             # The worker got this very id, and the User-Agent recorded.
@@ -198,7 +200,7 @@ async def test_503_from_faucet_itself_is_an_event_without_a_worker(pg_dsn, tmp_p
     assert (row["target"], row["worker_id"], row["worker_route"]) == (None, None, None)
     assert (row["method"], row["path"], row["query_params"]) == ("GET", "/echo", "msg=x")
     assert (row["status"], row["user_agent"]) == (503, "e2e")
-    assert 500 <= row["elapsed"] <= waited_ms + 1  # it waited worker_wait_timeout for one
+    assert 500 <= row["elapsed"] <= waited_ms + 25  # it waited worker_wait_timeout for one
 
 
 async def test_elapsed_runs_from_worker_choice_to_response_end(pg_dsn):

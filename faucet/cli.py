@@ -7,6 +7,7 @@ one per line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import shutil
@@ -163,8 +164,18 @@ async def _run(command: str, config: Config, log_handle) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, shutdown)
         await nursery.start(reopen_on_sigusr1, log_handle)
+        _tune_gc()
         await serve(config, plan, shutdown, routes=routes)
         nursery.cancel_scope.cancel()
+
+
+def _tune_gc() -> None:
+    """Fewer cyclic-GC passes on the request path: a proxied request allocates a few
+    hundred short-lived objects, so the default gen-0 threshold (700) ran a collection
+    every few requests. Measured with a fast stand-in worker: 0.58 -> 0.49-0.53 ms of
+    faucet CPU per request. Objects from start-up are frozen out of the scans."""
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 async def _watch_signals(shutdown) -> None:

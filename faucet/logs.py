@@ -193,20 +193,13 @@ def worker_logger(worker_id: int, route: str | None = None) -> logging.LoggerAda
     return _TargetAdapter(logging.getLogger("faucet.worker"), {"fields": fields})
 
 
-def access_line(
-    client: str,
-    method: str,
-    path: str,
-    http_version: str,
-    status: int,
-    user_agent: str | None,
-    elapsed_ms: float,
-    target: str | None,
-) -> str:
-    """``127.0.0.1 "GET /api/x?q=1 HTTP/1.1" 200 "curl/8" 3.2ms Worker::2`` ('-' if none)."""
+def access_line(fields: dict[str, Any]) -> str:
+    """``127.0.0.1 "GET /api/x?q=1 HTTP/1.1" 200 "curl/8" 3.2ms Worker::2`` ('-' if none),
+    from the fields ``log_access`` collects."""
     return (
-        f'{client} "{method} {path} {http_version}" {status} "{_quoted(user_agent)}" '
-        f"{elapsed_ms:.1f}ms {target or '-'}"
+        f'{fields["client"]} "{fields["method"]} {fields["path"]} {fields["http_version"]}" '
+        f'{fields["status"]} "{_quoted(fields["user_agent"])}" '
+        f"{fields['elapsed_ms']:.1f}ms {fields['target'] or '-'}"
     )
 
 
@@ -244,5 +237,4 @@ def log_access(
         "worker_id": worker_id,
         "route": route,
     }
-    line = access_line(client, method, path, http_version, status, user_agent, elapsed_ms, target)
-    access_log.info(line, extra={"fields": fields})
+    access_log.info(access_line(fields), extra={"fields": fields})

@@ -127,7 +127,10 @@ def test_text_access_line(tmp_path):
 
 
 def test_access_line_escapes_quotes():
-    line = logs.access_line("::1", "GET", "/", "HTTP/2", 200, 'say "hi"', 0.04, "Worker::1")
+    line = logs.access_line({"client": "::1", "method": "GET", "path": "/",
+                             "http_version": "HTTP/2", "status": 200,
+                             "user_agent": 'say "hi"', "elapsed_ms": 0.04,
+                             "target": "Worker::1"})
     assert line == '::1 "GET / HTTP/2" 200 "say \\"hi\\"" 0.0ms Worker::1'
 
 

@@ -29,7 +29,7 @@ from faucet.proxy import Mount, Proxy
 from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
 from faucet.upstream import UpstreamPool
-from faucet.websocket import install_close_code_fix
+from faucet.websocket import install_close_code_fix, proxy_websocket
 from faucet.workers import AppSpec, check_executable, default_strategy, resolve_kind
 
 log = logging.getLogger("faucet")
@@ -166,7 +166,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                             supervise_worker, backend, spec,
                             _on_change(mount), startup_timeout=config.startup_timeout,
                             worker_log=worker_logger(backend.worker_id, backend.route)))
-                proxy = Proxy(config, mounts, recorder, routes=routes)
+                proxy = Proxy(config, mounts, recorder, proxy_websocket, routes=routes)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))
                 task_status.started(Serving(binds, mounts, recorder))

@@ -162,8 +162,11 @@ class Proxy:
     """The ASGI application hypercorn serves."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
-                 routes: RouteTable | None = None):
+                 on_websocket, routes: RouteTable | None = None):
+        """``on_websocket(proxy, scope, receive, send)`` serves WebSocket scopes
+        (faucet.websocket builds on this module, so it is handed in)."""
         self.config = config
+        self.on_websocket = on_websocket
         self.mounts = list(mounts)
         self.recorder = recorder
         self.routes = routes
@@ -174,9 +177,7 @@ class Proxy:
         if kind == "http":
             await self.http(scope, receive, send)
         elif kind == "websocket":
-            from faucet.websocket import proxy_websocket
-
-            await proxy_websocket(self, scope, receive, send)
+            await self.on_websocket(self, scope, receive, send)
         elif kind == "lifespan":
             await _lifespan(receive, send)
 

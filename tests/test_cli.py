@@ -15,6 +15,7 @@ from tests.helpers import (
     leftover_processes,
     wait_for_line,
 )
+from tests.pg import query
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -152,3 +153,15 @@ def test_workers_die_with_faucet_even_on_sigkill():
         assert leftover_processes(proc) == []
     finally:
         kill_session(proc)
+
+
+def test_telemetry_init_creates_the_table(pg_empty_dsn):
+    result = run("telemetry", "init", "--telemetry-postgres-string", pg_empty_dsn)
+    assert result.returncode == 0, result.stderr
+    columns = query(pg_empty_dsn, "SELECT column_name FROM information_schema.columns "
+                                  "WHERE table_name = 'faucet_http_events' "
+                                  "AND table_schema = current_schema() ORDER BY ordinal_position")
+    assert [c for (c,) in columns][:3] == ["request_uuid", "namespace", "version"]
+    assert len(columns) == 15
+    missing = run("telemetry", "init")
+    assert missing.returncode == 2 and "telemetry.postgres_string: required" in missing.stderr

@@ -10,9 +10,9 @@ average, and uses it twice. While both quick jobs (under ``QUICK_JOB``) and slow
 unknown ones wait, the two kinds share the workers' time equally: a quick request waits
 for at most about one slow job instead of all of them (most requests are quick, so the
 mean wait drops), and slow requests still get half the time, so none starves. And a
-worker whose requests in flight are all known to be quick may take one more, which
-waits in R's socket for milliseconds: R does not idle while faucet hands it the next
-request, and nothing ever queues behind a slow request.
+worker whose requests in flight are all known to be quick may take one more quick one,
+which waits in R's socket for milliseconds: R does not idle while faucet hands it the
+next request, and nothing ever queues behind a slow request.
 """
 
 from __future__ import annotations
@@ -143,9 +143,12 @@ class Dispatcher:
             await self._changed.wait()
         return backend, backend is not own
 
-    def _least_busy(self) -> Backend | None:
+    def _slot(self, slow: bool) -> Backend | None:
+        """An idle worker; for a quick job also one busy with quick work only. A slow job
+        is never pipelined: R may read pipelined requests in any order, so a slow one
+        could end up in front of the quick job it was meant to follow."""
         backend = least_busy(self.backends, self._next, self.max_inflight)
-        if backend is None:
+        if backend is None and not slow:
             backend = pipeline_target(self.backends, self.max_inflight + 1)
         if backend is not None:
             self._next = backend.worker_id
@@ -153,7 +156,7 @@ class Dispatcher:
 
     async def _acquire_least_busy(self, slow: bool, job: Hashable | None) -> Backend:
         if not self.queued():
-            backend = self._least_busy()
+            backend = self._slot(slow)
             if backend is not None:
                 return self._take(backend, slow)
         if self.queued() >= self.max_queue:
@@ -173,17 +176,28 @@ class Dispatcher:
         return waiter.backend
 
     def _serve_waiters(self) -> None:
-        """Hand freed capacity to the longest-waiting requests, first come first served."""
+        """Hand freed capacity to waiting requests (see the module docstring for whom)."""
         while self._quick_waiters or self._slow_waiters:
-            backend = self._least_busy()
-            if backend is None:
+            idle = least_busy(self.backends, self._next, self.max_inflight) is not None
+            if not idle and not (self._quick_turn() and pipeline_target(
+                    self.backends, self.max_inflight + 1)):
                 return
-            waiter = self._next_waiter()
-            waiter.backend = self._take(backend, waiter.slow)
+            waiter = self._next_waiter(quick_only=not idle)
+            waiter.backend = self._take(self._slot(waiter.slow), waiter.slow)
             waiter.event.set()
 
-    def _next_waiter(self) -> _Waiter:
+    def _quick_turn(self) -> bool:
+        """A quick request waits, and slow ones have not had less time than quick ones
+        (else pipelining quick work would keep the worker from ever being idle for them)."""
+        return bool(self._quick_waiters) and (
+            not self._slow_waiters or self._given[False] <= self._given[True])
+
+    def _next_waiter(self, quick_only: bool) -> _Waiter:
         quick, slow = self._quick_waiters, self._slow_waiters
+        if quick_only:
+            waiter = quick.popleft()
+            self._given[False] += waiter.cost
+            return waiter
         if not (quick and slow):
             self._given[False] = self._given[True] = 0.0
             return (quick or slow).popleft()

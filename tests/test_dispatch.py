@@ -121,7 +121,7 @@ async def test_sticky_stays_when_its_worker_returns_within_the_grace(autojump_cl
     assert lease.backend.worker_id == 1 and not lease.moved
 
 
-async def test_least_busy_pipelines_only_behind_known_quick_work(autojump_clock):
+async def test_least_busy_pipelines_only_quick_work_behind_quick_work(autojump_clock):
     dispatcher = Dispatcher(backends(1), "least-busy")
     dispatcher.release(await dispatcher.acquire(job="/echo"), seconds=0.002)
     dispatcher.release(await dispatcher.acquire(job="/sleep"), seconds=0.2)
@@ -129,13 +129,13 @@ async def test_least_busy_pipelines_only_behind_known_quick_work(autojump_clock)
     assert not dispatcher.known_quick("/never-seen")
 
     quick = await dispatcher.acquire(job="/echo")
-    behind_quick = await dispatcher.acquire(job="/sleep")  # waits in R's socket briefly
+    behind_quick = await dispatcher.acquire(job="/echo")  # waits in R's socket briefly
     assert behind_quick.backend is quick.backend and quick.backend.inflight == 2
-    with trio.move_on_after(1):  # the worker now holds slow work: nothing more goes there
-        await dispatcher.acquire(job="/echo")
-        raise AssertionError("queued behind a slow request")
+    dispatcher.release(behind_quick, 0.002)
+    with trio.move_on_after(1):  # R could read a pipelined slow job before the quick one
+        await dispatcher.acquire(job="/sleep")
+        raise AssertionError("a slow job was pipelined")
     dispatcher.release(quick, 0.002)
-    dispatcher.release(behind_quick, 0.2)
     assert quick.backend.inflight == quick.backend.slow_inflight == 0
 
 
@@ -168,6 +168,6 @@ async def test_quick_and_slow_jobs_share_the_workers_time_while_both_wait(autoju
     # One slow job (0.05 s) buys the quick ones about as much time (5 x 0.01 s): quick
     # requests pass the slow ones, yet no slow one starves behind all the quick ones.
     slow_at = [i for i, job in enumerate(started) if job == "/slow"]
-    assert slow_at[0] <= 1 and len(slow_at) == 3
+    assert slow_at[0] <= 2 and len(slow_at) == 3
     gaps = [later - earlier - 1 for earlier, later in zip(slow_at, slow_at[1:], strict=False)]
     assert all(4 <= gap <= 6 for gap in gaps)

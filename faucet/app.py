@@ -166,7 +166,8 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                             supervise_worker, backend, spec,
                             _on_change(mount), startup_timeout=config.startup_timeout,
                             worker_log=worker_logger(backend.worker_id, backend.route)))
-                proxy = Proxy(config, mounts, recorder, proxy_websocket, routes=routes)
+                proxy = Proxy(config, mounts, recorder, proxy_websocket, shutdown.stopping,
+                              routes=routes)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))
                 task_status.started(Serving(binds, mounts, recorder))

@@ -162,11 +162,13 @@ class Proxy:
     """The ASGI application hypercorn serves."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
-                 on_websocket, routes: RouteTable | None = None):
+                 on_websocket, stopping: trio.Event, routes: RouteTable | None = None):
         """``on_websocket(proxy, scope, receive, send)`` serves WebSocket scopes
-        (faucet.websocket builds on this module, so it is handed in)."""
+        (faucet.websocket builds on this module, so it is handed in); ``stopping`` is set
+        when a shutdown begins, so open WebSocket sessions close at once."""
         self.config = config
         self.on_websocket = on_websocket
+        self.stopping = stopping
         self.mounts = list(mounts)
         self.recorder = recorder
         self.routes = routes

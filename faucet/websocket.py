@@ -110,7 +110,7 @@ async def proxy_websocket(proxy, scope, receive, send) -> None:
             admitted.release()
         if worker is not None:
             await _relay(worker, receive, send,
-                         proxy.config.max_message_size or DEFAULT_MAX_MESSAGE)
+                         proxy.config.max_message_size or DEFAULT_MAX_MESSAGE, proxy.stopping)
     finally:
         proxy.record(draft, status, backend, admitted.chosen)
 
@@ -185,12 +185,15 @@ async def _open_worker(backend: Backend, handshake: Request, send) -> tuple[_Wor
                 await stream.aclose()
 
 
-async def _relay(worker: _Worker, receive, send, limit: int) -> None:
-    """Pump both ways until one side ends, then close the other (shielded, bounded)."""
+async def _relay(worker: _Worker, receive, send, limit: int, stopping: trio.Event) -> None:
+    """Pump both ways until one side ends, then close the other (shielded, bounded). A
+    shutdown ends the session with 1001 on both sides at once: a session can last hours,
+    and a graceful shutdown should not wait its whole timeout for it."""
     end = _SHUTDOWN
     try:
         end = await _first_to_end(partial(_client_to_worker, receive, worker),
-                                  partial(_worker_to_client, worker, send, limit))
+                                  partial(_worker_to_client, worker, send, limit),
+                                  partial(_until, stopping))
     finally:
         with trio.move_on_after(CLOSE_GRACE, shield=True):
             if end.worker is not None:
@@ -200,6 +203,11 @@ async def _relay(worker: _Worker, receive, send, limit: int) -> None:
             if end.client is not None:
                 code, reason = end.client
                 await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def _until(stopping: trio.Event) -> _End:
+    await stopping.wait()
+    return _SHUTDOWN
 
 
 async def _first_to_end(*pumps) -> _End:

@@ -116,6 +116,17 @@ async def test_killed_worker_closes_the_client_with_1011(tmp_path):
             assert await closed_with(ws) == (1011, "the worker went away")
 
 
+async def test_graceful_shutdown_closes_open_sessions_with_1001_at_once(tmp_path):
+    config = echo_config(tmp_path, workers=1, shutdown_timeout=60)
+    async with run_faucet(config) as faucet:
+        async with open_websocket_url(ws_url(faucet)) as ws:
+            await ws.send_message("ping")
+            assert await ws.get_message() == "ping"
+            faucet.shutdown.request()
+            with trio.fail_after(5):  # not the 60 s shutdown_timeout
+                assert await closed_with(ws) == (1001, "faucet is shutting down")
+
+
 async def test_bad_forwarded_header_refuses_the_handshake_with_400(tmp_path):
     async with run_faucet(echo_config(tmp_path, workers=1, ip_from="x-forwarded-for")) as faucet:
         with pytest.raises(ConnectionRejected) as rejected:

@@ -1,11 +1,15 @@
-"""Shared fixtures: PostgreSQL (tests/pg.py) and uv with the FastAPI example's venv."""
+"""Shared fixtures: PostgreSQL (tests/pg.py), uv with the FastAPI example's venv, and an
+in-memory telemetry sink registered as ``memory``."""
 
 import os
 import subprocess
 import sys
 
 import pytest
+import trio
 
+from faucet.sinks import SinkUnavailable, register_sink, unregister_sink
+from faucet.telemetry import HttpEvent
 from tests.helpers import ROOT
 
 pytest_plugins = ["tests.pg"]
@@ -38,3 +42,38 @@ def fastapi_env(uv_bin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return env
+
+
+class MemorySink:
+    """Keeps batches in memory; ``down`` makes it report itself unavailable."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[HttpEvent]] = []
+        self.attempts = 0
+        self.down = False
+        self.reject = False
+        self.closed = False
+
+    async def write_batch(self, events) -> None:
+        await trio.sleep(0.001)
+        self.attempts += 1
+        if self.down:
+            raise SinkUnavailable("down for the test")
+        if self.reject:
+            raise ValueError("bad batch")
+        self.batches.append(list(events))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    @property
+    def events(self) -> list[HttpEvent]:
+        return [event for batch in self.batches for event in batch]
+
+
+@pytest.fixture
+def sink():
+    sink = MemorySink()
+    register_sink("memory", lambda options, config: sink)
+    yield sink
+    unregister_sink("memory")

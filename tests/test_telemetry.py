@@ -13,7 +13,6 @@ import pytest
 import trio
 
 from faucet.config import TelemetryConfig
-from faucet.sinks import SinkUnavailable, register_sink, unregister_sink
 from faucet.telemetry import RETRY_MAX, HttpEvent, Recorder, serve_telemetry
 
 
@@ -36,41 +35,6 @@ def make_event(i: int = 0, **changes) -> HttpEvent:
         time=datetime.datetime(2024, 5, 1, 12, 0, 0, i, tzinfo=datetime.UTC),
     )
     return attrs.evolve(event, **changes)
-
-
-class MemorySink:
-    """Keeps batches in memory; ``down`` makes it report itself unavailable."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[HttpEvent]] = []
-        self.attempts = 0
-        self.down = False
-        self.reject = False
-        self.closed = False
-
-    async def write_batch(self, events) -> None:
-        await trio.sleep(0.001)
-        self.attempts += 1
-        if self.down:
-            raise SinkUnavailable("down for the test")
-        if self.reject:
-            raise ValueError("bad batch")
-        self.batches.append(list(events))
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-    @property
-    def events(self) -> list[HttpEvent]:
-        return [event for batch in self.batches for event in batch]
-
-
-@pytest.fixture
-def sink():
-    sink = MemorySink()
-    register_sink("memory", lambda options, config: sink)
-    yield sink
-    unregister_sink("memory")
 
 
 def config(**settings) -> TelemetryConfig:

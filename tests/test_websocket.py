@@ -11,30 +11,10 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 
 from faucet.balancer import LB_COOKIE
 from faucet.config import TelemetryConfig
-from faucet.sinks import register_sink, unregister_sink
 from tests.helpers import SHINY, config_for, run_faucet
 from tests.ws_support import echo_config
 
 pytestmark = pytest.mark.slow
-
-
-class ListSink:
-    def __init__(self):
-        self.events = []
-
-    async def write_batch(self, events) -> None:
-        self.events += events
-
-    async def aclose(self) -> None:
-        pass
-
-
-@pytest.fixture
-def sink():
-    sink = ListSink()
-    register_sink("ws-list", lambda options, config: sink)
-    yield sink
-    unregister_sink("ws-list")
 
 
 def ws_url(faucet, path: str = "/") -> str:
@@ -56,7 +36,7 @@ async def close_seen(faucet, path: str) -> str:
 
 
 async def test_messages_headers_subprotocol_and_telemetry(tmp_path, sink):
-    config = echo_config(tmp_path, workers=1, telemetry=TelemetryConfig(sink="ws-list"))
+    config = echo_config(tmp_path, workers=1, telemetry=TelemetryConfig(sink="memory"))
     async with run_faucet(config) as faucet:
         async with open_websocket_url(ws_url(faucet, "/room/7?x=1"),
                                       subprotocols=["other", "echo.v1"],

@@ -132,12 +132,13 @@ class TelemetryConfig:
 
 @frozen
 class RouteConfig:
-    """One ``[[route]]`` table (router mode), in the Rust server's format."""
+    """One ``[[route]]`` table (router mode), in the Rust server's format, already checked
+    and normalised by ``router.normalise_route_tables`` (which builds every instance)."""
 
     route: str
-    server_type: str = field(metadata={"check": _one_of(APP_TYPES[1:])})
-    workers: int = setting(1, _at_least(1))
-    strategy: str | None = setting(None, _one_of(STRATEGIES))
+    server_type: str  # plumber | shiny | quarto-shiny | fast-api
+    workers: int = 1
+    strategy: str | None = None
     workdir: str = "."
     app_dir: str | None = None
     qmd: str | None = None
@@ -323,10 +324,15 @@ def load_config(
     return config
 
 
-def _line(key: str, shown_value: str | None, message: str, origin: Mapping[str, str]) -> str:
-    source = origin.get(key) or origin.get(key.split("[")[0], "")
+def problem_line(key: str, shown_value: str | None, message: str, source: str = "") -> str:
+    """How every config problem reads: ``key = value (from SOURCE): what is allowed``."""
     shown = f"{key} = {shown_value}" if shown_value is not None else key
     return f"{shown}{f' (from {source})' if source else ''}: {message}"
+
+
+def _line(key: str, shown_value: str | None, message: str, origin: Mapping[str, str]) -> str:
+    source = origin.get(key) or origin.get(key.split("[")[0], "")
+    return problem_line(key, shown_value, message, source)
 
 
 def _env_label(key: str, environ: Mapping[str, str]) -> str:

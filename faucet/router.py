@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from faucet.config import RouteConfig, read_toml
+from faucet.config import RouteConfig, problem_line, read_toml
 from faucet.errors import ConfigError
 
 # Every spelling the Rust server's serde enums accept (variant name + aliases), mapped to
@@ -106,9 +106,7 @@ _MISSING = object()
 
 
 def _line(key: str, value: Any, message: str, source: str) -> str:
-    """The config.py error-line style: ``key = value (from SOURCE): message``."""
-    shown = key if value is _MISSING else f"{key} = {value!r}"
-    return f"{shown} (from {source}): {message}"
+    return problem_line(key, None if value is _MISSING else repr(value), message, source)
 
 
 def load_routes(path: Path) -> list[RouteConfig]:

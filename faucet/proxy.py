@@ -122,12 +122,17 @@ class _Request:
     forwarded_host: bytes | None = None
 
 
+def hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The fields of ``headers`` never forwarded: RFC 9110's connection-specific ones
+    plus any that a Connection header names (lower-case names expected)."""
+    named = [token.strip().lower() for name, value in headers if name == b"connection"
+             for token in value.split(b",")]
+    return HOP_BY_HOP.union(named) if named else HOP_BY_HOP
+
+
 def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> _Request:
     """Split the client's headers into those forwarded and those faucet acts on."""
-    dropped = set(HOP_BY_HOP)
-    for name, value in scope_headers:
-        if name == b"connection":
-            dropped.update(t.strip().lower() for t in value.split(b","))
+    dropped = hop_by_hop(scope_headers)
     request = _Request(headers=[], has_body=False)
     forwarded = request.headers
     for name, value in scope_headers:
@@ -435,10 +440,7 @@ def _frame(data: bytes, more: bool, chunked: bool) -> bytes:
 
 
 def _response_headers(headers) -> list[tuple[bytes, bytes]]:
-    dropped = HOP_BY_HOP
-    for name, value in headers:
-        if name == b"connection":
-            dropped = HOP_BY_HOP | {t.strip().lower() for t in value.split(b",")}
+    dropped = hop_by_hop(headers)
     out = [(name, value) for name, value in headers if name not in dropped]
     if not any(name == b"date" for name, _ in out):
         out.append((b"date", _Date.now()))

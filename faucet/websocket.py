@@ -41,7 +41,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from faucet.pool import Backend
-from faucet.proxy import HOP_BY_HOP, respond
+from faucet.proxy import hop_by_hop, respond
 
 log = logging.getLogger("faucet.websocket")
 # Handshake headers each leg writes for itself (wsproto writes Host from ``Request.host``).
@@ -277,8 +277,9 @@ async def _deny(send, message: dict) -> None:
 
 
 def _back_to_client(headers) -> list[tuple[bytes, bytes]]:
-    return [(name.lower(), value) for name, value in headers
-            if name.lower() not in HOP_BY_HOP | _HANDSHAKE]
+    lowered = [(name.lower(), value) for name, value in headers]
+    dropped = hop_by_hop(lowered) | _HANDSHAKE
+    return [(name, value) for name, value in lowered if name not in dropped]
 
 
 def _offers_deflate(headers) -> bool:

@@ -164,7 +164,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                     for backend in mount.backends:
                         await front.start(partial(
                             supervise_worker, backend, spec,
-                            _on_change(mount), startup_timeout=config.startup_timeout,
+                            mount.dispatcher.changed, startup_timeout=config.startup_timeout,
                             worker_log=worker_logger(backend.worker_id, backend.route)))
                 proxy = Proxy(config, mounts, recorder, proxy_websocket, shutdown.stopping,
                               routes=routes)
@@ -173,12 +173,6 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 task_status.started(Serving(binds, mounts, recorder))
         finally:
             recorder.close()
-
-
-def _on_change(mount: Mount):
-    def changed() -> None:
-        mount.dispatcher.changed()
-    return changed
 
 
 async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,

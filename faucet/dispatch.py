@@ -84,9 +84,6 @@ class Dispatcher:
         """Until the next time a backend goes online or offline."""
         await self._changed.wait()
 
-    def any_online(self) -> bool:
-        return any(b.online for b in self.backends)
-
     def queued(self) -> int:
         return len(self._quick_waiters) + len(self._slow_waiters)
 

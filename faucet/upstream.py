@@ -151,7 +151,3 @@ class UpstreamPool:
             self._idle.append(conn)
         else:
             conn.close()
-
-    def clear(self) -> None:
-        while self._idle:
-            self._idle.pop().close()

@@ -93,7 +93,8 @@ def parse(argv: Sequence[str], environ) -> tuple[argparse.Namespace, Config]:
     own, child_args = split_runner(argv)
     args = build_parser().parse_args(own)
     args.args = child_args
-    overrides = {k: v for k, v in vars(args).items() if k in set(setting_keys())}
+    keys = set(setting_keys())
+    overrides = {k: v for k, v in vars(args).items() if k in keys}
     path = config_path(environ, getattr(args, "config", None))
     return args, load_config(path, environ, overrides)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from faucet.app import free_port
 from faucet.telemetry_init import init_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,11 +46,6 @@ def throwaway_schema(server_dsn: str, prefix: str) -> Iterator[str]:
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 30.0) -> None:

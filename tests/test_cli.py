@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from faucet.app import free_port
 from tests.helpers import (
     PLUMBER,
     faucet_process,
@@ -64,16 +65,11 @@ def test_missing_rscript_is_a_start_up_error():
     assert "Traceback" not in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_sigterm_exits_0_and_leaves_no_r_process():
     proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "2",
-                          "--host", f"127.0.0.1:{_free_port()}")
+                          "--host", f"127.0.0.1:{free_port()}")
     try:
         wait_for_line(proc, "Worker::2 online")
         proc.send_signal(signal.SIGTERM)
@@ -86,7 +82,7 @@ def test_sigterm_exits_0_and_leaves_no_r_process():
 
 @pytest.mark.slow
 def test_second_signal_forces_an_immediate_stop():
-    port = _free_port()
+    port = free_port()
     proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "1",
                           "--host", f"127.0.0.1:{port}", "--shutdown-timeout", "60")
     try:
@@ -140,7 +136,7 @@ def test_python_dash_m_and_help():
 @pytest.mark.slow
 def test_workers_die_with_faucet_even_on_sigkill():
     proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "2",
-                          "--host", f"127.0.0.1:{_free_port()}")
+                          "--host", f"127.0.0.1:{free_port()}")
     try:
         wait_for_line(proc, "Worker::2 online")
         workers = leftover_processes(proc)

@@ -1,6 +1,6 @@
 """The root nursery: telemetry, the workers and the proxy, and the shutdown sequence.
 
-Shutdown, graceful: stop accepting and let in-flight requests finish (hypercorn drains up
+Shutdown, graceful: stop accepting and let in-flight requests finish (the front drains up
 to ``shutdown_timeout``), then stop the workers (SIGTERM to each process group, SIGKILL
 after a grace), then flush telemetry (shielded, its own deadline). Immediate: cancel the
 proxy and workers at once, still flushing telemetry. A second request forces immediate.
@@ -16,13 +16,13 @@ from functools import partial
 from pathlib import Path
 
 import hypercorn.config
-import hypercorn.trio
 import trio
 from attrs import frozen
 
 from faucet.config import Config, RouteConfig
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
+from faucet.front import serve as serve_front
 from faucet.logs import worker_logger
 from faucet.pool import Backend
 from faucet.proxy import Mount, Proxy
@@ -180,9 +180,8 @@ async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
     """Serve until shutdown has drained the connections, then stop the workers."""
     try:
         install_close_code_fix()  # hypercorn 0.18 reports client close codes as 1006
-        await hypercorn.trio.serve(proxy, hypercorn_config(config),
-                                   shutdown_trigger=shutdown.stopping.wait,
-                                   task_status=task_status)
+        await serve_front(proxy, hypercorn_config(config), shutdown.stopping,
+                          task_status=task_status)
     except* OSError as group:
         reasons = [e.strerror for e in leaves(group) if e.errno in _BIND_ERRORS]
         if not reasons:

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from email.utils import formatdate
 
 import attrs
 import trio
@@ -31,6 +30,7 @@ from faucet.balancer import (
 )
 from faucet.config import Config
 from faucet.dispatch import Dispatcher, Lease, QueueFull
+from faucet.front import ResponseRejected, http_date
 from faucet.http1 import LAST_CHUNK, encode_chunk, encode_head
 from faucet.logs import log_access
 from faucet.pool import Backend
@@ -41,7 +41,7 @@ from faucet.upstream import UpstreamError, UpstreamPool
 HEALTH_PATH = "/__faucet__/health"
 RETRY_AFTER = b"5"
 # RFC 9110 7.6.1: connection-specific fields never forwarded (plus those that
-# Connection names). ``expect`` is answered by hypercorn on the client side.
+# Connection names). ``expect`` is answered by the front door on the client side.
 HOP_BY_HOP = frozenset(
     b"connection keep-alive proxy-connection te trailer transfer-encoding upgrade expect".split()
 )
@@ -90,20 +90,6 @@ class Admitted:
 
 class ClientGone(Exception):
     """The client disconnected before its request body was complete."""
-
-
-class _Date:
-    """The HTTP Date value, formatted once per second (it is on every own response)."""
-
-    second = -1
-    value = b""
-
-    @classmethod
-    def now(cls) -> bytes:
-        second = int(time.time())
-        if second != cls.second:
-            cls.second, cls.value = second, formatdate(second, usegmt=True).encode()
-        return cls.value
 
 
 @define(slots=True)
@@ -164,7 +150,7 @@ def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> _Request:
 
 
 class Proxy:
-    """The ASGI application hypercorn serves."""
+    """The ASGI application the front door (faucet.front, hypercorn for upgrades) serves."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
                  on_websocket, stopping: trio.Event, routes: RouteTable | None = None):
@@ -185,8 +171,6 @@ class Proxy:
             await self.http(scope, receive, send)
         elif kind == "websocket":
             await self.on_websocket(self, scope, receive, send)
-        elif kind == "lifespan":
-            await _lifespan(receive, send)
 
     def health(self) -> tuple[int, dict]:
         workers = [b.state() for m in self.mounts for b in m.backends]
@@ -343,6 +327,8 @@ class Proxy:
             conn = None
             admitted.release(time.perf_counter() - admitted.chosen)
             await send({"type": "http.response.body", "body": body, "more_body": False})
+        except ResponseRejected:
+            return 502  # the front answered it: the worker's head is not valid HTTP
         finally:
             if conn is not None:
                 pool.put_back(conn)  # closes it: the exchange did not complete
@@ -443,7 +429,7 @@ def _response_headers(headers) -> list[tuple[bytes, bytes]]:
     dropped = hop_by_hop(headers)
     out = [(name, value) for name, value in headers if name not in dropped]
     if not any(name == b"date" for name, _ in out):
-        out.append((b"date", _Date.now()))
+        out.append((b"date", http_date()))
     return out
 
 
@@ -452,7 +438,7 @@ async def respond(send, status: int, body: bytes, content_type: bytes = b"text/p
     """A response faucet writes itself; returns the status for telemetry."""
     headers = [(b"content-type", content_type + (b"; charset=utf-8"
                                                  if content_type == b"text/plain" else b"")),
-               (b"content-length", str(len(body)).encode()), (b"date", _Date.now()),
+               (b"content-length", str(len(body)).encode()), (b"date", http_date()),
                *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -462,14 +448,3 @@ async def respond(send, status: int, body: bytes, content_type: bytes = b"text/p
 def peer(scope) -> str | None:
     client = scope.get("client")
     return client[0] if client else None
-
-
-async def _lifespan(receive, send) -> None:
-    """hypercorn refuses to serve an app that does not answer lifespan events."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -67,7 +67,7 @@ def _json_default(value: object) -> str:
 
 @attrs.frozen
 class TelemetryStatistics:
-    queued: int  # waiting in the channel
+    queued: int  # accepted, not yet in a batch (in the channel or handed to the sink task)
     pending: int  # in the batch being written (or retried)
     written: int  # stored by the sink
     dropped: int  # not accepted: channel full, or recorded after close()
@@ -93,7 +93,7 @@ class Recorder:
         self._drain = trio.CancelScope()
         self._batch: list[HttpEvent] = []
         self._batch_born = 0.0
-        self._written = self._dropped = self._failed = 0
+        self._accepted = self._written = self._dropped = self._failed = 0
         self._outage: tuple[float, int] | None = None  # (since, dropped by then)
 
     def record(self, event: HttpEvent) -> None:
@@ -102,6 +102,8 @@ class Recorder:
             self._send.send_nowait(event)
         except (trio.WouldBlock, trio.ClosedResourceError):
             self._dropped += 1
+        else:
+            self._accepted += 1
 
     def close(self) -> None:
         """Accept no more events; what is queued is flushed within ``flush_timeout``."""
@@ -112,7 +114,9 @@ class Recorder:
 
     def statistics(self) -> TelemetryStatistics:
         return TelemetryStatistics(
-            queued=self._send.statistics().current_buffer_used,
+            # Counted, not read off the channel: an event handed straight to a waiting
+            # sink task is in no buffer until that task runs.
+            queued=self._accepted - self._written - self._failed - len(self._batch),
             pending=len(self._batch),
             written=self._written,
             dropped=self._dropped,

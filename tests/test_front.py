@@ -1,0 +1,206 @@
+"""faucet.front on real sockets with small in-process ASGI apps: HTTP/1.1 edge cases
+(pipelining, HTTP/1.0, 100-continue, bad heads, app failures), shutdown, and the hand-off
+of upgrades and HTTP/2 to hypercorn."""
+
+from __future__ import annotations
+
+import h11
+import httpx
+import hypercorn.config
+import pytest
+import trio
+import wsproto
+import wsproto.events
+
+from faucet.front import serve
+
+
+async def app(scope, receive, send):
+    """/echo returns the request body; /boom raises; /silent returns without answering;
+    /bad-head answers with a header value h11 refuses; /slow waits 0.3 s; /ws echoes
+    one WebSocket message; anything else returns its path."""
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": "echo " + message["text"]})
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    path = scope["path"]
+    if path == "/boom":
+        raise RuntimeError("app bug")
+    if path == "/silent":
+        return
+    body = path.encode() + b" " + scope["http_version"].encode()
+    if path == "/echo":
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+    if path == "/slow":
+        await trio.sleep(0.3)
+    headers = [(b"content-length", str(len(body)).encode())]
+    if path == "/bad-head":
+        headers.append((b"x-bad", b"a\x00b"))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+async def front(nursery):
+    """(port, stopping event) of a front serving ``app``."""
+    config = hypercorn.config.Config()
+    config.bind = ["127.0.0.1:0"]
+    config.keep_alive_timeout = 30
+    config.h11_max_incomplete_size = 4096
+    config.graceful_timeout = 5
+    stopping = trio.Event()
+    binds = await nursery.start(serve, app, config, stopping)
+    yield int(binds[0].rsplit(":", 1)[1]), stopping
+    stopping.set()
+
+
+async def read_all(stream: trio.SocketStream) -> bytes:
+    """Everything until the server closes the connection."""
+    data = b""
+    with trio.fail_after(5):
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return data
+
+
+async def responses(stream: trio.SocketStream, count: int) -> list[tuple[h11.Response, bytes]]:
+    """Read ``count`` complete responses from a keep-alive connection."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    out = []
+    with trio.fail_after(5):
+        while len(out) < count:
+            head, body = None, b""
+            while True:
+                event = client.next_event()
+                if event is h11.NEED_DATA:
+                    client.receive_data(await stream.receive_some(65536))
+                elif isinstance(event, h11.Response):
+                    head = event
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            out.append((head, body))
+            if len(out) < count:
+                client.start_next_cycle()
+                client.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+                client.send(h11.EndOfMessage())
+    return out
+
+
+async def test_pipelined_requests_are_answered_in_order(front):
+    port, _ = front
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+                          b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                          b"GET /three HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = await responses(stream, 3)
+    assert [body for _, body in got] == [b"/one 1.1", b"hello", b"/three 1.1"]
+    assert all(head.status_code == 200 and head.reason == b"OK" for head, _ in got)
+
+
+async def test_http_1_0_gets_its_answer_and_the_connection_closes(front):
+    port, _ = front
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /old HTTP/1.0\r\n\r\n")
+    data = await read_all(stream)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"\r\n\r\n/old 1.0")
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_sent(front):
+    port, _ = front
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                          b"Expect: 100-continue\r\n\r\n")
+    with trio.fail_after(5):
+        interim = await stream.receive_some(65536)
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    await stream.send_all(b"ping")
+    (head, body), = await responses(stream, 1)
+    assert (head.status_code, body) == (200, b"ping")
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000, b"431"),  # head over the limit
+])
+async def test_unparsable_requests_get_an_error_response(front, request_bytes, status):
+    port, _ = front
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(request_bytes)
+    data = await read_all(stream)
+    assert data.startswith(b"HTTP/1.1 " + status + b" ")
+    assert b"connection: close" in data and b"date: " in data
+
+
+@pytest.mark.parametrize(("path", "status"), [("/boom", 500), ("/silent", 500),
+                                              ("/bad-head", 502)])
+async def test_app_failures_become_responses(front, path, status):
+    port, _ = front
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"http://127.0.0.1:{port}{path}")
+        assert response.status_code == status
+        assert response.headers["connection"] == "close"
+        assert (await client.get(f"http://127.0.0.1:{port}/after")).text == "/after 1.1"
+
+
+async def test_unread_request_body_closes_the_connection_after_the_response(front):
+    port, _ = front
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"POST /ignores-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                          b"\r\npartial")
+    data = await read_all(stream)
+    assert b"connection: close" in data and data.endswith(b"/ignores-body 1.1")
+
+
+async def test_shutdown_closes_idle_connections_and_lets_in_flight_ones_finish(front):
+    port, stopping = front
+    idle = await trio.open_tcp_stream("127.0.0.1", port)
+    busy = await trio.open_tcp_stream("127.0.0.1", port)
+    await busy.send_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await trio.sleep(0.1)
+    stopping.set()
+    assert await read_all(idle) == b""
+    data = await read_all(busy)
+    assert b"connection: close" in data and data.endswith(b"/slow 1.1")
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def test_websocket_upgrade_on_a_reused_connection_goes_to_hypercorn(front):
+    port, _ = front
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    (_, body), = await responses(stream, 1)
+    assert body == b"/first 1.1"
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(ws.send(wsproto.events.Request(host="x", target="/ws")))
+    received = []
+    with trio.fail_after(5):
+        while not received:
+            ws.receive_data(await stream.receive_some(65536))
+            received += list(ws.events())
+        await stream.send_all(ws.send(wsproto.events.TextMessage(data="hi")))
+        while not any(isinstance(e, wsproto.events.CloseConnection) for e in received):
+            ws.receive_data(await stream.receive_some(65536))
+            received += list(ws.events())
+    assert isinstance(received[0], wsproto.events.AcceptConnection)
+    assert [e.data for e in received if isinstance(e, wsproto.events.TextMessage)] == ["echo hi"]
+
+
+async def test_http2_prior_knowledge_goes_to_hypercorn(front):
+    port, _ = front
+    async with httpx.AsyncClient(http1=False, http2=True) as client:
+        response = await client.get(f"http://127.0.0.1:{port}/h2")
+    assert (response.http_version, response.text) == ("HTTP/2", "/h2 2")

@@ -9,7 +9,9 @@ least-busy also learns how long each job (request path) keeps a worker, as a mov
 average, and uses it twice. While both quick jobs (under ``QUICK_JOB``) and slow or
 unknown ones wait, the two kinds share the workers' time equally: a quick request waits
 for at most about one slow job instead of all of them (most requests are quick, so the
-mean wait drops), and slow requests still get half the time, so none starves. And a
+mean wait drops), and slow requests still get half the time, so none starves. The time
+each kind was given is remembered (up to ``SHARE_MEMORY``) also while only one kind
+waits: after a slow job, quick ones keep their turns until they have had as much. And a
 worker whose requests in flight are all known to be quick may take one more quick one,
 which waits in R's socket for milliseconds: R does not idle while faucet hands it the
 next request, and nothing ever queues behind a slow request.
@@ -31,6 +33,7 @@ QUICK_JOB = 0.02  # seconds: a job this quick may wait behind another quick one
 MAX_JOBS = 4096  # distinct jobs whose durations are remembered (the rest count as slow)
 _WEIGHT = 0.2  # of the newest duration in the moving average
 UNKNOWN_JOB = 0.1  # seconds assumed for a job never timed, when sharing time
+SHARE_MEMORY = 1.0  # seconds: the most worker time one kind may be owed by the other
 
 
 class Lease(NamedTuple):
@@ -68,7 +71,7 @@ class Dispatcher:
         self._next = 0
         self._changed = trio.Event()
         # Waiting requests, quick jobs apart, and the worker seconds each kind was given
-        # since both last had requests waiting (see the module docstring).
+        # lately, less what both were given (see the module docstring).
         self._quick_waiters: deque[_Waiter] = deque()
         self._slow_waiters: deque[_Waiter] = deque()
         self._given = {False: 0.0, True: 0.0}  # keyed by "slow"
@@ -190,15 +193,17 @@ class Dispatcher:
             not self._slow_waiters or self._given[False] <= self._given[True])
 
     def _next_waiter(self, quick_only: bool) -> _Waiter:
-        quick, slow = self._quick_waiters, self._slow_waiters
-        if quick_only:
+        quick, slow, given = self._quick_waiters, self._slow_waiters, self._given
+        if quick_only or not slow:
             waiter = quick.popleft()
-            self._given[False] += waiter.cost
-            return waiter
-        if not (quick and slow):
-            self._given[False] = self._given[True] = 0.0
-            return (quick or slow).popleft()
-        kind = self._given[True] < self._given[False]  # the kind given less time goes
-        waiter = (slow if kind else quick).popleft()
-        self._given[kind] += waiter.cost
+        elif not quick:
+            waiter = slow.popleft()
+        else:  # the kind given less time goes
+            waiter = (slow if given[True] < given[False] else quick).popleft()
+        # The difference is remembered while one queue is empty (in a closed loop that is
+        # between nearly every two requests), up to SHARE_MEMORY.
+        given[waiter.slow] += waiter.cost
+        low = min(given.values())
+        given[False] = min(given[False] - low, SHARE_MEMORY)
+        given[True] = min(given[True] - low, SHARE_MEMORY)
         return waiter

@@ -171,3 +171,31 @@ async def test_quick_and_slow_jobs_share_the_workers_time_while_both_wait(autoju
     assert slow_at[0] <= 2 and len(slow_at) == 3
     gaps = [later - earlier - 1 for earlier, later in zip(slow_at, slow_at[1:], strict=False)]
     assert all(4 <= gap <= 6 for gap in gaps)
+
+
+async def test_time_owed_to_quick_jobs_survives_a_moment_when_only_slow_ones_wait(autojump_clock):
+    """In a closed loop the quick queue empties between nearly every two requests; the
+    time a slow job took must still buy the quick ones their turns afterwards."""
+    dispatcher = Dispatcher(backends(1), "least-busy")
+    dispatcher.release(await dispatcher.acquire(job="/echo"), seconds=0.01)
+    dispatcher.release(await dispatcher.acquire(job="/slow"), seconds=0.05)
+    held = await dispatcher.acquire(job="/slow")
+    started = []
+
+    async def request(job):
+        lease = await dispatcher.acquire(job=job)
+        started.append(job)
+        await trio.sleep(1)
+        dispatcher.release(lease)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(request, "/slow")  # alone in the queue: served next
+        await trio.sleep(0.001)
+        dispatcher.release(held)
+        await trio.sleep(0.001)
+        for job in ["/slow"] + ["/echo"] * 8:
+            nursery.start_soon(request, job)
+            await trio.sleep(0.001)
+    assert started[0] == "/slow"
+    # 0.05 s of slow work is owed back as about five 0.01 s quick jobs.
+    assert 4 <= started.index("/slow", 1) - 1 <= 6

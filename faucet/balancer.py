@@ -3,6 +3,7 @@ sticky strategies and telemetry use. No I/O; ``dispatch.py`` does the waiting.""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import uuid
@@ -118,6 +119,7 @@ def client_ip(peer: str | None, mode: str, forwarded_for: bytes | None,
     return address
 
 
+@functools.lru_cache(maxsize=4096)  # the same few addresses, request after request
 def _parse_ip(text: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text.strip("[]"))

@@ -92,6 +92,9 @@ class Dispatcher:
 
     async def acquire(self, key: int | None = None, job: Hashable | None = None) -> Lease:
         """A backend for one request, its in-flight slot already taken."""
+        lease = self.try_acquire(key, job)
+        if lease is not None:
+            return lease
         slow = not self.known_quick(job)
         if self.strategy == "least-busy":
             backend = await self._acquire_least_busy(slow, job)
@@ -103,6 +106,21 @@ class Dispatcher:
             await self._changed.wait()
         self._next = backend.worker_id  # the index after this backend
         return Lease(self._take(backend, slow), False, slow, job)
+
+    def try_acquire(self, key: int | None = None, job: Hashable | None = None) -> Lease | None:
+        """``acquire`` when it need not wait (most requests), else None: the caller then
+        awaits ``acquire`` under its deadline."""
+        slow = not self.known_quick(job)
+        if self.strategy == "least-busy":
+            backend = None if self.queued() else self._slot(slow)
+        elif self.sticky and key is not None:
+            backend = self.backends[sticky_index(key, len(self.backends))]
+            backend = backend if backend.online else None
+        else:
+            backend = next_online(self.backends, self._next)
+            if backend is not None:
+                self._next = backend.worker_id  # the index after this backend
+        return None if backend is None else Lease(self._take(backend, slow), False, slow, job)
 
     def release(self, lease: Lease, seconds: float | None = None) -> None:
         """Give the slot back; ``seconds`` the worker spent on the job, when it finished."""

@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import json
 import logging
+import time
 import uuid
 
 import attrs
@@ -13,7 +14,7 @@ import pytest
 import trio
 
 from faucet.config import TelemetryConfig
-from faucet.telemetry import RETRY_MAX, HttpEvent, Recorder, serve_telemetry
+from faucet.telemetry import RETRY_MAX, HttpEvent, Recorder, serve_telemetry, uuid7
 
 
 def make_event(i: int = 0, **changes) -> HttpEvent:
@@ -193,3 +194,13 @@ def test_event_as_json():
         "elapsed": 7,
         "time": "2024-05-01T12:00:00.000007+00:00",
     }
+
+
+def test_uuid7_ids_carry_the_time_the_version_and_fresh_random_bits():
+    before = time.time_ns() // 1_000_000
+    ids = [uuid7() for _ in range(2000)]  # more than one 4 KiB pool of random bytes
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == len(ids)
+    assert {(u.version, u.variant) for u in ids} == {(7, uuid.RFC_4122)}
+    assert all(before <= u.int >> 80 <= after for u in ids)
+    assert ids == sorted(ids, key=lambda u: u.int >> 80)  # time-ordered to the millisecond

@@ -147,27 +147,45 @@ async def test_unknown_and_slow_work_is_never_pipelined_behind(autojump_clock):
         raise AssertionError("pipelined behind a job of unknown length")
 
 
-async def test_quick_and_slow_jobs_share_the_workers_time_while_both_wait(autojump_clock):
-    dispatcher = Dispatcher(backends(1), "least-busy")
-    dispatcher.release(await dispatcher.acquire(job="/echo"), seconds=0.01)
-    dispatcher.release(await dispatcher.acquire(job="/slow"), seconds=0.05)
-    held = await dispatcher.acquire(job="/slow")  # slow: nothing pipelines behind it
-    started = []
+class BusyWorker:
+    """One least-busy worker that has learnt /echo (0.01 s: quick) and /slow (0.05 s) and
+    is busy with a /slow job until ``free()``; ``request`` records the order jobs start."""
 
-    async def request(job):
-        lease = await dispatcher.acquire(job=job)
-        started.append(job)
-        await trio.sleep(1)
-        dispatcher.release(lease)
+    async def __aenter__(self):
+        self.dispatcher = Dispatcher(backends(1), "least-busy")
+        self.dispatcher.release(await self.dispatcher.acquire(job="/echo"), seconds=0.01)
+        self.dispatcher.release(await self.dispatcher.acquire(job="/slow"), seconds=0.05)
+        self.held = await self.dispatcher.acquire(job="/slow")  # nothing pipelines behind
+        self.started = []
+        self.nursery_manager = trio.open_nursery()
+        self.nursery = await self.nursery_manager.__aenter__()
+        return self
 
-    async with trio.open_nursery() as nursery:
-        for job in ["/slow"] * 3 + ["/echo"] * 12:
-            nursery.start_soon(request, job)
+    async def __aexit__(self, *exc):
+        return await self.nursery_manager.__aexit__(*exc)
+
+    def free(self) -> None:
+        self.dispatcher.release(self.held)
+
+    async def queue(self, *jobs: str) -> None:
+        for job in jobs:
+            self.nursery.start_soon(self._request, job)
             await trio.sleep(0.001)
-        dispatcher.release(held)
+
+    async def _request(self, job: str) -> None:
+        lease = await self.dispatcher.acquire(job=job)
+        self.started.append(job)
+        await trio.sleep(1)
+        self.dispatcher.release(lease)
+
+
+async def test_quick_and_slow_jobs_share_the_workers_time_while_both_wait(autojump_clock):
+    async with BusyWorker() as worker:
+        await worker.queue(*["/slow"] * 3, *["/echo"] * 12)
+        worker.free()
     # One slow job (0.05 s) buys the quick ones about as much time (5 x 0.01 s): quick
     # requests pass the slow ones, yet no slow one starves behind all the quick ones.
-    slow_at = [i for i, job in enumerate(started) if job == "/slow"]
+    slow_at = [i for i, job in enumerate(worker.started) if job == "/slow"]
     assert slow_at[0] <= 2 and len(slow_at) == 3
     gaps = [later - earlier - 1 for earlier, later in zip(slow_at, slow_at[1:], strict=False)]
     assert all(4 <= gap <= 6 for gap in gaps)
@@ -176,26 +194,11 @@ async def test_quick_and_slow_jobs_share_the_workers_time_while_both_wait(autoju
 async def test_time_owed_to_quick_jobs_survives_a_moment_when_only_slow_ones_wait(autojump_clock):
     """In a closed loop the quick queue empties between nearly every two requests; the
     time a slow job took must still buy the quick ones their turns afterwards."""
-    dispatcher = Dispatcher(backends(1), "least-busy")
-    dispatcher.release(await dispatcher.acquire(job="/echo"), seconds=0.01)
-    dispatcher.release(await dispatcher.acquire(job="/slow"), seconds=0.05)
-    held = await dispatcher.acquire(job="/slow")
-    started = []
-
-    async def request(job):
-        lease = await dispatcher.acquire(job=job)
-        started.append(job)
-        await trio.sleep(1)
-        dispatcher.release(lease)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(request, "/slow")  # alone in the queue: served next
+    async with BusyWorker() as worker:
+        await worker.queue("/slow")  # alone in the queue: served next
+        worker.free()
         await trio.sleep(0.001)
-        dispatcher.release(held)
-        await trio.sleep(0.001)
-        for job in ["/slow"] + ["/echo"] * 8:
-            nursery.start_soon(request, job)
-            await trio.sleep(0.001)
-    assert started[0] == "/slow"
+        await worker.queue("/slow", *["/echo"] * 8)
+    assert worker.started[0] == "/slow"
     # 0.05 s of slow work is owed back as about five 0.01 s quick jobs.
-    assert 4 <= started.index("/slow", 1) - 1 <= 6
+    assert 4 <= worker.started.index("/slow", 1) - 1 <= 6

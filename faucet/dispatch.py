@@ -97,15 +97,14 @@ class Dispatcher:
             return lease
         slow = not self.known_quick(job)
         if self.strategy == "least-busy":
-            backend = await self._acquire_least_busy(slow, job)
-            return Lease(backend, False, slow, job)
+            return Lease(await self._wait_in_queue(slow, job), False, slow, job)
         if self.sticky and key is not None:
             backend, moved = await self._acquire_sticky(key)
             return Lease(self._take(backend, slow), moved, slow, job)
-        while (backend := next_online(self.backends, self._next)) is None:
+        while lease is None:  # round-robin with no worker online
             await self._changed.wait()
-        self._next = backend.worker_id  # the index after this backend
-        return Lease(self._take(backend, slow), False, slow, job)
+            lease = self.try_acquire(key, job)
+        return lease
 
     def try_acquire(self, key: int | None = None, job: Hashable | None = None) -> Lease | None:
         """``acquire`` when it need not wait (most requests), else None: the caller then
@@ -172,11 +171,8 @@ class Dispatcher:
             self._next = backend.worker_id
         return backend
 
-    async def _acquire_least_busy(self, slow: bool, job: Hashable | None) -> Backend:
-        if not self.queued():
-            backend = self._slot(slow)
-            if backend is not None:
-                return self._take(backend, slow)
+    async def _wait_in_queue(self, slow: bool, job: Hashable | None) -> Backend:
+        """least-busy when ``try_acquire`` found no slot: wait in the queue for one."""
         if self.queued() >= self.max_queue:
             raise QueueFull(f"{self.queued()} requests already wait for a worker")
         waiter = _Waiter(trio.Event(), slow, self._durations.get(job, UNKNOWN_JOB))

@@ -8,9 +8,9 @@ import sys
 import pytest
 import trio
 
-from faucet.sinks import SinkUnavailable, register_sink, unregister_sink
+from faucet.sinks import SinkUnavailable
 from faucet.telemetry import HttpEvent
-from tests.helpers import ROOT
+from tests.helpers import ROOT, registered_sink
 
 pytest_plugins = ["tests.pg"]
 FASTAPI = ROOT / "examples" / "fastapi"
@@ -74,6 +74,5 @@ class MemorySink:
 @pytest.fixture
 def sink():
     sink = MemorySink()
-    register_sink("memory", lambda options, config: sink)
-    yield sink
-    unregister_sink("memory")
+    with registered_sink("memory", lambda options, config: sink):
+        yield sink

@@ -20,6 +20,7 @@ import trio
 
 from faucet.app import Shutdown, plan_router, plan_start, serve
 from faucet.config import Config, TelemetryConfig
+from faucet.sinks import register_sink, unregister_sink
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUMBER = ROOT / "examples" / "plumber"
@@ -53,6 +54,16 @@ class Running:
 async def _first_change(dispatcher, scope) -> None:
     await dispatcher.wait_changed()
     scope.cancel()
+
+
+@contextlib.contextmanager
+def registered_sink(name: str, factory):
+    """``factory`` in the in-process sink registry as ``name`` for the block."""
+    register_sink(name, factory)
+    try:
+        yield
+    finally:
+        unregister_sink(name)
 
 
 def config_for(**overrides) -> Config:

@@ -11,10 +11,11 @@ import trio
 import faucet.sinks
 from faucet.config import TelemetryConfig
 from faucet.errors import ConfigError
-from faucet.sinks import available_sinks, load_sink, register_sink, unregister_sink
+from faucet.sinks import available_sinks, load_sink
 from faucet.sinks.null import NullSink
 from faucet.sinks.stdout import StdoutSink
 from faucet.telemetry import serve_telemetry
+from tests.helpers import registered_sink
 from tests.test_telemetry import make_event
 
 
@@ -25,12 +26,8 @@ def test_builtins_load_by_name():
 
 
 def test_unknown_sink_names_every_available_one():
-    register_sink("mine", NullSink)
-    try:
-        with pytest.raises(ConfigError) as info:
-            load_sink("nope")
-    finally:
-        unregister_sink("mine")
+    with registered_sink("mine", NullSink), pytest.raises(ConfigError) as info:
+        load_sink("nope")
     message = str(info.value)
     assert "telemetry.sink = 'nope'" in message
     assert "available: postgres, stdout, null" in message
@@ -39,11 +36,8 @@ def test_unknown_sink_names_every_available_one():
 
 
 def test_builtin_names_win_over_the_registry():
-    register_sink("stdout", NullSink)
-    try:
+    with registered_sink("stdout", NullSink):
         assert load_sink("stdout") is StdoutSink
-    finally:
-        unregister_sink("stdout")
 
 
 def test_plugin_that_fails_to_import_is_a_config_error(monkeypatch):

@@ -20,7 +20,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from faucet.app import free_port
 from faucet.config import TelemetryConfig
-from faucet.sinks import register_sink, unregister_sink
 from faucet.telemetry import COLUMNS
 from tests.forwarder import Forwarder
 from tests.helpers import (
@@ -29,6 +28,7 @@ from tests.helpers import (
     faucet_process,
     kill_session,
     leftover_processes,
+    registered_sink,
     run_faucet,
     wait_for_line,
 )
@@ -345,9 +345,8 @@ class GatedSink:
 @pytest.fixture
 def gated_sink():
     sink = GatedSink()
-    register_sink("gated-e2e", lambda options, config: sink)
-    yield sink
-    unregister_sink("gated-e2e")
+    with registered_sink("gated-e2e", lambda options, config: sink):
+        yield sink
 
 
 async def test_full_queue_drops_and_counts_without_touching_requests(gated_sink):
@@ -392,24 +391,26 @@ def check_json_events(lines: list[str], ids: list[str], namespace: str = "faucet
     assert [e["user_agent"] for e in events] == ["e2e-json"] * len(ids)
 
 
-def headers_requests(port: int, count: int) -> list[str]:
-    """``count`` GET /headers?n=i; the request ids the worker received."""
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                      headers={"user-agent": "e2e-json"}) as client:
-        return [client.get("/headers", params={"n": i}).json()["faucet-request-uuid"][0]
-                for i in range(count)]
+def headers_requests(count: int, *args: str) -> tuple[list[str], str, str]:
+    """Start faucet with ``args``, send ``count`` GET /headers?n=i, stop it: the request
+    ids the worker received, and faucet's stdout and stderr."""
+    port = free_port()
+    proc = start_process(*args, port=port)
+    try:
+        read = wait_ready(proc)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          headers={"user-agent": "e2e-json"}) as client:
+            ids = [client.get("/headers", params={"n": i}).json()["faucet-request-uuid"][0]
+                   for i in range(count)]
+        out, err = stop(proc, read)
+    finally:
+        kill_session(proc)
+    return ids, out, err
 
 
 def test_stdout_sink_prints_one_json_line_per_request():
-    port = free_port()
-    proc = start_process("--workers", "1", "--telemetry-sink", "stdout",
-                         "--telemetry-version", "2.0", port=port)
-    try:
-        read = wait_ready(proc)
-        ids = headers_requests(port, 6)
-        out, _err = stop(proc, read)
-    finally:
-        kill_session(proc)
+    ids, out, _err = headers_requests(6, "--workers", "1", "--telemetry-sink", "stdout",
+                                      "--telemetry-version", "2.0")
     check_json_events(out.splitlines(), ids, version="2.0")
 
 
@@ -418,15 +419,9 @@ def test_plugin_sink_by_entry_point_name_with_options_from_faucet_toml(tmp_path)
     toml = tmp_path / "faucet.toml"
     toml.write_text(f'[telemetry]\nnamespace = "plugged"\n\n'
                     f'[telemetry.sink_options]\npath = "{events}"\n')
-    port = free_port()
-    proc = start_process("--config", str(toml), "--workers", "1", "--telemetry-sink", "jsonfile",
-                         "--telemetry-flush-interval", "0.05", port=port)
-    try:
-        read = wait_ready(proc)
-        ids = headers_requests(port, 5)
-        out, err = stop(proc, read)
-    finally:
-        kill_session(proc)
+    ids, out, err = headers_requests(5, "--config", str(toml), "--workers", "1",
+                                     "--telemetry-sink", "jsonfile",
+                                     "--telemetry-flush-interval", "0.05")
     assert out == ""
     assert "telemetry (jsonfile): 5 events written" in err
     check_json_events(events.read_text().splitlines(), ids, namespace="plugged")

@@ -1,5 +1,6 @@
 """The command line as a user runs it: exit codes, messages, signals, no leftovers."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,6 +24,19 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     proc = faucet_process(*args, env=env)
     out, err = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def plumber_faucet(workers: int, *args: str, port: int | None = None):
+    """``faucet start`` on the Plumber example, yielded once every worker is online; its
+    whole session is killed afterwards."""
+    proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", str(workers),
+                          "--host", f"127.0.0.1:{port or free_port()}", *args)
+    try:
+        wait_for_line(proc, f"Worker::{workers} online")
+        yield proc
+    finally:
+        kill_session(proc)
 
 
 def test_bad_values_exit_2_naming_each_key():
@@ -68,25 +82,17 @@ def test_missing_rscript_is_a_start_up_error():
 
 @pytest.mark.slow
 def test_sigterm_exits_0_and_leaves_no_r_process():
-    proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "2",
-                          "--host", f"127.0.0.1:{free_port()}")
-    try:
-        wait_for_line(proc, "Worker::2 online")
+    with plumber_faucet(2) as proc:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         time.sleep(0.2)
         assert leftover_processes(proc) == []
-    finally:
-        kill_session(proc)
 
 
 @pytest.mark.slow
 def test_second_signal_forces_an_immediate_stop():
     port = free_port()
-    proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "1",
-                          "--host", f"127.0.0.1:{port}", "--shutdown-timeout", "60")
-    try:
-        wait_for_line(proc, "Worker::1 online")
+    with plumber_faucet(1, "--shutdown-timeout", "60", port=port) as proc:
         client = socket.create_connection(("127.0.0.1", port))
         client.sendall(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.5)
@@ -99,8 +105,6 @@ def test_second_signal_forces_an_immediate_stop():
         assert time.monotonic() - started < 10
         assert leftover_processes(proc) == []
         client.close()
-    finally:
-        kill_session(proc)
 
 
 @pytest.mark.slow
@@ -135,10 +139,7 @@ def test_python_dash_m_and_help():
 
 @pytest.mark.slow
 def test_workers_die_with_faucet_even_on_sigkill():
-    proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "2",
-                          "--host", f"127.0.0.1:{free_port()}")
-    try:
-        wait_for_line(proc, "Worker::2 online")
+    with plumber_faucet(2) as proc:
         workers = leftover_processes(proc)
         assert len(workers) == 2
         proc.kill()  # no chance to clean up: the kernel's parent-death signal must do it
@@ -147,8 +148,6 @@ def test_workers_die_with_faucet_even_on_sigkill():
         while leftover_processes(proc) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert leftover_processes(proc) == []
-    finally:
-        kill_session(proc)
 
 
 def test_telemetry_init_creates_the_table(pg_empty_dsn):

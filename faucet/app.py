@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-import hypercorn.config
 import trio
 from attrs import frozen
 
@@ -23,13 +22,14 @@ from faucet.config import Config, RouteConfig
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
 from faucet.front import serve as serve_front
+from faucet.hypercorn_adapter import hypercorn_config, install_close_code_fix
 from faucet.logs import worker_logger
+from faucet.mount import Mount
 from faucet.pool import Backend
-from faucet.proxy import Mount, Proxy
+from faucet.proxy import Proxy
 from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
 from faucet.upstream import UpstreamPool
-from faucet.websocket import install_close_code_fix, proxy_websocket
 from faucet.workers import AppSpec, check_executable, default_strategy, resolve_kind
 
 log = logging.getLogger("faucet")
@@ -105,23 +105,6 @@ def build_mounts(config: Config, plan: Plan) -> list[Mount]:
     return mounts
 
 
-def hypercorn_config(config: Config) -> hypercorn.config.Config:
-    """The one adapter from our validated config to hypercorn's (its own loader would
-    silently ignore unknown keys)."""
-    hc = hypercorn.config.Config()
-    hc.bind = [config.host]
-    # The workers' responses carry their own Date; hypercorn's would make two.
-    hc.include_date_header = False
-    hc.include_server_header = False
-    hc.graceful_timeout = config.shutdown_timeout
-    if config.max_message_size:
-        hc.websocket_max_message_size = config.max_message_size
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("faucet.hypercorn")
-    hc.backlog = 1024
-    return hc
-
-
 class Shutdown:
     """Asks a running ``serve`` to stop: gracefully first, at once when asked again."""
 
@@ -166,7 +149,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                             supervise_worker, backend, spec,
                             mount.dispatcher.changed, startup_timeout=config.startup_timeout,
                             worker_log=worker_logger(backend.worker_id, backend.route)))
-                proxy = Proxy(config, mounts, recorder, proxy_websocket, shutdown.stopping,
+                proxy = Proxy(config, mounts, recorder, shutdown.stopping,
                               routes=routes)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))

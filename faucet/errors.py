@@ -14,3 +14,8 @@ def leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
     return [exc]
+
+
+class ResponseRejected(Exception):
+    """The app's response head is not valid HTTP (the front door's h11 refused it); the
+    client has been answered 502 instead and the connection closes."""

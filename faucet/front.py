@@ -20,20 +20,16 @@ requests with ``Connection: close``, then cancel what is left after the graceful
 from __future__ import annotations
 
 import logging
-import time
-from email.utils import formatdate
 from functools import partial
 from http import HTTPStatus
 from urllib.parse import unquote
 
 import h11
-import hypercorn.config
 import trio
-from hypercorn.app_wrappers import ASGIWrapper
-from hypercorn.trio.tcp_server import TCPServer
-from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
-from hypercorn.utils import repr_socket_addr
+
+from faucet.errors import ResponseRejected
+from faucet.headers import http_date
+from faucet.hypercorn_adapter import HandOff, HypercornConfig, listeners
 
 log = logging.getLogger("faucet.front")
 RECEIVE_SIZE = 65536
@@ -43,26 +39,16 @@ _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 _DISCONNECT = {"type": "http.disconnect"}
 
 
-class ResponseRejected(Exception):
-    """The app's response head is not valid HTTP (h11 refused it); the client has been
-    answered 502 instead and the connection closes."""
-
-
-async def serve(app, config: hypercorn.config.Config, stopping: trio.Event, *,
+async def serve(app, config: HypercornConfig, stopping: trio.Event, *,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``app`` on ``config.bind`` until ``stopping`` is set and the connections have
     drained (or ``config.graceful_timeout`` has passed). Started with the bound URLs."""
-    sockets = config.create_sockets()
-    listeners, binds = [], []
-    for sock in sockets.insecure_sockets:
-        sock.listen(config.backlog)
-        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
-        binds.append("http://" + repr_socket_addr(sock.family, sock.getsockname()))
+    bound, binds = listeners(config)
     front = Front(app, config, stopping)
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as accepting:
             accepting.start_soon(partial(trio.serve_listeners, front.serve_connection,
-                                         listeners, handler_nursery=connections))
+                                         bound, handler_nursery=connections))
             task_status.started(binds)
             await stopping.wait()
             accepting.cancel_scope.cancel()
@@ -73,19 +59,18 @@ async def serve(app, config: hypercorn.config.Config, stopping: trio.Event, *,
 class Front:
     """The per-connection HTTP/1.1 loop, and what shutdown needs to reach idle ones."""
 
-    def __init__(self, app, config: hypercorn.config.Config, stopping: trio.Event):
+    def __init__(self, app, config: HypercornConfig, stopping: trio.Event):
         self.app = app
-        self.config = config
         self.stopping = stopping
         self.keep_alive = config.keep_alive_timeout
         self.max_head = config.h11_max_incomplete_size
         self.waiting: set[trio.CancelScope] = set()  # connections between requests
-        self.hypercorn_context = WorkerContext(None)
+        self.hand_off = HandOff(app, config)
 
     async def close_idle(self) -> None:
         for scope in list(self.waiting):
             scope.cancel()
-        await self.hypercorn_context.terminated.set()  # hypercorn's idle connections close
+        await self.hand_off.close_idle()
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
         try:
@@ -158,8 +143,7 @@ class Front:
 
     async def _hand_off(self, stream: trio.SocketStream, data: bytes | bytearray) -> None:
         """Let hypercorn serve the rest of the connection, starting with ``data``."""
-        await TCPServer(ASGIWrapper(self.app), self.config, self.hypercorn_context,
-                        ConnectionState({}), _Replay(stream, bytes(data)))
+        await self.hand_off.serve(_Replay(stream, bytes(data)))
 
 
 def _has_body(headers) -> bool:
@@ -280,23 +264,6 @@ class _Exchange:
             await self.stream.send_all(data)
         except _BROKEN:
             self.gone = True  # like hypercorn: the app goes on, its writes go nowhere
-
-
-class _Date:
-    """The HTTP Date value, formatted once per second."""
-
-    second = -1
-    value = b""
-
-    @classmethod
-    def now(cls) -> bytes:
-        second = int(time.time())
-        if second != cls.second:
-            cls.second, cls.value = second, formatdate(second, usegmt=True).encode()
-        return cls.value
-
-
-http_date = _Date.now
 
 
 def _plain(status: int, text: str) -> bytes:

@@ -1,63 +1,46 @@
-"""The ASGI front door: pick a worker, forward the exchange, answer errors in HTTP.
+"""The ASGI app behind the front door: admit a request (client IP, route, a worker),
+forward it, and answer every failure in HTTP.
 
 Every outcome is an HTTP response: 400 for a bad client-IP header (``--ip-from``), 404
 for no route, 503 + Retry-After when no worker frees up in time, 502 when the worker
 breaks the exchange before answering, 504 when it does not answer within
-``response_timeout``. Each exchange becomes one telemetry event.
+``response_timeout``. Each exchange becomes one access-log line and one telemetry event.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
-import attrs
 import trio
 from attrs import define
 
+from faucet.accounting import EventDraft, record_exchange
+from faucet.asgi import ClientGone, body_piece, handshake_responder, peer, respond
 from faucet.balancer import (
     BadClientIp,
     client_ip,
     cookie_for_index,
     cookie_key,
     ip_key,
-    parse_cookie,
     set_cookie_header,
 )
 from faucet.config import Config
-from faucet.dispatch import Dispatcher, Lease, QueueFull
-from faucet.front import ResponseRejected, http_date
-from faucet.http1 import LAST_CHUNK, encode_chunk, encode_head
-from faucet.logs import log_access
+from faucet.dispatch import Lease, QueueFull
+from faucet.errors import ResponseRejected
+from faucet.headers import ClientRequest, read_request, response_headers, upstream_headers
+from faucet.health import HEALTH_PATH, health
+from faucet.http1 import encode_head
+from faucet.hypercorn_adapter import DEFAULT_MAX_MESSAGE
+from faucet.mount import Mount
 from faucet.pool import Backend
 from faucet.router import Redirect, RouteTable
-from faucet.telemetry import HttpEvent, Recorder, uuid7
-from faucet.upstream import UpstreamError, UpstreamPool
+from faucet.telemetry import Recorder
+from faucet.upstream import UpstreamError
+from faucet.websocket import open_session, relay, worker_handshake
 
-HEALTH_PATH = "/__faucet__/health"
 RETRY_AFTER = b"5"
-# RFC 9110 7.6.1: connection-specific fields never forwarded (plus those that
-# Connection names). ``expect`` is answered by the front door on the client side.
-HOP_BY_HOP = frozenset(
-    b"connection keep-alive proxy-connection te trailer transfer-encoding upgrade expect".split()
-)
-
-
-@define(eq=False)
-class Mount:
-    """One app behind the proxy: its workers, their connection pools and its dispatcher.
-    ``route`` is None in ``faucet start`` mode."""
-
-    route: str | None
-    dispatcher: Dispatcher
-    pools: list[UpstreamPool]
-
-    @property
-    def backends(self) -> list[Backend]:
-        return self.dispatcher.backends
 
 
 @define(eq=False)
@@ -66,7 +49,7 @@ class Admitted:
 
     mount: Mount
     lease: Lease
-    request: _Request
+    request: ClientRequest
     path: bytes  # as the worker sees it
     query: bytes
     prefix: bytes | None  # the route's mount point, for X-Forwarded-Prefix
@@ -79,6 +62,11 @@ class Admitted:
     def backend(self) -> Backend:
         return self.lease.backend
 
+    @property
+    def target(self) -> bytes:
+        """The request target as the worker sees it."""
+        return self.path + b"?" + self.query if self.query else self.path
+
     def release(self, worker_seconds: float | None = None) -> None:
         """Give the backend's slot back, once: early when the worker has answered (with
         how long it took), else when the exchange ends."""
@@ -87,98 +75,27 @@ class Admitted:
             self.mount.dispatcher.release(self.lease, worker_seconds)
 
 
-class ClientGone(Exception):
-    """The client disconnected before its request body was complete."""
-
-
-@define(slots=True)
-class _Request:
-    """What the proxy reads from the client's request in one pass over its headers."""
-
-    headers: list[tuple[bytes, bytes]]
-    has_body: bool
-    chunked: bool = False  # body without Content-Length: sent on with chunked framing
-    forwarded_for: bytes | None = None
-    real_ip: bytes | None = None
-    host: bytes | None = None
-    cookie: uuid.UUID | None = None
-    user_agent: str | None = None
-    proto: bytes | None = None
-    forwarded_host: bytes | None = None
-
-
-def hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """The fields of ``headers`` never forwarded: RFC 9110's connection-specific ones
-    plus any that a Connection header names (lower-case names expected)."""
-    named = [token.strip().lower() for name, value in headers if name == b"connection"
-             for token in value.split(b",")]
-    return HOP_BY_HOP.union(named) if named else HOP_BY_HOP
-
-
-def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> _Request:
-    """Split the client's headers into those forwarded and those faucet acts on."""
-    dropped = hop_by_hop(scope_headers)
-    request = _Request(headers=[], has_body=False)
-    forwarded = request.headers
-    for name, value in scope_headers:
-        if name == b"content-length":
-            request.has_body = value.strip() != b"0"
-        elif name == b"transfer-encoding":
-            request.has_body = request.chunked = True
-        if name in dropped:
-            continue
-        if name == b"x-forwarded-for":
-            request.forwarded_for = value
-            continue  # rewritten below, with the client appended
-        if name == b"x-forwarded-proto":
-            request.proto = value
-            continue
-        if name == b"x-forwarded-host":
-            request.forwarded_host = value
-            continue
-        if name == b"x-real-ip":
-            request.real_ip = value
-        elif name == b"host":
-            request.host = value
-        elif name == b"cookie":
-            request.cookie = request.cookie or parse_cookie(value)
-        elif name == b"user-agent":
-            request.user_agent = value.decode("latin-1")
-        forwarded.append((name, value))
-    return request
-
-
 class Proxy:
     """The ASGI application the front door (faucet.front, hypercorn for upgrades) serves."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
-                 on_websocket, stopping: trio.Event, routes: RouteTable | None = None):
-        """``on_websocket(proxy, scope, receive, send)`` serves WebSocket scopes
-        (faucet.websocket builds on this module, so it is handed in); ``stopping`` is set
-        when a shutdown begins, so open WebSocket sessions close at once."""
+                 stopping: trio.Event, routes: RouteTable | None = None):
+        """``stopping`` is set when a shutdown begins, so open WebSocket sessions close
+        at once."""
         self.config = config
-        self.on_websocket = on_websocket
         self.stopping = stopping
         self.mounts = list(mounts)
         self.recorder = recorder
         self.routes = routes
         self.trust_forwarded = config.ip_from != "client"
+        self.max_message = config.max_message_size or DEFAULT_MAX_MESSAGE
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self.http(scope, receive, send)
         elif kind == "websocket":
-            await self.on_websocket(self, scope, receive, send)
-
-    def health(self) -> tuple[int, dict]:
-        workers = [b.state() for m in self.mounts for b in m.backends]
-        online = sum(w["online"] for w in workers)
-        body = {"status": "ok" if online else "unavailable", "online": online,
-                "workers": workers,
-                "queued": sum(m.dispatcher.queued() for m in self.mounts),
-                "telemetry": attrs.asdict(self.recorder.statistics())}
-        return (200 if online else 503), body
+            await self.websocket(scope, receive, send)
 
     def locate(self, scope) -> tuple[Mount | None, bytes, bytes | None, bytes | None]:
         """(mount, path as the worker sees it, mount prefix, redirect location)."""
@@ -196,7 +113,7 @@ class Proxy:
     async def http(self, scope, receive, send) -> None:
         started = time.perf_counter()
         if scope["path"] == HEALTH_PATH:
-            status, body = self.health()
+            status, body = health(self.mounts, self.recorder.statistics())
             await respond(send, status, json.dumps(body).encode(), b"application/json")
             return
         admitted = await self.admit(scope, send, started)
@@ -216,6 +133,38 @@ class Proxy:
         finally:
             admitted.release()
             self.record(admitted.draft, status, backend, admitted.chosen)
+
+    async def websocket(self, scope, receive, send) -> None:
+        """Admit the handshake like HTTP, open the worker's leg, relay the session. One
+        telemetry event per session: 101 when upgraded, else the HTTP status sent."""
+        started = time.perf_counter()
+        if (await receive())["type"] != "websocket.connect":
+            return  # the client left before the handshake reached us
+        deny = handshake_responder(send)
+        # The handshake as the HTTP GET it is: telemetry's method, X-Forwarded-Proto's scheme.
+        scope = {**scope, "method": "GET",
+                 "scheme": "https" if scope["scheme"] == "wss" else "http"}
+        admitted = await self.admit(scope, deny, started)
+        if admitted is None:
+            return
+        status = 0
+        try:
+            handshake = worker_handshake(admitted.request, admitted.target,
+                                         self.headers_for(scope, admitted), scope)
+            try:
+                with trio.fail_after(self.config.response_timeout):
+                    worker, status = await open_session(admitted.backend, handshake, send)
+            except trio.TooSlowError:
+                status = await respond(deny, 504, b"Gateway Timeout: the worker did not "
+                                       b"answer the upgrade within "
+                                       + f"{self.config.response_timeout:g}s\n".encode())
+                return
+            finally:
+                admitted.release()  # the slot covers the handshake, not the session
+            if worker is not None:
+                await relay(worker, receive, send, self.max_message, self.stopping)
+        finally:
+            self.record(admitted.draft, status, admitted.backend, admitted.chosen)
 
     async def admit(self, scope, send, started: float) -> Admitted | None:
         """Everything before the worker: the client's IP, the route and a backend.
@@ -260,7 +209,7 @@ class Proxy:
         return Admitted(mount, lease, request, path, query, prefix, ip, draft,
                         time.perf_counter())
 
-    def sticky_key(self, strategy: str, request: _Request, ip) -> int | None:
+    def sticky_key(self, strategy: str, request: ClientRequest, ip) -> int | None:
         if strategy == "cookie-hash" and request.cookie is not None:
             return cookie_key(request.cookie)
         if strategy in ("ip-hash", "cookie-hash") and ip is not None:
@@ -269,46 +218,27 @@ class Proxy:
             return ip_key(ip)
         return None
 
-    def upstream_headers(self, scope, request: _Request, ip, prefix, request_uuid) -> list:
-        """The client's end-to-end headers plus faucet's X-Forwarded-* and request id."""
-        headers = request.headers
-        client = str(ip) if ip is not None else None
-        if request.forwarded_for is not None and client is not None:
-            headers.append((b"x-forwarded-for", request.forwarded_for + b", " + client.encode()))
-        elif request.forwarded_for is not None:
-            headers.append((b"x-forwarded-for", request.forwarded_for))
-        elif client is not None:
-            headers.append((b"x-forwarded-for", client.encode()))
-        trusted = self.trust_forwarded
-        headers.append((b"x-forwarded-proto", request.proto if trusted and request.proto
-                        else scope["scheme"].encode()))
-        host = request.forwarded_host if trusted and request.forwarded_host else request.host
-        if host is not None:
-            headers.append((b"x-forwarded-host", host))
-        else:
-            headers.append((b"host", b"localhost"))
-        if prefix is not None:
-            headers.append((b"x-forwarded-prefix", prefix))
-        headers.append((b"faucet-request-uuid", str(request_uuid).encode()))
-        if request.chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
-        return headers
+    def headers_for(self, scope, admitted: Admitted) -> list[tuple[bytes, bytes]]:
+        """The headers the worker receives for an admitted request."""
+        ip = admitted.ip
+        return upstream_headers(admitted.request, scheme=scope["scheme"],
+                                client=str(ip) if ip is not None else None,
+                                trust_forwarded=self.trust_forwarded, prefix=admitted.prefix,
+                                request_uuid=admitted.draft.request_uuid)
 
     async def forward(self, scope, receive, send, admitted: Admitted, extra) -> int:
         """Send the request to the admitted backend and stream its response back; the
         status sent. The backend's slot is released as soon as the worker has answered
         completely, before the last write to the client, so a queued request can reach
         the (single-threaded) R process without waiting on the client."""
-        request, path, query = admitted.request, admitted.path, admitted.query
-        target = path + b"?" + query if query else path
+        request = admitted.request
         method = scope["method"]
-        head = encode_head(method, target, self.upstream_headers(
-            scope, request, admitted.ip, admitted.prefix, admitted.draft.request_uuid))
-        backend = admitted.backend
-        pool = admitted.mount.pools[backend.worker_id - 1]
+        head = encode_head(method, admitted.target, self.headers_for(scope, admitted))
+        pool = admitted.mount.pools[admitted.backend.worker_id - 1]
+        body = (lambda: body_piece(receive)) if request.has_body else None
         try:
             with trio.fail_after(self.config.response_timeout):
-                conn, response = await _exchange(pool, head, method, receive, request)
+                conn, response = await pool.exchange(head, method, body, request.chunked)
         except trio.TooSlowError:
             return await respond(send, 504, b"Gateway Timeout: the worker did not answer within "
                                  + f"{self.config.response_timeout:g}s\n".encode())
@@ -318,9 +248,9 @@ class Proxy:
             return 499
         try:
             await send({"type": "http.response.start", "status": response.status,
-                        "headers": _response_headers(response.headers) + extra})
+                        "headers": response_headers(response.headers) + extra})
             # One chunk of lookahead: the last one goes out with more_body=False, which
-            # saves hypercorn a whole message per response (most bodies are one chunk).
+            # saves the front a whole message per response (most bodies are one chunk).
             body = await conn.body_chunk()
             while chunk := await conn.body_chunk():
                 await send({"type": "http.response.body", "body": body, "more_body": True})
@@ -338,115 +268,4 @@ class Proxy:
 
     def record(self, draft: EventDraft, status: int, backend: Backend | None,
                since: float) -> None:
-        """The exchange's access-log line and telemetry event."""
-        elapsed = (time.perf_counter() - since) * 1000
-        scope = draft.scope
-        http_version = "HTTP/" + scope["http_version"]
-        raw_path = (scope.get("raw_path") or draft.path).decode("latin-1")
-        query = draft.query.decode("latin-1")
-        log_access(str(draft.ip) if draft.ip else "-", scope["method"],
-                   raw_path + "?" + query if query else raw_path, http_version, status,
-                   draft.user_agent, elapsed, backend.worker_id if backend else None,
-                   draft.route)
-        recorder = self.recorder
-        if recorder.enabled:
-            recorder.record(HttpEvent(
-                request_uuid=draft.request_uuid,
-                namespace=recorder.namespace,
-                version=recorder.version,
-                target=backend.target if backend else None,
-                worker_route=draft.route,
-                worker_id=backend.worker_id if backend else None,
-                ip_addr=draft.ip,
-                method=scope["method"],
-                path=draft.path.decode("latin-1"),
-                query_params=query or None,
-                http_version=http_version,
-                status=status,
-                user_agent=draft.user_agent,
-                elapsed=round(elapsed),
-                time=datetime.now(UTC),
-            ))
-
-
-@define(slots=True)
-class EventDraft:
-    """What is known of an exchange before the response: its telemetry event's inputs."""
-
-    scope: dict
-    path: bytes  # as the worker sees it
-    query: bytes
-    ip: object
-    user_agent: str | None
-    route: str | None
-    request_uuid: uuid.UUID = attrs.Factory(uuid7)
-
-
-async def _exchange(pool: UpstreamPool, head: bytes, method: str, receive,
-                    request: _Request):
-    """Send the request and read the response head.
-
-    The first piece of the body is read before the worker is contacted so that head and
-    body leave in one write; a request held whole in memory that finds its pooled
-    connection closed by the worker is retried once on a new connection.
-    """
-    payload, more = head, False
-    if request.has_body:
-        data, more = await _body_piece(receive)
-        payload += _frame(data, more, request.chunked)
-    while True:
-        conn, reused = await pool.connection()
-        try:
-            await conn.send(payload)
-            streamed = more
-            while more:
-                data, more = await _body_piece(receive)
-                await conn.send(_frame(data, more, request.chunked))
-            return conn, await conn.response_head(method)
-        except UpstreamError:
-            conn.close()
-            if reused and not streamed:
-                continue
-            raise
-        except BaseException:
-            conn.close()
-            raise
-
-
-async def _body_piece(receive) -> tuple[bytes, bool]:
-    """The next piece of the client's request body and whether more follows."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone()
-    return message.get("body", b""), message.get("more_body", False)
-
-
-def _frame(data: bytes, more: bool, chunked: bool) -> bytes:
-    if not chunked:
-        return data
-    return (encode_chunk(data) if data else b"") + (b"" if more else LAST_CHUNK)
-
-
-def _response_headers(headers) -> list[tuple[bytes, bytes]]:
-    dropped = hop_by_hop(headers)
-    out = [(name, value) for name, value in headers if name not in dropped]
-    if not any(name == b"date" for name, _ in out):
-        out.append((b"date", http_date()))
-    return out
-
-
-async def respond(send, status: int, body: bytes, content_type: bytes = b"text/plain",
-                  extra: Sequence[tuple[bytes, bytes]] = ()) -> int:
-    """A response faucet writes itself; returns the status for telemetry."""
-    headers = [(b"content-type", content_type + (b"; charset=utf-8"
-                                                 if content_type == b"text/plain" else b"")),
-               (b"content-length", str(len(body)).encode()), (b"date", http_date()),
-               *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-    return status
-
-
-def peer(scope) -> str | None:
-    client = scope.get("client")
-    return client[0] if client else None
+        record_exchange(self.recorder, draft, status, backend, since)

@@ -11,16 +11,30 @@ connection per request, and saves the proxy the connect cost.
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 
 import trio
 
-from faucet.http1 import ChunkedDecoder, Response, UpstreamProtocolError, parse_head
+from faucet.http1 import (
+    LAST_CHUNK,
+    ChunkedDecoder,
+    Response,
+    UpstreamProtocolError,
+    encode_chunk,
+    parse_head,
+)
 from faucet.pool import Backend
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 RECEIVE_SIZE = 65536
 MAX_IDLE = 16
 _FAILURES = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+_TCP = (socket.AF_INET, socket.AF_INET6)
+
+# The next piece of a request body and whether more follows (the proxy reads the client).
+BodySource = Callable[[], Awaitable[tuple[bytes, bool]]]
+# Opens a stream to a worker's port: the network seam (tests pass socket pairs).
+Connect = Callable[[int], Awaitable[trio.SocketStream]]
 
 
 class UpstreamError(Exception):
@@ -30,13 +44,14 @@ class UpstreamError(Exception):
 class UpstreamConnection:
     """One keep-alive HTTP/1.1 connection to a worker: send bytes, read a response."""
 
-    __slots__ = ("stream", "generation", "_sock", "_buffer", "_left", "_chunks", "_open_ended",
-                 "_idle")
+    __slots__ = ("stream", "generation", "_sock", "_quickack", "_buffer", "_left", "_chunks",
+                 "_open_ended", "_idle")
 
     def __init__(self, stream: trio.SocketStream, generation: int):
         self.stream = stream
         self.generation = generation
         self._sock = stream.socket
+        self._quickack = _QUICKACK is not None and self._sock.family in _TCP
         self._buffer = bytearray()
         self._idle = True  # no exchange under way, or the last one completed cleanly
         self._left: int | None = 0
@@ -52,7 +67,7 @@ class UpstreamConnection:
 
     async def _receive(self) -> bool:
         """Append what the worker sent to the buffer; False at end of stream."""
-        if _QUICKACK is not None:
+        if self._quickack:
             self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         try:
             data = await self.stream.receive_some(RECEIVE_SIZE)
@@ -121,11 +136,27 @@ class UpstreamConnection:
         self._sock.close()
 
 
-class UpstreamPool:
-    """Idle keep-alive connections to one backend, dropped when the worker restarts."""
+async def open_worker_stream(port: int) -> trio.SocketStream:
+    """A TCP connection to a worker on loopback, with Nagle off (requests leave whole)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return stream
 
-    def __init__(self, backend: Backend):
+
+def frame(data: bytes, more: bool, chunked: bool) -> bytes:
+    """A piece of request body as it goes to the worker (chunked when the client's was)."""
+    if not chunked:
+        return data
+    return (encode_chunk(data) if data else b"") + (b"" if more else LAST_CHUNK)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to one backend, dropped when the worker restarts, and
+    the request/response exchange over them."""
+
+    def __init__(self, backend: Backend, connect: Connect = open_worker_stream):
         self.backend = backend
+        self._connect = connect
         self._idle: list[UpstreamConnection] = []
 
     async def connection(self) -> tuple[UpstreamConnection, bool]:
@@ -137,12 +168,43 @@ class UpstreamPool:
                 return conn, True
             conn.close()
         try:
-            stream = await trio.open_tcp_stream("127.0.0.1", self.backend.port)
+            stream = await self._connect(self.backend.port)
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {self.backend.target} "
                                 f"(127.0.0.1:{self.backend.port}): {exc.strerror}") from exc
-        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return UpstreamConnection(stream, generation), False
+
+    async def exchange(self, head: bytes, method: str, body: BodySource | None,
+                       chunked: bool) -> tuple[UpstreamConnection, Response]:
+        """Send one request and read its response head; the caller reads the body from
+        the connection and hands it to ``put_back``.
+
+        The first piece of the body is read before the worker is contacted so that head
+        and body leave in one write. A request held whole in memory that finds its pooled
+        connection closed by the worker is retried once on a new connection.
+        """
+        payload, more = head, False
+        if body is not None:
+            data, more = await body()
+            payload += frame(data, more, chunked)
+        while True:
+            conn, reused = await self.connection()
+            streamed = False
+            try:
+                await conn.send(payload)
+                streamed = more
+                while more:
+                    data, more = await body()
+                    await conn.send(frame(data, more, chunked))
+                return conn, await conn.response_head(method)
+            except UpstreamError:
+                conn.close()
+                if reused and not streamed:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
 
     def put_back(self, conn: UpstreamConnection) -> None:
         """Keep a connection whose exchange completed cleanly; close anything else."""

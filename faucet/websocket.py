@@ -15,19 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
-import time
 from collections import deque
 from functools import partial
 
-import hypercorn.config
-import hypercorn.protocol.h2
-import hypercorn.protocol.h11
 import trio
 import wsproto
 from attrs import frozen
-from hypercorn.protocol.events import StreamClosed
-from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -40,16 +33,16 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from faucet.asgi import handshake_responder, respond
+from faucet.headers import ClientRequest, Headers, hop_by_hop
 from faucet.pool import Backend
-from faucet.proxy import hop_by_hop, respond
+from faucet.upstream import open_worker_stream
 
 log = logging.getLogger("faucet.websocket")
 # Handshake headers each leg writes for itself (wsproto writes Host from ``Request.host``).
 _HANDSHAKE = frozenset({b"host", b"sec-websocket-key", b"sec-websocket-version",
                         b"sec-websocket-protocol", b"sec-websocket-extensions",
                         b"sec-websocket-accept"})
-# hypercorn's own limit on the client's leg when ``max_message_size`` is unset.
-DEFAULT_MAX_MESSAGE = hypercorn.config.Config.websocket_max_message_size
 RECEIVE_SIZE = 65536
 CLOSE_GRACE = 1.0
 # Codes that describe a close but may not be sent in a close frame (RFC 6455 7.4.1).
@@ -75,47 +68,19 @@ _SHUTDOWN = _End((1001, "faucet is shutting down"),
 _WORKER_GONE = _End((1011, "the worker went away"), None)
 
 
-async def proxy_websocket(proxy, scope, receive, send) -> None:
-    """Serve one ASGI ``websocket`` scope: admit it like HTTP, then relay the session."""
-    started = time.perf_counter()
-    if (await receive())["type"] != "websocket.connect":
-        return  # the client left before the handshake reached us
-    deny = partial(_deny, send)
-    # The handshake as the HTTP GET it is: telemetry's method, X-Forwarded-Proto's scheme.
-    scope = {**scope, "method": "GET", "scheme": "https" if scope["scheme"] == "wss" else "http"}
-    admitted = await proxy.admit(scope, deny, started)
-    if admitted is None:
-        return
-    backend, request, draft = admitted.backend, admitted.request, admitted.draft
-    path, query, status = admitted.path, admitted.query, 0
-    try:
-        headers = [(name, value) for name, value in proxy.upstream_headers(
-            scope, request, admitted.ip, admitted.prefix, draft.request_uuid)
-            if name not in _HANDSHAKE]
-        handshake = Request(
-            host=(request.host or b"localhost").decode("latin-1"),
-            target=(path + b"?" + query if query else path).decode("latin-1"),
-            extra_headers=headers, subprotocols=scope["subprotocols"],
-            extensions=[PerMessageDeflate()] if _offers_deflate(scope["headers"]) else [])
-        try:
-            with trio.fail_after(proxy.config.response_timeout):
-                worker, status = await _open_worker(backend, handshake, send)
-        except trio.TooSlowError:
-            status = await respond(deny, 504, b"Gateway Timeout: the worker did not answer "
-                                   b"the upgrade within "
-                                   + f"{proxy.config.response_timeout:g}s\n".encode())
-            return
-        finally:
-            # The slot covers the handshake, not the session (docs/websockets.md).
-            admitted.release()
-        if worker is not None:
-            await _relay(worker, receive, send,
-                         proxy.config.max_message_size or DEFAULT_MAX_MESSAGE, proxy.stopping)
-    finally:
-        proxy.record(draft, status, backend, admitted.chosen)
+def worker_handshake(request: ClientRequest, target: bytes, headers: Headers,
+                     scope: dict) -> Request:
+    """faucet's handshake to the worker: the client's path, subprotocols and headers
+    (less those each leg writes for itself), deflate when the client offered it."""
+    return Request(
+        host=(request.host or b"localhost").decode("latin-1"),
+        target=target.decode("latin-1"),
+        extra_headers=[(name, value) for name, value in headers if name not in _HANDSHAKE],
+        subprotocols=scope["subprotocols"],
+        extensions=[PerMessageDeflate()] if _offers_deflate(scope["headers"]) else [])
 
 
-class _Worker:
+class WorkerLeg:
     """faucet's leg to the worker: a wsproto client on one TCP stream. Both pumps send on
     it (messages one way, pongs and close replies the other), so sends take a lock."""
 
@@ -146,17 +111,17 @@ class _Worker:
         return self._pending.popleft()
 
 
-async def _open_worker(backend: Backend, handshake: Request, send) -> tuple[_Worker | None, int]:
+async def open_session(backend: Backend, handshake: Request, send) -> tuple[WorkerLeg | None, int]:
     """Connect and upgrade. Accepted: the client is accepted with the worker's subprotocol
     and headers, (worker, 101). Refused: the worker's HTTP response is relayed to the
     client, (None, its status). Unreachable: 502, (None, 502)."""
+    deny = handshake_responder(send)
     try:
-        stream = await trio.open_tcp_stream("127.0.0.1", backend.port)
+        stream = await open_worker_stream(backend.port)
     except OSError as exc:
-        return None, await respond(partial(_deny, send), 502, f"Bad Gateway: cannot connect "
+        return None, await respond(deny, 502, f"Bad Gateway: cannot connect "
                                    f"to {backend.target}: {exc.strerror}\n".encode())
-    stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    worker = _Worker(stream)
+    worker = WorkerLeg(stream)
     upgraded = False
     try:
         await worker.send(handshake)
@@ -166,26 +131,26 @@ async def _open_worker(backend: Backend, handshake: Request, send) -> tuple[_Wor
                         "headers": _back_to_client(reply.extra_headers)})
             upgraded = True
             return worker, 101
-        await _deny(send, {"type": "http.response.start", "status": reply.status_code,
+        await deny({"type": "http.response.start", "status": reply.status_code,
                            "headers": _back_to_client(reply.headers)})
         more = reply.has_body
         while more:
             chunk = await worker.next_event()
             more = not chunk.body_finished
-            await _deny(send, {"type": "http.response.body", "body": chunk.data,
+            await deny({"type": "http.response.body", "body": chunk.data,
                                "more_body": more})
         if not reply.has_body:
-            await _deny(send, {"type": "http.response.body", "body": b""})
+            await deny({"type": "http.response.body", "body": b""})
         return None, reply.status_code
     except WorkerGone as exc:
-        return None, await respond(partial(_deny, send), 502, f"Bad Gateway: {exc}\n".encode())
+        return None, await respond(deny, 502, f"Bad Gateway: {exc}\n".encode())
     finally:
         if not upgraded:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
 
-async def _relay(worker: _Worker, receive, send, limit: int, stopping: trio.Event) -> None:
+async def relay(worker: WorkerLeg, receive, send, limit: int, stopping: trio.Event) -> None:
     """Pump both ways until one side ends, then close the other (shielded, bounded). A
     shutdown ends the session with 1001 on both sides at once: a session can last hours,
     and a graceful shutdown should not wait its whole timeout for it."""
@@ -224,7 +189,7 @@ async def _first_to_end(*pumps) -> _End:
     return ends[0]
 
 
-async def _client_to_worker(receive, worker: _Worker) -> _End:
+async def _client_to_worker(receive, worker: WorkerLeg) -> _End:
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
@@ -243,7 +208,7 @@ async def _client_to_worker(receive, worker: _Worker) -> _End:
             return _WORKER_GONE
 
 
-async def _worker_to_client(worker: _Worker, send, limit: int) -> _End:
+async def _worker_to_client(worker: WorkerLeg, send, limit: int) -> _End:
     """Reassemble the worker's messages (hypercorn sends whole messages) up to ``limit``."""
     parts: list = []
     size = 0
@@ -270,12 +235,6 @@ async def _worker_to_client(worker: _Worker, send, limit: int) -> _End:
         return _WORKER_GONE
 
 
-async def _deny(send, message: dict) -> None:
-    """Send an ``http.response.*`` message as the handshake's HTTP answer (hypercorn's
-    ``websocket.http.response`` extension), so ``respond`` serves both kinds of scope."""
-    await send({**message, "type": "websocket." + message["type"]})
-
-
 def _back_to_client(headers) -> list[tuple[bytes, bytes]]:
     lowered = [(name.lower(), value) for name, value in headers]
     dropped = hop_by_hop(lowered) | _HANDSHAKE
@@ -285,33 +244,3 @@ def _back_to_client(headers) -> list[tuple[bytes, bytes]]:
 def _offers_deflate(headers) -> bool:
     return any(name == b"sec-websocket-extensions" and b"permessage-deflate" in value.lower()
                for name, value in headers)
-
-
-class _CloseCodeWSStream(WSStream):
-    """hypercorn 0.18 reports every close the client starts, and its own 1009, to the app
-    as 1006 (pgjones/hypercorn#127). This stream remembers the close frame it sent while
-    the app was connected (the echo of the client's close, or its own 1009) and reports
-    that code and reason instead, so they reach the worker."""
-
-    _close_frame: tuple[int, str | None] | None = None
-
-    async def _send_wsproto_event(self, event) -> None:
-        if isinstance(event, CloseConnection) and self.state is ASGIWebsocketState.CONNECTED:
-            self._close_frame = (event.code, event.reason)
-        await super()._send_wsproto_event(event)
-
-    async def handle(self, event) -> None:
-        if (isinstance(event, StreamClosed) and self._close_frame is not None
-                and not self.closed and self.app_put is not None):
-            self.closed = True
-            code, reason = self._close_frame
-            await self.app_put({"type": "websocket.disconnect", "code": code, "reason": reason})
-        else:
-            await super().handle(event)
-
-
-def install_close_code_fix() -> None:
-    """Make hypercorn's HTTP/1.1 and HTTP/2 protocols use ``_CloseCodeWSStream``; call
-    once before serving (idempotent)."""
-    hypercorn.protocol.h11.WSStream = _CloseCodeWSStream
-    hypercorn.protocol.h2.WSStream = _CloseCodeWSStream

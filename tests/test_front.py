@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import h11
 import httpx
-import hypercorn.config
 import pytest
 import trio
 import wsproto
 import wsproto.events
 
 from faucet.front import serve
+from faucet.hypercorn_adapter import HypercornConfig
 
 
 async def app(scope, receive, send):
@@ -51,7 +51,7 @@ async def app(scope, receive, send):
 @pytest.fixture
 async def front(nursery):
     """(port, stopping event) of a front serving ``app``."""
-    config = hypercorn.config.Config()
+    config = HypercornConfig()
     config.bind = ["127.0.0.1:0"]
     config.keep_alive_timeout = 30
     config.h11_max_incomplete_size = 4096

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from faucet.app import free_port
-from faucet.proxy import HEALTH_PATH
+from faucet.health import HEALTH_PATH
 from tests.conftest import FASTAPI
 from tests.helpers import PLUMBER, SHINY, faucet_process, kill_session, leftover_processes
 from tests.pg import query

@@ -1,0 +1,137 @@
+"""HTTP header rules of the proxy (pure: lists of ``(name, value)`` pairs in, out).
+
+Which fields are connection-specific, what faucet reads from a client's request, the
+headers a worker receives (the client's end-to-end ones plus faucet's X-Forwarded-* and
+request id), the headers a client receives back, and the HTTP Date value.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from email.utils import formatdate
+
+from attrs import define
+
+from faucet.balancer import parse_cookie
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 7.6.1: connection-specific fields never forwarded (plus those that
+# Connection names). ``expect`` is answered by the front door on the client side.
+HOP_BY_HOP = frozenset(
+    b"connection keep-alive proxy-connection te trailer transfer-encoding upgrade expect".split()
+)
+
+
+@define(slots=True)
+class ClientRequest:
+    """What the proxy reads from the client's request in one pass over its headers."""
+
+    headers: Headers  # the end-to-end ones, forwarded as they are
+    has_body: bool
+    chunked: bool = False  # body without Content-Length: sent on with chunked framing
+    forwarded_for: bytes | None = None
+    real_ip: bytes | None = None
+    host: bytes | None = None
+    cookie: uuid.UUID | None = None
+    user_agent: str | None = None
+    proto: bytes | None = None
+    forwarded_host: bytes | None = None
+
+
+def hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The fields of ``headers`` never forwarded: RFC 9110's connection-specific ones
+    plus any that a Connection header names (lower-case names expected)."""
+    named = [token.strip().lower() for name, value in headers if name == b"connection"
+             for token in value.split(b",")]
+    return HOP_BY_HOP.union(named) if named else HOP_BY_HOP
+
+
+def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> ClientRequest:
+    """Split the client's headers into those forwarded and those faucet acts on."""
+    dropped = hop_by_hop(scope_headers)
+    request = ClientRequest(headers=[], has_body=False)
+    forwarded = request.headers
+    for name, value in scope_headers:
+        if name == b"content-length":
+            request.has_body = value.strip() != b"0"
+        elif name == b"transfer-encoding":
+            request.has_body = request.chunked = True
+        if name in dropped:
+            continue
+        if name == b"x-forwarded-for":
+            request.forwarded_for = value
+            continue  # rewritten by ``upstream_headers``, with the client appended
+        if name == b"x-forwarded-proto":
+            request.proto = value
+            continue
+        if name == b"x-forwarded-host":
+            request.forwarded_host = value
+            continue
+        if name == b"x-real-ip":
+            request.real_ip = value
+        elif name == b"host":
+            request.host = value
+        elif name == b"cookie":
+            request.cookie = request.cookie or parse_cookie(value)
+        elif name == b"user-agent":
+            request.user_agent = value.decode("latin-1")
+        forwarded.append((name, value))
+    return request
+
+
+def upstream_headers(request: ClientRequest, *, scheme: str, client: str | None,
+                     trust_forwarded: bool, prefix: bytes | None,
+                     request_uuid: uuid.UUID) -> Headers:
+    """The headers a worker receives: the client's end-to-end ones, then X-Forwarded-For
+    (with ``client`` appended), -Proto and -Host (the client's own only when
+    ``trust_forwarded``), -Prefix for a routed app, and ``faucet-request-uuid``."""
+    headers = list(request.headers)
+    if request.forwarded_for is not None and client is not None:
+        headers.append((b"x-forwarded-for", request.forwarded_for + b", " + client.encode()))
+    elif request.forwarded_for is not None:
+        headers.append((b"x-forwarded-for", request.forwarded_for))
+    elif client is not None:
+        headers.append((b"x-forwarded-for", client.encode()))
+    headers.append((b"x-forwarded-proto", request.proto if trust_forwarded and request.proto
+                    else scheme.encode()))
+    host = request.forwarded_host if trust_forwarded and request.forwarded_host else request.host
+    if host is not None:
+        headers.append((b"x-forwarded-host", host))
+    else:
+        headers.append((b"host", b"localhost"))
+    if prefix is not None:
+        headers.append((b"x-forwarded-prefix", prefix))
+    headers.append((b"faucet-request-uuid", str(request_uuid).encode()))
+    if request.chunked:
+        headers.append((b"transfer-encoding", b"chunked"))
+    return headers
+
+
+def response_headers(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+    """A worker's response headers as the client receives them: the end-to-end ones, and
+    a Date when the worker sent none."""
+    dropped = hop_by_hop(headers)
+    out = [(name, value) for name, value in headers if name not in dropped]
+    if not any(name == b"date" for name, _ in out):
+        out.append((b"date", http_date()))
+    return out
+
+
+class _Date:
+    """The HTTP Date value, formatted once per second."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        second = int(time.time())
+        if second != cls.second:
+            cls.second, cls.value = second, formatdate(second, usegmt=True).encode()
+        return cls.value
+
+
+http_date = _Date.now

@@ -1,0 +1,103 @@
+"""Everything faucet takes from hypercorn, in one file (its version pin touches only this).
+
+faucet's front door (faucet.front) serves plain HTTP/1.1 itself and hands upgrades
+(WebSocket, h2c) and HTTP/2 connections to hypercorn's connection server, which uses
+hypercorn internals: ``TCPServer``, ``WorkerContext``, the WebSocket stream class.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hypercorn.config
+import hypercorn.protocol.h2
+import hypercorn.protocol.h11
+import trio
+from hypercorn.app_wrappers import ASGIWrapper
+from hypercorn.protocol.events import StreamClosed
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import repr_socket_addr
+from wsproto.events import CloseConnection
+
+from faucet.config import Config
+
+HypercornConfig = hypercorn.config.Config
+# hypercorn's own limit on the client's leg when ``max_message_size`` is unset.
+DEFAULT_MAX_MESSAGE = HypercornConfig.websocket_max_message_size
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    """The one adapter from our validated config to hypercorn's (its own loader would
+    silently ignore unknown keys)."""
+    hc = HypercornConfig()
+    hc.bind = [config.host]
+    # The workers' responses carry their own Date; hypercorn's would make two.
+    hc.include_date_header = False
+    hc.include_server_header = False
+    hc.graceful_timeout = config.shutdown_timeout
+    if config.max_message_size:
+        hc.websocket_max_message_size = config.max_message_size
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("faucet.hypercorn")
+    hc.backlog = 1024
+    return hc
+
+
+def listeners(config: HypercornConfig) -> tuple[list[trio.SocketListener], list[str]]:
+    """Listening sockets for ``config.bind`` and their URLs."""
+    out, urls = [], []
+    for sock in config.create_sockets().insecure_sockets:
+        sock.listen(config.backlog)
+        out.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+        urls.append("http://" + repr_socket_addr(sock.family, sock.getsockname()))
+    return out, urls
+
+
+class HandOff:
+    """Serves the rest of a client connection with hypercorn's connection server."""
+
+    def __init__(self, app, config: HypercornConfig):
+        self._app = ASGIWrapper(app)
+        self._config = config
+        self._context = WorkerContext(None)
+
+    async def serve(self, stream) -> None:
+        """``stream``: the client's stream (the bytes faucet already read replayed first)."""
+        await TCPServer(self._app, self._config, self._context, ConnectionState({}), stream)
+
+    async def close_idle(self) -> None:
+        """Shutdown: hypercorn's idle connections close."""
+        await self._context.terminated.set()
+
+
+class _CloseCodeWSStream(WSStream):
+    """hypercorn 0.18 reports every close the client starts, and its own 1009, to the app
+    as 1006 (pgjones/hypercorn#127). This stream remembers the close frame it sent while
+    the app was connected (the echo of the client's close, or its own 1009) and reports
+    that code and reason instead, so they reach the worker."""
+
+    _close_frame: tuple[int, str | None] | None = None
+
+    async def _send_wsproto_event(self, event) -> None:
+        if isinstance(event, CloseConnection) and self.state is ASGIWebsocketState.CONNECTED:
+            self._close_frame = (event.code, event.reason)
+        await super()._send_wsproto_event(event)
+
+    async def handle(self, event) -> None:
+        if (isinstance(event, StreamClosed) and self._close_frame is not None
+                and not self.closed and self.app_put is not None):
+            self.closed = True
+            code, reason = self._close_frame
+            await self.app_put({"type": "websocket.disconnect", "code": code, "reason": reason})
+        else:
+            await super().handle(event)
+
+
+def install_close_code_fix() -> None:
+    """Make hypercorn's HTTP/1.1 and HTTP/2 protocols use ``_CloseCodeWSStream``; call
+    once before serving (idempotent)."""
+    hypercorn.protocol.h11.WSStream = _CloseCodeWSStream
+    hypercorn.protocol.h2.WSStream = _CloseCodeWSStream

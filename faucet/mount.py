@@ -1,0 +1,22 @@
+"""One app behind the front door: its backends, their connection pools, its dispatcher."""
+
+from __future__ import annotations
+
+from attrs import define
+
+from faucet.dispatch import Dispatcher
+from faucet.pool import Backend
+from faucet.upstream import UpstreamPool
+
+
+@define(eq=False)
+class Mount:
+    """``route`` is None in ``faucet start`` mode; ``pools`` are in backend order."""
+
+    route: str | None
+    dispatcher: Dispatcher
+    pools: list[UpstreamPool]
+
+    @property
+    def backends(self) -> list[Backend]:
+        return self.dispatcher.backends

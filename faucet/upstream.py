@@ -10,6 +10,7 @@ connection per request, and saves the proxy the connect cost.
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -30,6 +31,10 @@ RECEIVE_SIZE = 65536
 MAX_IDLE = 16
 _FAILURES = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 _TCP = (socket.AF_INET, socket.AF_INET6)
+# Methods whose request may be sent again when a reused connection failed while sending
+# it (RFC 9110 9.2.1 safe methods). Others are never replayed: a POST, PUT, PATCH or
+# DELETE that may have reached R runs at most once.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 # The next piece of a request body and whether more follows (the proxy reads the client).
 BodySource = Callable[[], Awaitable[tuple[bytes, bool]]]
@@ -93,7 +98,9 @@ class UpstreamConnection:
         self._left = response.length
         self._chunks = ChunkedDecoder() if response.chunked else None
         self._open_ended = response.length is None and not response.chunked
-        self._idle = response.keep_alive  # provisional: true once the body is complete
+        # Provisional: true once the body is complete. Never after HEAD: some servers
+        # (plumber on 404/405) send a body anyway, which would poison the next exchange.
+        self._idle = response.keep_alive and method != "HEAD"
         return response
 
     async def body_chunk(self) -> bytes:
@@ -131,6 +138,15 @@ class UpstreamConnection:
         complete = (self._chunks.done if self._chunks is not None else self._left == 0)
         return self._idle and complete and not self._buffer
 
+    def quiet(self) -> bool:
+        """Nothing is waiting to be read: no stray bytes, no close from the worker. Checked
+        before a pooled connection is reused; a connection with unread bytes never is."""
+        if self._buffer:
+            return False
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
+
     def close(self) -> None:
         """Drop the connection at once (sync, so it is safe in any cleanup path)."""
         self._sock.close()
@@ -164,7 +180,7 @@ class UpstreamPool:
         generation = self.backend.generation
         while self._idle:
             conn = self._idle.pop()
-            if conn.generation == generation:
+            if conn.generation == generation and conn.quiet():
                 return conn, True
             conn.close()
         try:
@@ -180,28 +196,30 @@ class UpstreamPool:
         the connection and hands it to ``put_back``.
 
         The first piece of the body is read before the worker is contacted so that head
-        and body leave in one write. A request held whole in memory that finds its pooled
-        connection closed by the worker is retried once on a new connection.
+        and body leave in one write. A request is sent again, on a new connection, only
+        when it cannot have run twice: its method is safe, it was held whole in memory,
+        and sending it on a reused connection failed. Anything else that fails once the
+        request may have reached the worker is an UpstreamError (the client gets 502).
         """
         payload, more = head, False
         if body is not None:
             data, more = await body()
             payload += frame(data, more, chunked)
+        replayable = method in SAFE_METHODS and not more
         while True:
             conn, reused = await self.connection()
-            streamed = False
             try:
-                await conn.send(payload)
-                streamed = more
+                try:
+                    await conn.send(payload)
+                except UpstreamError:
+                    if reused and replayable:
+                        conn.close()
+                        continue
+                    raise
                 while more:
                     data, more = await body()
                     await conn.send(frame(data, more, chunked))
                 return conn, await conn.response_head(method)
-            except UpstreamError:
-                conn.close()
-                if reused and not streamed:
-                    continue
-                raise
             except BaseException:
                 conn.close()
                 raise

@@ -16,7 +16,7 @@ import trio
 from tests.helpers import ROOT, config_for, run_faucet
 
 RECORDER = str(ROOT / "tests" / "standin" / "recorder")
-LOG_ENV = "FAUCET_RECORDER_LOG"
+LOG_ENV = "EDGE_RECORDER_LOG"
 REPLY_TIMEOUT = 3.0  # a reply faucet owes at once; None after this long
 
 

@@ -217,7 +217,8 @@ async def test_oversized_head_in_one_write_is_431(edge, size):
 
 
 async def test_oversized_head_in_pieces_is_431(edge):
-    """The same head trickled in 1 KiB writes is refused with 431 too."""
+    """The same head trickled in 1 KiB writes is refused with 431 too (the writes stop
+    once faucet has answered and closed)."""
     head = big_head(60_000)
     async with edge.connect() as client:
         for start in range(0, len(head), 1024):

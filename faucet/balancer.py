@@ -101,7 +101,9 @@ def client_ip(peer: str | None, mode: str, forwarded_for: bytes | None,
               real_ip: bytes | None) -> IPAddress | None:
     """The client's address per ``--ip-from``.
 
-    ``client``: the TCP peer. ``x-forwarded-for``: the leftmost (original client) entry.
+    ``client``: the TCP peer. ``x-forwarded-for``: the rightmost entry, the one the
+    trusted proxy in front of faucet appended (entries left of it are whatever the client
+    wrote, so they cannot be trusted).
     ``x-real-ip``: the header's single address. Header modes raise BadClientIp when the
     header is missing or not an IP address.
     """
@@ -111,7 +113,7 @@ def client_ip(peer: str | None, mode: str, forwarded_for: bytes | None,
     raw = forwarded_for if mode == "x-forwarded-for" else real_ip
     if raw is None:
         raise BadClientIp(f"missing {name} header (faucet runs with --ip-from {mode})")
-    text = raw.decode("latin-1").split(",")[0].strip()
+    text = raw.decode("latin-1").rsplit(",", 1)[-1].strip()
     address = _parse_ip(text)
     if address is None:
         raise BadClientIp(f"{name} header {text!r} is not an IP address "

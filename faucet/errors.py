@@ -19,3 +19,12 @@ def leaves(exc: BaseException) -> list[BaseException]:
 class ResponseRejected(Exception):
     """The app's response head is not valid HTTP (the front door's h11 refused it); the
     client has been answered 502 instead and the connection closes."""
+
+
+class BadRequestBody(Exception):
+    """The client's request body is malformed (400) or over the size limit (413); the
+    front door has stopped reading it, and the client is answered ``status``."""
+
+    def __init__(self, status: int, reason: str):
+        self.status = status
+        super().__init__(reason)

@@ -26,8 +26,9 @@ from urllib.parse import unquote
 
 import h11
 import trio
+from attrs import frozen
 
-from faucet.errors import ResponseRejected
+from faucet.errors import BadRequestBody, ResponseRejected
 from faucet.headers import http_date
 from faucet.hypercorn_adapter import HandOff, HypercornConfig, listeners
 
@@ -39,12 +40,19 @@ _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 _DISCONNECT = {"type": "http.disconnect"}
 
 
-async def serve(app, config: HypercornConfig, stopping: trio.Event, *,
-                task_status=trio.TASK_STATUS_IGNORED) -> None:
+@frozen
+class Limits:
+    """What one client may ask of the front door."""
+
+    max_body: int = 1024 ** 3  # bytes of request body (413 above it)
+
+
+async def serve(app, config: HypercornConfig, stopping: trio.Event, limits: Limits = Limits(),
+                *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``app`` on ``config.bind`` until ``stopping`` is set and the connections have
     drained (or ``config.graceful_timeout`` has passed). Started with the bound URLs."""
     bound, binds = listeners(config)
-    front = Front(app, config, stopping)
+    front = Front(app, config, stopping, limits)
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as accepting:
             accepting.start_soon(partial(trio.serve_listeners, front.serve_connection,
@@ -59,8 +67,9 @@ async def serve(app, config: HypercornConfig, stopping: trio.Event, *,
 class Front:
     """The per-connection HTTP/1.1 loop, and what shutdown needs to reach idle ones."""
 
-    def __init__(self, app, config: HypercornConfig, stopping: trio.Event):
+    def __init__(self, app, config: HypercornConfig, stopping: trio.Event, limits: Limits):
         self.app = app
+        self.limits = limits
         self.stopping = stopping
         self.keep_alive = config.keep_alive_timeout
         self.max_head = config.h11_max_incomplete_size
@@ -105,17 +114,39 @@ class Front:
                 continue
             if type(event) is not h11.Request:  # ConnectionClosed (or PAUSED after an error)
                 return
+            refusal = self._refusal(event)
+            if refusal is not None:
+                await _send_quietly(stream, refusal)
+                return
             if any(name == b"upgrade" for name, _ in event.headers):
                 await self._hand_off(stream, raw)
                 return
             if not _has_body(event.headers):
                 conn.next_event()  # h11 ends a request without a body at once
-            exchange = _Exchange(conn, stream, self.stopping)
+            exchange = _Exchange(conn, stream, self.stopping, self.limits.max_body)
             await self._call_app(exchange, _scope(event, client, server))
             if not exchange.reusable() or self.stopping.is_set():
                 return
             conn.start_next_cycle()
             raw = bytearray(conn.trailing_data[0])
+
+    def _refusal(self, request: h11.Request) -> bytes | None:
+        """The answer to a request head that must not reach an app, if any: one over the
+        head limit however it arrived (h11 checks only heads still incomplete), one
+        framed twice (Content-Length and Transfer-Encoding: front and worker could
+        disagree on where it ends), or a body declared over ``max_body``."""
+        size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
+        if size > self.max_head:
+            return _plain(431, f"Request Header Fields Too Large: the head is over "
+                               f"{self.max_head} bytes")
+        names = [name for name, _ in request.headers]
+        if b"transfer-encoding" in names and b"content-length" in names:
+            return _plain(400, "Bad Request: both Content-Length and Transfer-Encoding")
+        for name, value in request.headers:
+            if name == b"content-length" and int(value) > self.limits.max_body:
+                return _plain(413, f"Content Too Large: the body is over "
+                                   f"{self.limits.max_body} bytes")
+        return None
 
     async def _receive_head(self, stream: trio.SocketStream) -> bytes:
         """Bytes of the next request head; b"" when the client closes, the keep-alive
@@ -175,13 +206,15 @@ def _scope(request: h11.Request, client, server) -> dict:
 class _Exchange:
     """One request/response on a connection: the ASGI ``receive`` and ``send``."""
 
-    __slots__ = ("conn", "stream", "stopping", "status", "headers", "started", "complete",
-                 "gone")
+    __slots__ = ("conn", "stream", "stopping", "body_left", "status", "headers", "started",
+                 "complete", "gone")
 
-    def __init__(self, conn: h11.Connection, stream: trio.SocketStream, stopping: trio.Event):
+    def __init__(self, conn: h11.Connection, stream: trio.SocketStream, stopping: trio.Event,
+                 max_body: int):
         self.conn = conn
         self.stream = stream
         self.stopping = stopping
+        self.body_left = max_body
         self.status = 500
         self.headers: list = []
         self.started = False  # the response head has been written
@@ -190,7 +223,8 @@ class _Exchange:
 
     async def receive(self) -> dict:
         """The next piece of the request body, or ``http.disconnect`` once the client has
-        gone (or the body has been read; faucet never waits for a disconnect)."""
+        gone (or the body has been read; faucet never waits for a disconnect).
+        BadRequestBody when the body is malformed or over the limit."""
         conn = self.conn
         if self.gone or conn.their_state is not h11.SEND_BODY:
             return _DISCONNECT
@@ -200,8 +234,8 @@ class _Exchange:
         while True:
             try:
                 event = conn.next_event()
-            except h11.RemoteProtocolError:
-                return _DISCONNECT
+            except h11.RemoteProtocolError as exc:
+                raise BadRequestBody(400, f"Bad Request: {exc}") from None
             if event is h11.NEED_DATA:
                 try:
                     data = await self.stream.receive_some(RECEIVE_SIZE)
@@ -210,6 +244,9 @@ class _Exchange:
                 conn.receive_data(data)
                 continue
             if type(event) is h11.Data:
+                self.body_left -= len(event.data)
+                if self.body_left < 0:
+                    raise BadRequestBody(413, "Content Too Large: the body is over the limit")
                 return {"type": "http.request", "body": bytes(event.data), "more_body": True}
             if type(event) is h11.EndOfMessage:
                 return {"type": "http.request", "body": b"", "more_body": False}
@@ -279,10 +316,15 @@ async def _refuse(stream: trio.SocketStream, conn: h11.Connection,
     """Answer a request h11 cannot parse (400, or 431 for a head over the size limit)."""
     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
         status = exc.error_status_hint
-        try:
-            await stream.send_all(_plain(status, f"{_REASONS[status].decode()}: {exc}"))
-        except _BROKEN:
-            pass
+        await _send_quietly(stream, _plain(status, f"{_REASONS[status].decode()}: {exc}"))
+
+
+async def _send_quietly(stream: trio.SocketStream, data: bytes) -> None:
+    """Write a last answer; a client already gone does not matter."""
+    try:
+        await stream.send_all(data)
+    except _BROKEN:
+        pass
 
 
 class _Replay:

@@ -23,6 +23,18 @@ Headers = list[tuple[bytes, bytes]]
 HOP_BY_HOP = frozenset(
     b"connection keep-alive proxy-connection te trailer transfer-encoding upgrade expect".split()
 )
+# Framing is decided by faucet from what the front door parsed, so a Connection header
+# naming these never removes them (that would forward a body without its length: the
+# worker would read it as another request).
+FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
+# Fields faucet sets or acts on. A client's field whose name differs from one of these
+# only by underscores (X_Forwarded_For) is dropped: CGI-style servers (R's httpuv) map
+# both spellings to the same variable, HTTP_X_FORWARDED_FOR (nginx drops them too).
+FAUCET_FIELDS = frozenset({
+    b"host", b"content-length", b"transfer-encoding", b"connection", b"x-forwarded-for",
+    b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix", b"x-real-ip",
+    b"faucet-request-uuid",
+})
 
 
 @define(slots=True)
@@ -32,6 +44,7 @@ class ClientRequest:
     headers: Headers  # the end-to-end ones, forwarded as they are
     has_body: bool
     chunked: bool = False  # body without Content-Length: sent on with chunked framing
+    content_length: bytes | None = None  # as the front door validated it
     forwarded_for: bytes | None = None
     real_ip: bytes | None = None
     host: bytes | None = None
@@ -46,7 +59,7 @@ def hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
     plus any that a Connection header names (lower-case names expected)."""
     named = [token.strip().lower() for name, value in headers if name == b"connection"
              for token in value.split(b",")]
-    return HOP_BY_HOP.union(named) if named else HOP_BY_HOP
+    return HOP_BY_HOP.union(named).difference(FRAMING) if named else HOP_BY_HOP
 
 
 def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> ClientRequest:
@@ -56,10 +69,13 @@ def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> ClientRequest:
     forwarded = request.headers
     for name, value in scope_headers:
         if name == b"content-length":
-            request.has_body = value.strip() != b"0"
-        elif name == b"transfer-encoding":
+            request.content_length = value.strip()
+            request.has_body = request.content_length != b"0"
+            continue  # written again by ``upstream_headers``, exactly once
+        if name == b"transfer-encoding":
             request.has_body = request.chunked = True
-        if name in dropped:
+            continue
+        if name in dropped or b"_" in name and name.replace(b"_", b"-") in FAUCET_FIELDS:
             continue
         if name == b"x-forwarded-for":
             request.forwarded_for = value
@@ -82,19 +98,20 @@ def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> ClientRequest:
     return request
 
 
-def upstream_headers(request: ClientRequest, *, scheme: str, client: str | None,
+def upstream_headers(request: ClientRequest, *, scheme: str, peer: str | None,
                      trust_forwarded: bool, prefix: bytes | None,
                      request_uuid: uuid.UUID) -> Headers:
     """The headers a worker receives: the client's end-to-end ones, then X-Forwarded-For
-    (with ``client`` appended), -Proto and -Host (the client's own only when
-    ``trust_forwarded``), -Prefix for a routed app, and ``faucet-request-uuid``."""
+    (with the TCP ``peer`` appended, as every proxy hop does), -Proto and -Host (the
+    client's own only when ``trust_forwarded``), -Prefix for a routed app,
+    ``faucet-request-uuid``, and one body framing: Content-Length or chunked."""
     headers = list(request.headers)
-    if request.forwarded_for is not None and client is not None:
-        headers.append((b"x-forwarded-for", request.forwarded_for + b", " + client.encode()))
+    if request.forwarded_for is not None and peer is not None:
+        headers.append((b"x-forwarded-for", request.forwarded_for + b", " + peer.encode()))
     elif request.forwarded_for is not None:
         headers.append((b"x-forwarded-for", request.forwarded_for))
-    elif client is not None:
-        headers.append((b"x-forwarded-for", client.encode()))
+    elif peer is not None:
+        headers.append((b"x-forwarded-for", peer.encode()))
     headers.append((b"x-forwarded-proto", request.proto if trust_forwarded and request.proto
                     else scheme.encode()))
     host = request.forwarded_host if trust_forwarded and request.forwarded_host else request.host
@@ -107,6 +124,8 @@ def upstream_headers(request: ClientRequest, *, scheme: str, client: str | None,
     headers.append((b"faucet-request-uuid", str(request_uuid).encode()))
     if request.chunked:
         headers.append((b"transfer-encoding", b"chunked"))
+    elif request.content_length is not None:
+        headers.append((b"content-length", request.content_length))
     return headers
 
 

@@ -28,7 +28,7 @@ from faucet.balancer import (
 )
 from faucet.config import Config
 from faucet.dispatch import Lease, QueueFull
-from faucet.errors import ResponseRejected
+from faucet.errors import BadRequestBody, ResponseRejected
 from faucet.headers import ClientRequest, read_request, response_headers, upstream_headers
 from faucet.health import HEALTH_PATH, health
 from faucet.http1 import encode_head
@@ -130,6 +130,11 @@ class Proxy:
         status = 0
         try:
             status = await self.forward(scope, receive, send, admitted, extra)
+        except BadRequestBody as exc:
+            # The client's fault, found while its body went on: the worker never got a
+            # complete request, so the event names no worker.
+            backend = None
+            status = await respond(send, exc.status, f"{exc}\n".encode())
         finally:
             admitted.release()
             self.record(admitted.draft, status, backend, admitted.chosen)
@@ -220,9 +225,7 @@ class Proxy:
 
     def headers_for(self, scope, admitted: Admitted) -> list[tuple[bytes, bytes]]:
         """The headers the worker receives for an admitted request."""
-        ip = admitted.ip
-        return upstream_headers(admitted.request, scheme=scope["scheme"],
-                                client=str(ip) if ip is not None else None,
+        return upstream_headers(admitted.request, scheme=scope["scheme"], peer=peer(scope),
                                 trust_forwarded=self.trust_forwarded, prefix=admitted.prefix,
                                 request_uuid=admitted.draft.request_uuid)
 
@@ -233,9 +236,14 @@ class Proxy:
         the (single-threaded) R process without waiting on the client."""
         request = admitted.request
         method = scope["method"]
+        body = (lambda: body_piece(receive)) if request.has_body else None
+        try:
+            if scope["http_version"] == "2" and request.content_length is None:
+                body = await _h2_body(request, receive)
+        except ClientGone:
+            return 499
         head = encode_head(method, admitted.target, self.headers_for(scope, admitted))
         pool = admitted.mount.pools[admitted.backend.worker_id - 1]
-        body = (lambda: body_piece(receive)) if request.has_body else None
         try:
             with trio.fail_after(self.config.response_timeout):
                 conn, response = await pool.exchange(head, method, body, request.chunked)
@@ -269,3 +277,19 @@ class Proxy:
     def record(self, draft: EventDraft, status: int, backend: Backend | None,
                since: float) -> None:
         record_exchange(self.recorder, draft, status, backend, since)
+
+
+async def _h2_body(request: ClientRequest, receive):
+    """The body source of an HTTP/2 request without content-length (HTTP/2 frames bodies
+    itself): None when it has none, else one that starts with the piece read here, and
+    the request goes to the worker chunked."""
+    first = await body_piece(receive)
+    if first == (b"", False):
+        return None
+    request.has_body = request.chunked = True
+    pending = [first]
+
+    async def next_piece() -> tuple[bytes, bool]:
+        return pending.pop() if pending else await body_piece(receive)
+
+    return next_piece

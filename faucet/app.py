@@ -19,13 +19,14 @@ import hypercorn.config
 import trio
 from attrs import frozen
 
-from faucet.config import Config, RouteConfig
+from faucet.config import Config
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
 from faucet.front import serve as serve_front
 from faucet.logs import worker_logger
 from faucet.pool import Backend
 from faucet.proxy import Mount, Proxy
+from faucet.routes_config import RouteConfig
 from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
 from faucet.upstream import UpstreamPool

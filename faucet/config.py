@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,9 @@ import attrs
 import cattrs
 from attrs import field, frozen
 
+from faucet.config_source import problem_line, read_toml
 from faucet.errors import ConfigError
+from faucet.routes_config import RouteConfig, normalise_route_tables
 
 STRATEGIES = ("round-robin", "ip-hash", "cookie-hash", "least-busy")
 APP_TYPES = ("auto", "plumber", "shiny", "quarto-shiny", "fast-api")
@@ -128,20 +129,6 @@ class TelemetryConfig:
     @property
     def enabled(self) -> bool:
         return self.sink_name != "null"
-
-
-@frozen
-class RouteConfig:
-    """One ``[[route]]`` table (router mode), in the Rust server's format, already checked
-    and normalised by ``router.normalise_route_tables`` (which builds every instance)."""
-
-    route: str
-    server_type: str  # plumber | shiny | quarto-shiny | fast-api
-    workers: int = 1
-    strategy: str | None = None
-    workdir: str = "."
-    app_dir: str | None = None
-    qmd: str | None = None
 
 
 @frozen
@@ -256,16 +243,6 @@ def _get(tree: Mapping, dotted: str) -> Any:
     return tree
 
 
-def read_toml(path: Path) -> dict:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-
-
 def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """Dotted key -> value for every ``FAUCET_*`` variable that names a setting."""
     names = {env_name(key): key for key in setting_keys()} | ENV_ALIASES
@@ -310,9 +287,6 @@ def load_config(
     problems = [
         _line(key, repr(value), message, origin) for key, value, message in validate(config)
     ]
-    # router.py builds on this module (RouteConfig, read_toml), hence the late import.
-    from faucet.router import normalise_route_tables
-
     try:
         base_dir = path.parent if path is not None else Path(".")
         routes = normalise_route_tables(raw_routes, base_dir, str(path)) if raw_routes else []
@@ -322,12 +296,6 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return config
-
-
-def problem_line(key: str, shown_value: str | None, message: str, source: str = "") -> str:
-    """How every config problem reads: ``key = value (from SOURCE): what is allowed``."""
-    shown = f"{key} = {shown_value}" if shown_value is not None else key
-    return f"{shown}{f' (from {source})' if source else ''}: {message}"
 
 
 def _line(key: str, shown_value: str | None, message: str, origin: Mapping[str, str]) -> str:

@@ -29,12 +29,13 @@ from faucet.balancer import (
 )
 from faucet.config import Config
 from faucet.dispatch import Dispatcher, Lease, QueueFull
+from faucet.events import HttpEvent, uuid7
 from faucet.front import ResponseRejected, http_date
 from faucet.http1 import LAST_CHUNK, encode_chunk, encode_head
 from faucet.logs import log_access
 from faucet.pool import Backend
 from faucet.router import Redirect, RouteTable
-from faucet.telemetry import HttpEvent, Recorder, uuid7
+from faucet.telemetry import Recorder
 from faucet.upstream import UpstreamError, UpstreamPool
 
 HEALTH_PATH = "/__faucet__/health"

@@ -20,7 +20,7 @@ from faucet.telemetry import Recorder, serve_telemetry
 from faucet.telemetry_init import SQL_DIR, init_table
 from tests.forwarder import Forwarder
 from tests.pg import query
-from tests.test_telemetry import make_event
+from tests.test_events import make_event
 
 SECRET = "pw-Secret-0417"
 

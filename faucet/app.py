@@ -27,6 +27,7 @@ from faucet.logs import worker_logger
 from faucet.pool import Backend
 from faucet.proxy import Mount, Proxy
 from faucet.routes_config import RouteConfig
+from faucet.strategy import Strategy
 from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
 from faucet.upstream import UpstreamPool
@@ -58,7 +59,8 @@ def plan_start(config: Config) -> Plan:
     workdir = Path(config.dir).resolve()
     kind = resolve_kind(config.type, workdir, config.app_dir)
     spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
-    return Plan([(None, spec, config.strategy or default_strategy(kind), config.workers)])
+    strategy = Strategy(config.strategy) if config.strategy else default_strategy(kind)
+    return Plan([(None, spec, strategy, config.workers)])
 
 
 def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:

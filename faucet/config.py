@@ -22,15 +22,14 @@ from attrs import field, frozen
 from faucet.config_source import problem_line, read_toml
 from faucet.errors import ConfigError
 from faucet.routes_config import RouteConfig, normalise_route_tables
+from faucet.strategy import Strategy
 
-STRATEGIES = ("round-robin", "ip-hash", "cookie-hash", "least-busy")
 APP_TYPES = ("auto", "plumber", "shiny", "quarto-shiny", "fast-api")
 IP_FROM = ("client", "x-forwarded-for", "x-real-ip")
 SHUTDOWN = ("graceful", "immediate")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-BUILTIN_SINKS = ("postgres", "stdout", "null")
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -138,7 +137,7 @@ class Config:
     host: str = setting("127.0.0.1:3838", _host_port)
     workers: int = setting(attrs.Factory(lambda: os.cpu_count() or 1), _at_least(1))
     # None: cookie-hash for shiny and quarto-shiny, round-robin otherwise.
-    strategy: str | None = setting(None, _one_of(STRATEGIES))
+    strategy: str | None = setting(None, _one_of(tuple(Strategy)))
     type: str = setting("auto", _one_of(APP_TYPES))
     dir: str = "."
     app_dir: str | None = None

@@ -28,6 +28,7 @@ from attrs import define
 
 from faucet.balancer import least_busy, next_online, pipeline_target, sticky_index
 from faucet.pool import Backend
+from faucet.strategy import Strategy
 
 QUICK_JOB = 0.02  # seconds: a job this quick may wait behind another quick one
 MAX_JOBS = 4096  # distinct jobs whose durations are remembered (the rest count as slow)
@@ -60,11 +61,11 @@ class _Waiter:
 class Dispatcher:
     """Chooses a backend for each request of one app and tracks requests in flight."""
 
-    def __init__(self, backends: Sequence[Backend], strategy: str, *, max_inflight: int = 1,
+    def __init__(self, backends: Sequence[Backend], strategy: Strategy, *, max_inflight: int = 1,
                  max_queue: int = 1024, sticky_grace: float = 3.0):
         self.backends = list(backends)
         self.strategy = strategy
-        self.sticky = strategy in ("ip-hash", "cookie-hash")
+        self.sticky = strategy.sticky
         self.max_inflight = max_inflight
         self.max_queue = max_queue
         self.sticky_grace = sticky_grace
@@ -96,7 +97,7 @@ class Dispatcher:
         if lease is not None:
             return lease
         slow = not self.known_quick(job)
-        if self.strategy == "least-busy":
+        if self.strategy == Strategy.LEAST_BUSY:
             return Lease(await self._wait_in_queue(slow, job), False, slow, job)
         if self.sticky and key is not None:
             backend, moved = await self._acquire_sticky(key)
@@ -110,7 +111,7 @@ class Dispatcher:
         """``acquire`` when it need not wait (most requests), else None: the caller then
         awaits ``acquire`` under its deadline."""
         slow = not self.known_quick(job)
-        if self.strategy == "least-busy":
+        if self.strategy == Strategy.LEAST_BUSY:
             backend = None if self.queued() else self._slot(slow)
         elif self.sticky and key is not None:
             backend = self.backends[sticky_index(key, len(self.backends))]

@@ -35,6 +35,7 @@ from faucet.http1 import LAST_CHUNK, encode_chunk, encode_head
 from faucet.logs import log_access
 from faucet.pool import Backend
 from faucet.router import Redirect, RouteTable
+from faucet.strategy import Strategy
 from faucet.telemetry import Recorder
 from faucet.upstream import UpstreamError, UpstreamPool
 
@@ -206,7 +207,7 @@ class Proxy:
         dispatcher = admitted.mount.dispatcher
         backend = admitted.backend
         extra = []
-        if dispatcher.strategy == "cookie-hash" and (admitted.lease.moved or
+        if dispatcher.strategy == Strategy.COOKIE_HASH and (admitted.lease.moved or
                                                      admitted.request.cookie is None):
             count = len(dispatcher.backends)
             extra.append((b"set-cookie",
@@ -261,10 +262,10 @@ class Proxy:
         return Admitted(mount, lease, request, path, query, prefix, ip, draft,
                         time.perf_counter())
 
-    def sticky_key(self, strategy: str, request: _Request, ip) -> int | None:
-        if strategy == "cookie-hash" and request.cookie is not None:
+    def sticky_key(self, strategy: Strategy, request: _Request, ip) -> int | None:
+        if strategy == Strategy.COOKIE_HASH and request.cookie is not None:
             return cookie_key(request.cookie)
-        if strategy in ("ip-hash", "cookie-hash") and ip is not None:
+        if strategy.sticky and ip is not None:
             # A browser's first requests carry no cookie yet: hashing its address puts
             # them all on the worker its new cookie will point to.
             return ip_key(ip)

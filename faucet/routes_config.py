@@ -18,6 +18,7 @@ from attrs import frozen
 
 from faucet.config_source import problem_line, read_toml
 from faucet.errors import ConfigError
+from faucet.strategy import Strategy
 
 
 @frozen
@@ -28,14 +29,19 @@ class RouteConfig:
     route: str
     server_type: str  # plumber | shiny | quarto-shiny | fast-api
     workers: int = 1
-    strategy: str | None = None
+    strategy: Strategy | None = None
     workdir: str = "."
     app_dir: str | None = None
     qmd: str | None = None
 
 
-# Every spelling the Rust server's serde enums accept (variant name + aliases), mapped to
-# our canonical names; the canonical names are among them.
+def _rust_spellings(name: str) -> tuple[str, str, str]:
+    """How the Rust server's serde enums accept a kebab-case ``name``: as it is, in
+    snake_case and in CamelCase (``round-robin``, ``round_robin``, ``RoundRobin``)."""
+    return name, name.replace("-", "_"), "".join(part.capitalize() for part in name.split("-"))
+
+
+# Every spelling the Rust server accepts, mapped to our canonical names (among them).
 SERVER_TYPES = {
     "plumber": "plumber",
     "Plumber": "plumber",
@@ -48,19 +54,7 @@ SERVER_TYPES = {
     "FastAPI": "fast-api",
 }
 STRATEGIES = {
-    "round-robin": "round-robin",
-    "round_robin": "round-robin",
-    "RoundRobin": "round-robin",
-    "ip-hash": "ip-hash",
-    "ip_hash": "ip-hash",
-    "IpHash": "ip-hash",
-    "cookie-hash": "cookie-hash",
-    "cookie_hash": "cookie-hash",
-    "CookieHash": "cookie-hash",
-    # Ours, spelled the same three ways.
-    "least-busy": "least-busy",
-    "least_busy": "least-busy",
-    "LeastBusy": "least-busy",
+    spelling: strategy for strategy in Strategy for spelling in _rust_spellings(strategy)
 }
 # The Rust server's on-demand scaling strategy has no counterpart here.
 _UNSUPPORTED_STRATEGIES = ("rps", "Rps")
@@ -84,9 +78,10 @@ def _server_type(value: Any) -> str:
         raise ValueError(f"expected one of: {_choices(SERVER_TYPES)}") from None
 
 
-def _strategy(value: Any) -> str:
+def _strategy(value: Any) -> Strategy:
     if value in _UNSUPPORTED_STRATEGIES:
-        raise ValueError("rps autoscaling is not supported; use least-busy or round-robin")
+        raise ValueError(f"rps autoscaling is not supported; use {Strategy.LEAST_BUSY} or "
+                         f"{Strategy.ROUND_ROBIN}")
     try:
         return STRATEGIES[_string(value)]
     except KeyError:

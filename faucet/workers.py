@@ -10,6 +10,7 @@ from pathlib import Path
 from attrs import frozen
 
 from faucet.errors import ConfigError
+from faucet.strategy import Strategy
 
 STICKY_BY_DEFAULT = ("shiny", "quarto-shiny")
 
@@ -53,9 +54,9 @@ def resolve_kind(requested: str, workdir: Path, app_dir: str | None, key: str = 
     return kind
 
 
-def default_strategy(kind: str) -> str:
+def default_strategy(kind: str) -> Strategy:
     """Shiny sessions keep state in one R process, so they need a sticky strategy."""
-    return "cookie-hash" if kind in STICKY_BY_DEFAULT else "round-robin"
+    return Strategy.COOKIE_HASH if kind in STICKY_BY_DEFAULT else Strategy.ROUND_ROBIN
 
 
 def worker_argv(app: AppSpec, port: int) -> list[str]:

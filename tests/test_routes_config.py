@@ -6,6 +6,7 @@ import pytest
 
 from faucet.errors import ConfigError
 from faucet.routes_config import RouteConfig, load_routes, normalise_route_tables
+from faucet.strategy import Strategy
 
 
 @pytest.fixture
@@ -81,6 +82,21 @@ def test_server_type_aliases(conf, spelling, canonical):
     qmd = '\nqmd = "app/doc.qmd"' if canonical == "quarto-shiny" else ""
     path = conf(f'[[route]]\nroute = "/"\nserver_type = "{spelling}"\nworkers = 1{qmd}')
     assert load_routes(path)[0].server_type == canonical
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("round_robin", Strategy.ROUND_ROBIN), ("IpHash", Strategy.IP_HASH),
+        ("cookie_hash", Strategy.COOKIE_HASH), ("CookieHash", Strategy.COOKIE_HASH),
+        ("least-busy", Strategy.LEAST_BUSY), ("least_busy", Strategy.LEAST_BUSY),
+        ("LeastBusy", Strategy.LEAST_BUSY),
+    ],
+)
+def test_strategy_spellings(conf, spelling, canonical):
+    path = conf(f'[[route]]\nroute = "/"\nserver_type = "plumber"\nworkers = 1\n'
+                f'strategy = "{spelling}"')
+    assert load_routes(path)[0].strategy is canonical
 
 
 def test_toml_syntax_error_names_the_line(conf):

@@ -19,6 +19,7 @@ import hypercorn.config
 import trio
 from attrs import frozen
 
+from faucet.app_kinds import KINDS
 from faucet.config import Config
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
@@ -32,7 +33,7 @@ from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
 from faucet.upstream import UpstreamPool
 from faucet.websocket import install_close_code_fix, proxy_websocket
-from faucet.workers import AppSpec, check_executable, default_strategy, resolve_kind
+from faucet.workers import AppSpec, check_executable, resolve_kind
 
 log = logging.getLogger("faucet")
 _BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
@@ -59,7 +60,7 @@ def plan_start(config: Config) -> Plan:
     workdir = Path(config.dir).resolve()
     kind = resolve_kind(config.type, workdir, config.app_dir)
     spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
-    strategy = Strategy(config.strategy) if config.strategy else default_strategy(kind)
+    strategy = Strategy(config.strategy) if config.strategy else KINDS[kind].default_strategy
     return Plan([(None, spec, strategy, config.workers)])
 
 
@@ -68,7 +69,7 @@ def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
     apps = []
     for route in routes:
         spec = _spec(config, route.server_type, Path(route.workdir), route.app_dir, route.qmd)
-        apps.append((route, spec, route.strategy or default_strategy(route.server_type),
+        apps.append((route, spec, route.strategy or KINDS[route.server_type].default_strategy,
                      route.workers))
     return Plan(apps)
 

@@ -19,12 +19,12 @@ import attrs
 import cattrs
 from attrs import field, frozen
 
+from faucet.app_kinds import KINDS
 from faucet.config_source import problem_line, read_toml
 from faucet.errors import ConfigError
 from faucet.routes_config import RouteConfig, normalise_route_tables
 from faucet.strategy import Strategy
 
-APP_TYPES = ("auto", "plumber", "shiny", "quarto-shiny", "fast-api")
 IP_FROM = ("client", "x-forwarded-for", "x-real-ip")
 SHUTDOWN = ("graceful", "immediate")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -136,9 +136,9 @@ class Config:
 
     host: str = setting("127.0.0.1:3838", _host_port)
     workers: int = setting(attrs.Factory(lambda: os.cpu_count() or 1), _at_least(1))
-    # None: cookie-hash for shiny and quarto-shiny, round-robin otherwise.
+    # None: the app kind's default (app_kinds.KINDS): sticky for Shiny, else round-robin.
     strategy: str | None = setting(None, _one_of(tuple(Strategy)))
-    type: str = setting("auto", _one_of(APP_TYPES))
+    type: str = setting("auto", _one_of(("auto", *KINDS)))
     dir: str = "."
     app_dir: str | None = None
     qmd: str | None = None

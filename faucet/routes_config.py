@@ -16,6 +16,7 @@ from typing import Any
 
 from attrs import frozen
 
+from faucet.app_kinds import KINDS
 from faucet.config_source import problem_line, read_toml
 from faucet.errors import ConfigError
 from faucet.strategy import Strategy
@@ -27,7 +28,7 @@ class RouteConfig:
     (which builds every instance)."""
 
     route: str
-    server_type: str  # plumber | shiny | quarto-shiny | fast-api
+    server_type: str  # a key of app_kinds.KINDS
     workers: int = 1
     strategy: Strategy | None = None
     workdir: str = "."
@@ -42,18 +43,10 @@ def _rust_spellings(name: str) -> tuple[str, str, str]:
 
 
 # Every spelling the Rust server accepts, mapped to our canonical names (among them).
-SERVER_TYPES = {
-    "plumber": "plumber",
-    "Plumber": "plumber",
-    "shiny": "shiny",
-    "Shiny": "shiny",
-    "quarto-shiny": "quarto-shiny",
-    "quarto_shiny": "quarto-shiny",
-    "QuartoShiny": "quarto-shiny",
-    "fast-api": "fast-api",
-    "FastAPI": "fast-api",
+_SERVER_TYPES = {
+    spelling: kind.name for kind in KINDS.values() for spelling in (kind.name, *kind.rust_spellings)
 }
-STRATEGIES = {
+_STRATEGIES = {
     spelling: strategy for strategy in Strategy for spelling in _rust_spellings(strategy)
 }
 # The Rust server's on-demand scaling strategy has no counterpart here.
@@ -73,9 +66,9 @@ def _route(value: Any) -> str:
 
 def _server_type(value: Any) -> str:
     try:
-        return SERVER_TYPES[_string(value)]
+        return _SERVER_TYPES[_string(value)]
     except KeyError:
-        raise ValueError(f"expected one of: {_choices(SERVER_TYPES)}") from None
+        raise ValueError(f"expected one of: {_choices(_SERVER_TYPES)}") from None
 
 
 def _strategy(value: Any) -> Strategy:
@@ -83,9 +76,9 @@ def _strategy(value: Any) -> Strategy:
         raise ValueError(f"rps autoscaling is not supported; use {Strategy.LEAST_BUSY} or "
                          f"{Strategy.ROUND_ROBIN}")
     try:
-        return STRATEGIES[_string(value)]
+        return _STRATEGIES[_string(value)]
     except KeyError:
-        raise ValueError(f"expected one of: {_choices(STRATEGIES)}") from None
+        raise ValueError(f"expected one of: {_choices(_STRATEGIES)}") from None
 
 
 def _workers(value: Any) -> int:
@@ -207,8 +200,8 @@ def _path_problems(table: Mapping[str, Any], base_dir: Path) -> list[tuple[str, 
         problems.append(("app_dir", table["app_dir"], f"directory not found: {found}"))
     if "qmd" in table and not (workdir / table["qmd"]).is_file():
         problems.append(("qmd", table["qmd"], f"file not found: {workdir / table['qmd']}"))
-    elif "qmd" not in table and _server_type(table["server_type"]) == "quarto-shiny":
-        problems.append(("qmd", _MISSING, "required when server_type is quarto-shiny"))
+    elif "qmd" not in table and KINDS[kind := _server_type(table["server_type"])].needs_qmd:
+        problems.append(("qmd", _MISSING, f"required when server_type is {kind}"))
     return problems
 
 

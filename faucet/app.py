@@ -20,12 +20,12 @@ import trio
 from attrs import frozen
 
 from faucet.app_kinds import KINDS
+from faucet.backend import Backend
 from faucet.config import Config
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
 from faucet.front import serve as serve_front
 from faucet.logs import worker_logger
-from faucet.pool import Backend
 from faucet.proxy import Mount, Proxy
 from faucet.routes_config import RouteConfig
 from faucet.strategy import Strategy

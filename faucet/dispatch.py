@@ -26,8 +26,8 @@ from typing import NamedTuple
 import trio
 from attrs import define
 
+from faucet.backend import Backend
 from faucet.balancer import least_busy, next_online, pipeline_target, sticky_index
-from faucet.pool import Backend
 from faucet.strategy import Strategy
 
 QUICK_JOB = 0.02  # seconds: a job this quick may wait behind another quick one

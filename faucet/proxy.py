@@ -18,6 +18,7 @@ import attrs
 import trio
 from attrs import define
 
+from faucet.backend import Backend
 from faucet.balancer import (
     BadClientIp,
     client_ip,
@@ -33,7 +34,6 @@ from faucet.events import HttpEvent, uuid7
 from faucet.front import ResponseRejected, http_date
 from faucet.http1 import LAST_CHUNK, encode_chunk, encode_head
 from faucet.logs import log_access
-from faucet.pool import Backend
 from faucet.router import Redirect, RouteTable
 from faucet.strategy import Strategy
 from faucet.telemetry import Recorder

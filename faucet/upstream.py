@@ -14,8 +14,8 @@ import socket
 
 import trio
 
+from faucet.backend import Backend
 from faucet.http1 import ChunkedDecoder, Response, UpstreamProtocolError, parse_head
-from faucet.pool import Backend
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 RECEIVE_SIZE = 65536

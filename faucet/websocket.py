@@ -40,7 +40,7 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from faucet.pool import Backend
+from faucet.backend import Backend
 from faucet.proxy import hop_by_hop, respond
 
 log = logging.getLogger("faucet.websocket")

@@ -3,8 +3,8 @@
 import pytest
 import trio
 
+from faucet.backend import Backend
 from faucet.dispatch import Dispatcher, QueueFull
-from faucet.pool import Backend
 from faucet.strategy import Strategy
 
 

@@ -69,7 +69,7 @@ class Dispatcher:
         self.max_inflight = max_inflight
         self.max_queue = max_queue
         self.sticky_grace = sticky_grace
-        self._next = 0
+        self._next = 0  # where the next search starts: after the backend chosen last
         self._changed = trio.Event()
         # Waiting requests, quick jobs apart, and the worker seconds each kind was given
         # lately, less what both were given (see the module docstring).
@@ -119,7 +119,7 @@ class Dispatcher:
         else:
             backend = next_online(self.backends, self._next)
             if backend is not None:
-                self._next = backend.worker_id  # the index after this backend
+                self._next = backend.index + 1
         return None if backend is None else Lease(self._take(backend, slow), False, slow, job)
 
     def release(self, lease: Lease, seconds: float | None = None) -> None:
@@ -169,7 +169,7 @@ class Dispatcher:
         if backend is None and not slow:
             backend = pipeline_target(self.backends, self.max_inflight + 1)
         if backend is not None:
-            self._next = backend.worker_id
+            self._next = backend.index + 1
         return backend
 
     async def _wait_in_queue(self, slow: bool, job: Hashable | None) -> Backend:

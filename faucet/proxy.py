@@ -211,7 +211,7 @@ class Proxy:
                                                      admitted.request.cookie is None):
             count = len(dispatcher.backends)
             extra.append((b"set-cookie",
-                          set_cookie_header(cookie_for_index(backend.worker_id - 1, count))))
+                          set_cookie_header(cookie_for_index(backend.index, count))))
         status = 0
         try:
             status = await self.forward(scope, receive, send, admitted, extra)
@@ -307,7 +307,7 @@ class Proxy:
         head = encode_head(method, target, self.upstream_headers(
             scope, request, admitted.ip, admitted.prefix, admitted.draft.request_uuid))
         backend = admitted.backend
-        pool = admitted.mount.pools[backend.worker_id - 1]
+        pool = admitted.mount.pools[backend.index]
         try:
             with trio.fail_after(self.config.response_timeout):
                 conn, response = await _exchange(pool, head, method, receive, request)

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import attrs
 from attrs import define
 
+from faucet.backend import Backend
+from faucet.events import HttpEvent, uuid7
 from faucet.logs import log_access
-from faucet.pool import Backend
-from faucet.telemetry import HttpEvent, Recorder, uuid7
+from faucet.telemetry import Recorder
 
 
 @define(slots=True)

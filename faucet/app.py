@@ -18,19 +18,22 @@ from pathlib import Path
 import trio
 from attrs import frozen
 
-from faucet.config import Config, RouteConfig
+from faucet.app_kinds import KINDS
+from faucet.backend import Backend
+from faucet.config import Config
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
 from faucet.front import serve as serve_front
 from faucet.hypercorn_adapter import hypercorn_config, install_close_code_fix
 from faucet.logs import worker_logger
 from faucet.mount import Mount
-from faucet.pool import Backend
 from faucet.proxy import Proxy
+from faucet.routes_config import RouteConfig
+from faucet.strategy import Strategy
 from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
 from faucet.upstream import UpstreamPool
-from faucet.workers import AppSpec, check_executable, default_strategy, resolve_kind
+from faucet.workers import AppSpec, check_executable, resolve_kind
 
 log = logging.getLogger("faucet")
 _BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
@@ -46,10 +49,20 @@ class Serving:
 
 
 @frozen
-class Plan:
-    """What to run: each app with its spec and strategy (route None in start mode)."""
+class PlannedApp:
+    """One app to run: what its workers run, how many, and how requests are spread."""
 
-    apps: list[tuple[RouteConfig | None, AppSpec, str, int]]  # route, spec, strategy, workers
+    route: RouteConfig | None  # None in start mode
+    spec: AppSpec
+    strategy: Strategy
+    workers: int
+
+
+@frozen
+class Plan:
+    """What to run: every app, in route order."""
+
+    apps: list[PlannedApp]
 
 
 def plan_start(config: Config) -> Plan:
@@ -57,7 +70,8 @@ def plan_start(config: Config) -> Plan:
     workdir = Path(config.dir).resolve()
     kind = resolve_kind(config.type, workdir, config.app_dir)
     spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
-    return Plan([(None, spec, config.strategy or default_strategy(kind), config.workers)])
+    strategy = Strategy(config.strategy) if config.strategy else KINDS[kind].default_strategy
+    return Plan([PlannedApp(None, spec, strategy, config.workers)])
 
 
 def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
@@ -65,8 +79,8 @@ def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
     apps = []
     for route in routes:
         spec = _spec(config, route.server_type, Path(route.workdir), route.app_dir, route.qmd)
-        apps.append((route, spec, route.strategy or default_strategy(route.server_type),
-                     route.workers))
+        apps.append(PlannedApp(route, spec, route.strategy or
+                               KINDS[route.server_type].default_strategy, route.workers))
     return Plan(apps)
 
 
@@ -77,9 +91,9 @@ def _spec(config: Config, kind: str, workdir: Path, app_dir, qmd) -> AppSpec:
 
 def check_plan(plan: Plan) -> None:
     problems = []
-    for _route, spec, _strategy, _workers in plan.apps:
+    for app in plan.apps:
         try:
-            check_executable(spec)
+            check_executable(app.spec)
         except ConfigError as exc:
             problems += [p for p in exc.problems if p not in problems]
     if problems:
@@ -95,11 +109,11 @@ def free_port() -> int:
 
 def build_mounts(config: Config, plan: Plan) -> list[Mount]:
     mounts = []
-    for route, _spec, strategy, workers in plan.apps:
-        name = route.route if route else None
+    for app in plan.apps:
+        name = app.route.route if app.route else None
         backends = [Backend(worker_id=i, port=free_port(), route=name)
-                    for i in range(1, workers + 1)]
-        dispatcher = Dispatcher(backends, strategy, max_inflight=config.max_inflight,
+                    for i in range(1, app.workers + 1)]
+        dispatcher = Dispatcher(backends, app.strategy, max_inflight=config.max_inflight,
                                 max_queue=config.max_queue, sticky_grace=config.sticky_grace)
         mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends]))
     return mounts
@@ -140,13 +154,13 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
         try:
             async with trio.open_nursery() as front:
                 shutdown.attach(front.cancel_scope)
-                for mount, (route, spec, strategy, _n) in zip(mounts, plan.apps, strict=True):
+                for mount, app in zip(mounts, plan.apps, strict=True):
                     log.info("%s: %d %s worker(s), strategy %s, in %s",
-                             route.route if route else "app", len(mount.backends), spec.kind,
-                             strategy, spec.workdir)
+                             app.route.route if app.route else "app", len(mount.backends),
+                             app.spec.kind, app.strategy, app.spec.workdir)
                     for backend in mount.backends:
                         await front.start(partial(
-                            supervise_worker, backend, spec,
+                            supervise_worker, backend, app.spec,
                             mount.dispatcher.changed, startup_timeout=config.startup_timeout,
                             worker_log=worker_logger(backend.worker_id, backend.route)))
                 proxy = Proxy(config, mounts, recorder, shutdown.stopping,

@@ -9,7 +9,7 @@ import ipaddress
 import uuid
 from collections.abc import Sequence
 
-from faucet.pool import Backend
+from faucet.backend import Backend
 
 LB_COOKIE = "FAUCET_LB_COOKIE"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -30,7 +30,8 @@ from faucet.config import (
 )
 from faucet.errors import ConfigError, leaves
 from faucet.logs import reopen_on_sigusr1, setup_logging
-from faucet.router import RouteTable, load_routes
+from faucet.router import RouteTable
+from faucet.routes_config import load_routes
 from faucet.telemetry_init import init_table
 
 log = logging.getLogger("faucet")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,17 @@ import attrs
 import cattrs
 from attrs import field, frozen
 
+from faucet.app_kinds import KINDS
+from faucet.config_source import problem_line, read_toml
 from faucet.errors import ConfigError
+from faucet.routes_config import RouteConfig, normalise_route_tables
+from faucet.strategy import Strategy
 
-STRATEGIES = ("round-robin", "ip-hash", "cookie-hash", "least-busy")
-APP_TYPES = ("auto", "plumber", "shiny", "quarto-shiny", "fast-api")
 IP_FROM = ("client", "x-forwarded-for", "x-real-ip")
 SHUTDOWN = ("graceful", "immediate")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-BUILTIN_SINKS = ("postgres", "stdout", "null")
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -131,28 +131,14 @@ class TelemetryConfig:
 
 
 @frozen
-class RouteConfig:
-    """One ``[[route]]`` table (router mode), in the Rust server's format, already checked
-    and normalised by ``router.normalise_route_tables`` (which builds every instance)."""
-
-    route: str
-    server_type: str  # plumber | shiny | quarto-shiny | fast-api
-    workers: int = 1
-    strategy: str | None = None
-    workdir: str = "."
-    app_dir: str | None = None
-    qmd: str | None = None
-
-
-@frozen
 class Config:
     """Everything ``faucet start`` / ``faucet router`` need; see faucet.example.toml."""
 
     host: str = setting("127.0.0.1:3838", _host_port)
     workers: int = setting(attrs.Factory(lambda: os.cpu_count() or 1), _at_least(1))
-    # None: cookie-hash for shiny and quarto-shiny, round-robin otherwise.
-    strategy: str | None = setting(None, _one_of(STRATEGIES))
-    type: str = setting("auto", _one_of(APP_TYPES))
+    # None: the app kind's default (app_kinds.KINDS): sticky for Shiny, else round-robin.
+    strategy: str | None = setting(None, _one_of(tuple(Strategy)))
+    type: str = setting("auto", _one_of(("auto", *KINDS)))
     dir: str = "."
     app_dir: str | None = None
     qmd: str | None = None
@@ -256,16 +242,6 @@ def _get(tree: Mapping, dotted: str) -> Any:
     return tree
 
 
-def read_toml(path: Path) -> dict:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-
-
 def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """Dotted key -> value for every ``FAUCET_*`` variable that names a setting."""
     names = {env_name(key): key for key in setting_keys()} | ENV_ALIASES
@@ -310,9 +286,6 @@ def load_config(
     problems = [
         _line(key, repr(value), message, origin) for key, value, message in validate(config)
     ]
-    # router.py builds on this module (RouteConfig, read_toml), hence the late import.
-    from faucet.router import normalise_route_tables
-
     try:
         base_dir = path.parent if path is not None else Path(".")
         routes = normalise_route_tables(raw_routes, base_dir, str(path)) if raw_routes else []
@@ -322,12 +295,6 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return config
-
-
-def problem_line(key: str, shown_value: str | None, message: str, source: str = "") -> str:
-    """How every config problem reads: ``key = value (from SOURCE): what is allowed``."""
-    shown = f"{key} = {shown_value}" if shown_value is not None else key
-    return f"{shown}{f' (from {source})' if source else ''}: {message}"
 
 
 def _line(key: str, shown_value: str | None, message: str, origin: Mapping[str, str]) -> str:

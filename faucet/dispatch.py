@@ -26,8 +26,9 @@ from typing import NamedTuple
 import trio
 from attrs import define
 
+from faucet.backend import Backend
 from faucet.balancer import least_busy, next_online, pipeline_target, sticky_index
-from faucet.pool import Backend
+from faucet.strategy import Strategy
 
 QUICK_JOB = 0.02  # seconds: a job this quick may wait behind another quick one
 MAX_JOBS = 4096  # distinct jobs whose durations are remembered (the rest count as slow)
@@ -60,15 +61,15 @@ class _Waiter:
 class Dispatcher:
     """Chooses a backend for each request of one app and tracks requests in flight."""
 
-    def __init__(self, backends: Sequence[Backend], strategy: str, *, max_inflight: int = 1,
+    def __init__(self, backends: Sequence[Backend], strategy: Strategy, *, max_inflight: int = 1,
                  max_queue: int = 1024, sticky_grace: float = 3.0):
         self.backends = list(backends)
         self.strategy = strategy
-        self.sticky = strategy in ("ip-hash", "cookie-hash")
+        self.sticky = strategy.sticky
         self.max_inflight = max_inflight
         self.max_queue = max_queue
         self.sticky_grace = sticky_grace
-        self._next = 0
+        self._next = 0  # where the next search starts: after the backend chosen last
         self._changed = trio.Event()
         # Waiting requests, quick jobs apart, and the worker seconds each kind was given
         # lately, less what both were given (see the module docstring).
@@ -96,7 +97,7 @@ class Dispatcher:
         if lease is not None:
             return lease
         slow = not self.known_quick(job)
-        if self.strategy == "least-busy":
+        if self.strategy == Strategy.LEAST_BUSY:
             return Lease(await self._wait_in_queue(slow, job), False, slow, job)
         if self.sticky and key is not None:
             backend, moved = await self._acquire_sticky(key)
@@ -110,7 +111,7 @@ class Dispatcher:
         """``acquire`` when it need not wait (most requests), else None: the caller then
         awaits ``acquire`` under its deadline."""
         slow = not self.known_quick(job)
-        if self.strategy == "least-busy":
+        if self.strategy == Strategy.LEAST_BUSY:
             backend = None if self.queued() else self._slot(slow)
         elif self.sticky and key is not None:
             backend = self.backends[sticky_index(key, len(self.backends))]
@@ -118,7 +119,7 @@ class Dispatcher:
         else:
             backend = next_online(self.backends, self._next)
             if backend is not None:
-                self._next = backend.worker_id  # the index after this backend
+                self._next = backend.index + 1
         return None if backend is None else Lease(self._take(backend, slow), False, slow, job)
 
     def release(self, lease: Lease, seconds: float | None = None) -> None:
@@ -168,7 +169,7 @@ class Dispatcher:
         if backend is None and not slow:
             backend = pipeline_target(self.backends, self.max_inflight + 1)
         if backend is not None:
-            self._next = backend.worker_id
+            self._next = backend.index + 1
         return backend
 
     async def _wait_in_queue(self, slow: bool, job: Hashable | None) -> Backend:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from attrs import define
 
+from faucet.backend import Backend
 from faucet.dispatch import Dispatcher
-from faucet.pool import Backend
 from faucet.upstream import UpstreamPool
 
 

@@ -18,6 +18,7 @@ from attrs import define
 
 from faucet.accounting import EventDraft, record_exchange
 from faucet.asgi import ClientGone, body_piece, handshake_responder, peer, respond
+from faucet.backend import Backend
 from faucet.balancer import (
     BadClientIp,
     client_ip,
@@ -34,8 +35,8 @@ from faucet.health import HEALTH_PATH, health
 from faucet.http1 import encode_head
 from faucet.hypercorn_adapter import DEFAULT_MAX_MESSAGE
 from faucet.mount import Mount
-from faucet.pool import Backend
 from faucet.router import Redirect, RouteTable
+from faucet.strategy import Strategy
 from faucet.telemetry import Recorder
 from faucet.upstream import UpstreamError
 from faucet.websocket import open_session, relay, worker_handshake
@@ -122,11 +123,11 @@ class Proxy:
         dispatcher = admitted.mount.dispatcher
         backend = admitted.backend
         extra = []
-        if dispatcher.strategy == "cookie-hash" and (admitted.lease.moved or
+        if dispatcher.strategy == Strategy.COOKIE_HASH and (admitted.lease.moved or
                                                      admitted.request.cookie is None):
             count = len(dispatcher.backends)
             extra.append((b"set-cookie",
-                          set_cookie_header(cookie_for_index(backend.worker_id - 1, count))))
+                          set_cookie_header(cookie_for_index(backend.index, count))))
         status = 0
         try:
             status = await self.forward(scope, receive, send, admitted, extra)
@@ -214,10 +215,10 @@ class Proxy:
         return Admitted(mount, lease, request, path, query, prefix, ip, draft,
                         time.perf_counter())
 
-    def sticky_key(self, strategy: str, request: ClientRequest, ip) -> int | None:
-        if strategy == "cookie-hash" and request.cookie is not None:
+    def sticky_key(self, strategy: Strategy, request: ClientRequest, ip) -> int | None:
+        if strategy == Strategy.COOKIE_HASH and request.cookie is not None:
             return cookie_key(request.cookie)
-        if strategy in ("ip-hash", "cookie-hash") and ip is not None:
+        if strategy.sticky and ip is not None:
             # A browser's first requests carry no cookie yet: hashing its address puts
             # them all on the worker its new cookie will point to.
             return ip_key(ip)
@@ -243,7 +244,7 @@ class Proxy:
         except ClientGone:
             return 499
         head = encode_head(method, admitted.target, self.headers_for(scope, admitted))
-        pool = admitted.mount.pools[admitted.backend.worker_id - 1]
+        pool = admitted.mount.pools[admitted.backend.index]
         try:
             with trio.fail_after(self.config.response_timeout):
                 conn, response = await pool.exchange(head, method, body, request.chunked)

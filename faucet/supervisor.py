@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import trio
 
-from faucet.pool import Backend
+from faucet.backend import Backend
 from faucet.workers import AppSpec, worker_argv, worker_env
 
 log = logging.getLogger("faucet.supervisor")

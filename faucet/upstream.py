@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from faucet.backend import Backend
 from faucet.http1 import (
     LAST_CHUNK,
     ChunkedDecoder,
@@ -24,7 +25,6 @@ from faucet.http1 import (
     encode_chunk,
     parse_head,
 )
-from faucet.pool import Backend
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 RECEIVE_SIZE = 65536

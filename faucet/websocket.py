@@ -34,8 +34,8 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from faucet.asgi import handshake_responder, respond
+from faucet.backend import Backend
 from faucet.headers import ClientRequest, Headers, hop_by_hop
-from faucet.pool import Backend
 from faucet.upstream import open_worker_stream
 
 log = logging.getLogger("faucet.websocket")

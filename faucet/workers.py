@@ -1,5 +1,6 @@
 """What to run for each worker: app-kind detection and the command line (pure, no I/O
-beyond looking at a folder's file names)."""
+beyond looking at a folder's file names and the PATH). What differs by kind is read from
+``app_kinds.KINDS``."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ from pathlib import Path
 
 from attrs import frozen
 
+from faucet.app_kinds import KINDS
 from faucet.errors import ConfigError
-
-STICKY_BY_DEFAULT = ("shiny", "quarto-shiny")
 
 
 @frozen
 class AppSpec:
-    """One app: its kind, the folder it runs in and the executables it needs."""
+    """One app: its kind (a key of ``KINDS``), the folder it runs in and the executables
+    it may need (one per ``Runtime.key``)."""
 
-    kind: str  # plumber | shiny | quarto-shiny | fast-api
+    kind: str
     workdir: Path
     app_dir: str | None = None
     qmd: str | None = None
@@ -28,12 +29,12 @@ class AppSpec:
 
 
 def detect_kind(folder: Path) -> str | None:
-    """plumber.R / entrypoint.R -> plumber; app.R, or ui.R + server.R -> shiny."""
+    """The first kind whose marker files the folder holds (plumber.R / entrypoint.R ->
+    plumber; app.R, or ui.R + server.R -> shiny); None when none matches."""
     names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    if names & {"plumber.R", "entrypoint.R"}:
-        return "plumber"
-    if "app.R" in names or {"ui.R", "server.R"} <= names:
-        return "shiny"
+    for kind in KINDS.values():
+        if any(names.issuperset(files) for files in kind.detected_by):
+            return kind.name
     return None
 
 
@@ -45,40 +46,20 @@ def resolve_kind(requested: str, workdir: Path, app_dir: str | None, key: str = 
         return requested
     kind = detect_kind(workdir / app_dir if app_dir else workdir)
     if kind is None:
+        *markers, last = (" + ".join(files) for k in KINDS.values() for files in k.detected_by)
         raise ConfigError(
-            f"{key} = 'auto': cannot detect the app type in {str(workdir)!r} (no plumber.R, "
-            "entrypoint.R, app.R or ui.R + server.R); set --type plumber|shiny|quarto-shiny|"
-            "fast-api"
+            f"{key} = 'auto': cannot detect the app type in {str(workdir)!r} (no "
+            f"{', '.join(markers)} or {last}); set --type {'|'.join(KINDS)}"
         )
     return kind
 
 
-def default_strategy(kind: str) -> str:
-    """Shiny sessions keep state in one R process, so they need a sticky strategy."""
-    return "cookie-hash" if kind in STICKY_BY_DEFAULT else "round-robin"
-
-
 def worker_argv(app: AppSpec, port: int) -> list[str]:
     """The command that starts one worker listening on 127.0.0.1:``port``."""
-    if app.kind == "plumber":
-        code = f'options("plumber.port"={port}); plumber::pr_run(plumber::plumb(), host="127.0.0.1")'  # noqa: E501
-        return [app.rscript, "-e", code]
-    if app.kind == "shiny":
-        code = (
-            f'options("shiny.port"={port}); '
-            f'shiny::runApp({_r_string(app.app_dir or ".")}, host="127.0.0.1", '
-            "launch.browser=FALSE)"
-        )
-        return [app.rscript, "-e", code]
-    if app.kind == "quarto-shiny":
-        # The Rust server's argv plus --host (quarto's default, made explicit). `quarto
-        # serve` opens no browser unless given --browser, and has no --no-browse flag.
-        return [app.quarto, "serve", "--port", str(port), "--host", "127.0.0.1", app.qmd or ""]
-    if app.kind == "fast-api":
-        # The Rust server's argv plus --host: `fastapi run` binds 0.0.0.0 by default.
-        return [app.uv, "run", "fastapi", "run", "--workers", "1", "--host", "127.0.0.1",
-                "--port", str(port)]
-    raise ValueError(f"unknown app kind {app.kind!r}")
+    _, exe = executable_for(app)
+    values = {"exe": exe, "port": port, "app_dir": _r_string(app.app_dir or "."),
+              "qmd": app.qmd or ""}
+    return [part.format(**values) for part in KINDS[app.kind].argv]
 
 
 def worker_env(base: dict[str, str], worker_id: int) -> dict[str, str]:
@@ -88,27 +69,19 @@ def worker_env(base: dict[str, str], worker_id: int) -> dict[str, str]:
 
 def executable_for(app: AppSpec) -> tuple[str, str]:
     """(setting key, executable) that the kind needs, for the start-up check."""
-    return {
-        "plumber": ("rscript", app.rscript),
-        "shiny": ("rscript", app.rscript),
-        "quarto-shiny": ("quarto", app.quarto),
-        "fast-api": ("uv", app.uv),
-    }[app.kind]
+    key = KINDS[app.kind].runtime.key
+    return key, getattr(app, key)
 
 
 def check_executable(app: AppSpec) -> None:
     """Fail at start-up, not with workers that stay offline, when the runtime is missing."""
+    kind = KINDS[app.kind]
     key, exe = executable_for(app)
     if shutil.which(exe) is None:
-        hint = {
-            "rscript": "install R (apt-get install r-base-core) or set --rscript /path/to/Rscript",
-            "quarto": "install Quarto or set --quarto /path/to/quarto",
-            "uv": "pip install uv, or set --uv /path/to/uv",
-        }[key]
         raise ConfigError(f"{key} = {exe!r}: not found on PATH ({os.environ.get('PATH', '')}); "
-                          f"{hint}")
-    if app.kind == "quarto-shiny" and not app.qmd:
-        raise ConfigError("qmd: required for --type quarto-shiny; set --qmd path/to/doc.qmd")
+                          f"{kind.runtime.install_hint}")
+    if kind.needs_qmd and not app.qmd:
+        raise ConfigError(f"qmd: required for --type {kind.name}; set --qmd path/to/doc.qmd")
 
 
 def _r_string(text: str) -> str:

@@ -8,8 +8,8 @@ import sys
 import pytest
 import trio
 
+from faucet.events import HttpEvent
 from faucet.sinks import SinkUnavailable
-from faucet.telemetry import HttpEvent
 from tests.helpers import ROOT, registered_sink
 
 pytest_plugins = ["tests.pg"]

@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from faucet.backend import Backend
 from faucet.balancer import (
     BadClientIp,
     client_ip,
@@ -17,7 +18,6 @@ from faucet.balancer import (
     set_cookie_header,
     sticky_index,
 )
-from faucet.pool import Backend
 
 
 def pool(*online: bool) -> list[Backend]:

@@ -3,8 +3,9 @@
 import pytest
 import trio
 
+from faucet.backend import Backend
 from faucet.dispatch import Dispatcher, QueueFull
-from faucet.pool import Backend
+from faucet.strategy import Strategy
 
 
 def backends(count: int, online: bool = True) -> list[Backend]:
@@ -12,7 +13,7 @@ def backends(count: int, online: bool = True) -> list[Backend]:
 
 
 async def test_round_robin_spreads_over_online_workers():
-    dispatcher = Dispatcher(backends(3), "round-robin")
+    dispatcher = Dispatcher(backends(3), Strategy.ROUND_ROBIN)
     dispatcher.backends[1].online = False
     picked = []
     for _ in range(4):
@@ -23,7 +24,7 @@ async def test_round_robin_spreads_over_online_workers():
 
 
 async def test_request_waits_until_a_worker_comes_online(autojump_clock):
-    dispatcher = Dispatcher(backends(2, online=False), "round-robin")
+    dispatcher = Dispatcher(backends(2, online=False), Strategy.ROUND_ROBIN)
 
     async def bring_up():
         await trio.sleep(2)
@@ -38,14 +39,14 @@ async def test_request_waits_until_a_worker_comes_online(autojump_clock):
 
 
 async def test_caller_deadline_bounds_the_wait(autojump_clock):
-    dispatcher = Dispatcher(backends(1, online=False), "round-robin")
+    dispatcher = Dispatcher(backends(1, online=False), Strategy.ROUND_ROBIN)
     with pytest.raises(trio.TooSlowError):
         with trio.fail_after(5):
             await dispatcher.acquire()
 
 
 async def test_least_busy_queues_fifo_and_hands_over_on_release(autojump_clock):
-    dispatcher = Dispatcher(backends(2), "least-busy", max_inflight=1)
+    dispatcher = Dispatcher(backends(2), Strategy.LEAST_BUSY, max_inflight=1)
     first = await dispatcher.acquire()
     second = await dispatcher.acquire()
     assert {first.backend.worker_id, second.backend.worker_id} == {1, 2}
@@ -72,7 +73,7 @@ async def test_least_busy_queues_fifo_and_hands_over_on_release(autojump_clock):
 
 
 async def test_least_busy_queue_is_bounded(autojump_clock):
-    dispatcher = Dispatcher(backends(1), "least-busy", max_queue=1)
+    dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY, max_queue=1)
     await dispatcher.acquire()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(dispatcher.acquire)
@@ -84,7 +85,7 @@ async def test_least_busy_queue_is_bounded(autojump_clock):
 
 
 async def test_cancelled_waiter_leaves_the_queue_and_returns_a_handed_backend(autojump_clock):
-    dispatcher = Dispatcher(backends(1), "least-busy")
+    dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY)
     held = await dispatcher.acquire()
     with trio.move_on_after(1):
         await dispatcher.acquire()
@@ -94,7 +95,7 @@ async def test_cancelled_waiter_leaves_the_queue_and_returns_a_handed_backend(au
 
 
 async def test_sticky_waits_a_grace_then_moves(autojump_clock):
-    dispatcher = Dispatcher(backends(3), "cookie-hash", sticky_grace=3)
+    dispatcher = Dispatcher(backends(3), Strategy.COOKIE_HASH, sticky_grace=3)
     key = 4  # 4 % 3 -> backend index 1 (worker 2)
     lease = await dispatcher.acquire(key)
     assert lease.backend.worker_id == 2 and not lease.moved
@@ -107,7 +108,7 @@ async def test_sticky_waits_a_grace_then_moves(autojump_clock):
 
 
 async def test_sticky_stays_when_its_worker_returns_within_the_grace(autojump_clock):
-    dispatcher = Dispatcher(backends(2), "ip-hash", sticky_grace=3)
+    dispatcher = Dispatcher(backends(2), Strategy.IP_HASH, sticky_grace=3)
     dispatcher.backends[0].online = False
 
     async def restart():
@@ -122,7 +123,7 @@ async def test_sticky_stays_when_its_worker_returns_within_the_grace(autojump_cl
 
 
 async def test_least_busy_pipelines_only_quick_work_behind_quick_work(autojump_clock):
-    dispatcher = Dispatcher(backends(1), "least-busy")
+    dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY)
     dispatcher.release(await dispatcher.acquire(job="/echo"), seconds=0.002)
     dispatcher.release(await dispatcher.acquire(job="/sleep"), seconds=0.2)
     assert dispatcher.known_quick("/echo") and not dispatcher.known_quick("/sleep")
@@ -140,7 +141,7 @@ async def test_least_busy_pipelines_only_quick_work_behind_quick_work(autojump_c
 
 
 async def test_unknown_and_slow_work_is_never_pipelined_behind(autojump_clock):
-    dispatcher = Dispatcher(backends(1), "least-busy")
+    dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY)
     await dispatcher.acquire(job="/first-time")
     with trio.move_on_after(1):
         await dispatcher.acquire(job="/first-time")
@@ -152,7 +153,7 @@ class BusyWorker:
     is busy with a /slow job until ``free()``; ``request`` records the order jobs start."""
 
     async def __aenter__(self):
-        self.dispatcher = Dispatcher(backends(1), "least-busy")
+        self.dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY)
         self.dispatcher.release(await self.dispatcher.acquire(job="/echo"), seconds=0.01)
         self.dispatcher.release(await self.dispatcher.acquire(job="/slow"), seconds=0.05)
         self.held = await self.dispatcher.acquire(job="/slow")  # nothing pipelines behind

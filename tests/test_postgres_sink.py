@@ -8,6 +8,7 @@ import logging
 import socket
 import uuid
 
+import attrs
 import psycopg
 import pytest
 import trio
@@ -15,12 +16,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from faucet.config import TelemetryConfig
 from faucet.errors import ConfigError
-from faucet.sinks.postgres import _ROW, connection_settings
+from faucet.sinks.postgres import connection_settings
 from faucet.telemetry import Recorder, serve_telemetry
 from faucet.telemetry_init import SQL_DIR, init_table
 from tests.forwarder import Forwarder
 from tests.pg import query
-from tests.test_telemetry import make_event
+from tests.test_events import make_event
 
 SECRET = "pw-Secret-0417"
 
@@ -70,7 +71,8 @@ async def test_every_column_round_trips(pg_dsn):
             recorder.record(event)
         recorder.close()
     rows = query(pg_dsn, "SELECT * FROM faucet_http_events ORDER BY elapsed")
-    assert rows == [_ROW(event) for event in events]
+    # The event's fields are the table's columns, in order.
+    assert rows == [attrs.astuple(event, recurse=False) for event in events]
 
 
 async def test_n_events_make_exactly_n_rows_in_batches(pg_dsn):

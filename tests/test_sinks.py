@@ -16,7 +16,7 @@ from faucet.sinks.null import NullSink
 from faucet.sinks.stdout import StdoutSink
 from faucet.telemetry import serve_telemetry
 from tests.helpers import registered_sink
-from tests.test_telemetry import make_event
+from tests.test_events import make_event
 
 
 def test_builtins_load_by_name():

@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import json
 import logging
-import time
-import uuid
 
-import attrs
 import pytest
 import trio
 
 from faucet.config import TelemetryConfig
-from faucet.telemetry import RETRY_MAX, HttpEvent, Recorder, serve_telemetry, uuid7
-
-
-def make_event(i: int = 0, **changes) -> HttpEvent:
-    event = HttpEvent(
-        request_uuid=uuid.UUID(int=i),
-        namespace="faucet",
-        version="1.0",
-        target="Worker::1",
-        worker_route=None,
-        worker_id=1,
-        ip_addr=ipaddress.ip_address("192.0.2.7"),
-        method="GET",
-        path="/echo",
-        query_params="msg=hi",
-        http_version="HTTP/1.1",
-        status=200,
-        user_agent="test",
-        elapsed=i,
-        time=datetime.datetime(2024, 5, 1, 12, 0, 0, i, tzinfo=datetime.UTC),
-    )
-    return attrs.evolve(event, **changes)
+from faucet.telemetry import RETRY_MAX, Recorder, serve_telemetry
+from tests.test_events import make_event
 
 
 def config(**settings) -> TelemetryConfig:
@@ -173,34 +147,3 @@ async def test_disabled_telemetry_runs_the_null_sink(autojump_clock):
         recorder.record(make_event())
         recorder.close()
     assert recorder.statistics().written == 1
-
-
-def test_event_as_json():
-    event = make_event(7, ip_addr=ipaddress.ip_address("2001:db8::1"), version=None)
-    assert json.loads(event.to_json()) == {
-        "request_uuid": "00000000-0000-0000-0000-000000000007",
-        "namespace": "faucet",
-        "version": None,
-        "target": "Worker::1",
-        "worker_route": None,
-        "worker_id": 1,
-        "ip_addr": "2001:db8::1",
-        "method": "GET",
-        "path": "/echo",
-        "query_params": "msg=hi",
-        "http_version": "HTTP/1.1",
-        "status": 200,
-        "user_agent": "test",
-        "elapsed": 7,
-        "time": "2024-05-01T12:00:00.000007+00:00",
-    }
-
-
-def test_uuid7_ids_carry_the_time_the_version_and_fresh_random_bits():
-    before = time.time_ns() // 1_000_000
-    ids = [uuid7() for _ in range(2000)]  # more than one 4 KiB pool of random bytes
-    after = time.time_ns() // 1_000_000
-    assert len(set(ids)) == len(ids)
-    assert {(u.version, u.variant) for u in ids} == {(7, uuid.RFC_4122)}
-    assert all(before <= u.int >> 80 <= after for u in ids)
-    assert ids == sorted(ids, key=lambda u: u.int >> 80)  # time-ordered to the millisecond

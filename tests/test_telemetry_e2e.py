@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from faucet.app import free_port
 from faucet.config import TelemetryConfig
-from faucet.telemetry import COLUMNS
+from faucet.events import COLUMNS
 from tests.forwarder import Forwarder
 from tests.helpers import (
     PLUMBER,

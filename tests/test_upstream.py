@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from faucet.pool import Backend
+from faucet.backend import Backend
 from faucet.upstream import UpstreamError, UpstreamPool
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

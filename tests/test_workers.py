@@ -3,13 +3,14 @@
 import random
 from pathlib import Path
 
+import attrs
 import pytest
 
+from faucet.app_kinds import KINDS
 from faucet.errors import ConfigError
 from faucet.supervisor import RestartPolicy, describe_exit
 from faucet.workers import (
     AppSpec,
-    default_strategy,
     detect_kind,
     resolve_kind,
     worker_argv,
@@ -34,8 +35,12 @@ def test_detect_kind(tmp_path: Path, files, kind):
 def test_resolve_kind_errors_name_the_key_and_the_fix(tmp_path):
     with pytest.raises(ConfigError, match=r"dir = .*no such directory"):
         resolve_kind("auto", tmp_path / "missing", None)
-    with pytest.raises(ConfigError, match=r"type = 'auto': cannot detect.*set --type"):
+    with pytest.raises(ConfigError) as caught:
         resolve_kind("auto", tmp_path, None)
+    assert caught.value.problems == [
+        f"type = 'auto': cannot detect the app type in {str(tmp_path)!r} (no plumber.R, "
+        "entrypoint.R, app.R or ui.R + server.R); set --type plumber|shiny|quarto-shiny|fast-api"
+    ]
     assert resolve_kind("shiny", tmp_path, None) == "shiny"
 
 
@@ -55,10 +60,9 @@ def test_worker_commands():
     assert worker_env({"A": "1"}, 3) == {"A": "1", "FAUCET_WORKER_ID": "3"}
 
 
-def test_shiny_defaults_to_a_sticky_strategy():
-    assert default_strategy("shiny") == "cookie-hash"
-    assert default_strategy("quarto-shiny") == "cookie-hash"
-    assert default_strategy("plumber") == "round-robin"
+def test_every_runtime_is_an_app_spec_setting():
+    settings = {field.name for field in attrs.fields(AppSpec)}
+    assert {kind.runtime.key for kind in KINDS.values()} <= settings
 
 
 def test_restart_backoff_grows_is_capped_and_forgiven():

@@ -22,7 +22,7 @@ from faucet.errors import ConfigError
 
 if TYPE_CHECKING:
     from faucet.config import TelemetryConfig
-    from faucet.telemetry import HttpEvent
+    from faucet.events import HttpEvent
 
 ENTRY_POINT_GROUP = "faucet.sinks"
 _BUILTINS = {

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from faucet.config import TelemetryConfig
-    from faucet.telemetry import HttpEvent
+    from faucet.events import HttpEvent
 
 
 class NullSink:

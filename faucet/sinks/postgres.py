@@ -27,12 +27,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from faucet.errors import ConfigError
+from faucet.events import COLUMNS
 from faucet.sinks import SinkError, SinkUnavailable
-from faucet.telemetry import COLUMNS
 
 if TYPE_CHECKING:
     from faucet.config import TelemetryConfig
-    from faucet.telemetry import HttpEvent
+    from faucet.events import HttpEvent
 
 logger = logging.getLogger("faucet.telemetry")
 

@@ -10,7 +10,7 @@ import trio
 
 if TYPE_CHECKING:
     from faucet.config import TelemetryConfig
-    from faucet.telemetry import HttpEvent
+    from faucet.events import HttpEvent
 
 
 class StdoutSink:

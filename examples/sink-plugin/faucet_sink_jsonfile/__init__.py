@@ -18,7 +18,7 @@ import trio
 
 from faucet.config import TelemetryConfig
 from faucet.errors import ConfigError
-from faucet.telemetry import HttpEvent
+from faucet.events import HttpEvent
 
 
 class JsonFileSink:

@@ -21,9 +21,13 @@ class Backend:
     pid: int | None = None
     # Bumped on every (re)start so pooled upstream connections to a dead process are dropped.
     generation: int = 0
+    # Its position in the app's list of backends (and in the proxy's upstream pools),
+    # which the sticky hashes and round-robin count in.
+    index: int = field(init=False)
     target: str = field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self.index = self.worker_id - 1
         self.target = f"Worker::{self.worker_id}"
 
     def state(self) -> dict:

@@ -65,7 +65,8 @@ async def test_ip_hash_maps_each_forwarded_address_consistently():
         for n in range(1, 11):
             address = f"203.0.113.{n}"
             expected = str(sticky_index(ip_key(ipaddress.ip_address(address)), 3) + 1)
-            headers = {"x-forwarded-for": f"{address}, 10.0.0.1"}
+            # the trusted proxy appended ``address``; the client wrote the entry before it
+            headers = {"x-forwarded-for": f"198.51.100.7, {address}"}
             assert {await worker_of(client, headers=headers) for _ in range(3)} == {expected}
             seen.add(expected)
         assert len(seen) > 1

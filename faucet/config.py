@@ -161,6 +161,16 @@ class Config:
     max_inflight: int = setting(1, _at_least(1))
     max_queue: int = setting(1024, _at_least(1))
     sticky_grace: float = setting(3.0, _at_least(0))
+    # The edge: what one client may hold (README "Limits").
+    max_connections: int = setting(4096, _at_least(1))
+    head_timeout: float = setting(10.0, _positive)
+    client_body_timeout: float = setting(60.0, _positive)
+    send_timeout: float = setting(60.0, _positive)
+    max_body_size: str = setting("1G", parse_size)
+    proxy_buffer_size: str = setting("1M", parse_size)
+    max_websockets: int = setting(1024, _at_least(1))
+    websocket_memory: str = setting("256M", parse_size)
+    health_details: str = setting("loopback", _one_of(("loopback", "all", "none")))
     telemetry: TelemetryConfig = field(factory=TelemetryConfig)
     route: list[RouteConfig] = field(factory=list)
 

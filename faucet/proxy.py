@@ -9,6 +9,7 @@ breaks the exchange before answering, 504 when it does not answer within
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ import trio
 from attrs import define
 
 from faucet.accounting import EventDraft, record_exchange
-from faucet.asgi import ClientGone, body_piece, handshake_responder, peer, respond
+from faucet.asgi import ClientGone, handshake_responder, peer, respond
 from faucet.backend import Backend
 from faucet.balancer import (
     BadClientIp,
@@ -27,7 +28,7 @@ from faucet.balancer import (
     ip_key,
     set_cookie_header,
 )
-from faucet.config import Config
+from faucet.config import Config, parse_size
 from faucet.dispatch import Lease, QueueFull
 from faucet.errors import BadRequestBody, ResponseRejected
 from faucet.headers import ClientRequest, read_request, response_headers, upstream_headers
@@ -35,27 +36,36 @@ from faucet.health import HEALTH_PATH, health
 from faucet.http1 import encode_head
 from faucet.hypercorn_adapter import DEFAULT_MAX_MESSAGE
 from faucet.mount import Mount
+from faucet.request_body import RequestBody
 from faucet.router import Redirect, RouteTable
 from faucet.strategy import Strategy
 from faucet.telemetry import Recorder
-from faucet.upstream import UpstreamError
+from faucet.upstream import RECEIVE_SIZE, UpstreamError
 from faucet.websocket import open_session, relay, worker_handshake
 
 RETRY_AFTER = b"5"
 
 
 @define(eq=False)
-class Admitted:
-    """A request that has a backend: what forwarding it needs, and its slot to release."""
+class Arrival:
+    """A request faucet will serve: who sent it, which app, and its telemetry draft."""
 
-    mount: Mount
-    lease: Lease
     request: ClientRequest
+    ip: object
+    mount: Mount
     path: bytes  # as the worker sees it
     query: bytes
     prefix: bytes | None  # the route's mount point, for X-Forwarded-Prefix
-    ip: object
     draft: EventDraft
+    started: float  # perf_counter when the request arrived
+
+
+@define(eq=False)
+class Admitted:
+    """A request that has a backend: what forwarding it needs, and its slot to release."""
+
+    arrival: Arrival
+    lease: Lease
     chosen: float  # perf_counter when the backend was chosen (telemetry's elapsed)
     released: bool = False
 
@@ -66,14 +76,15 @@ class Admitted:
     @property
     def target(self) -> bytes:
         """The request target as the worker sees it."""
-        return self.path + b"?" + self.query if self.query else self.path
+        arrival = self.arrival
+        return arrival.path + b"?" + arrival.query if arrival.query else arrival.path
 
     def release(self, worker_seconds: float | None = None) -> None:
         """Give the backend's slot back, once: early when the worker has answered (with
         how long it took), else when the exchange ends."""
         if not self.released:
             self.released = True
-            self.mount.dispatcher.release(self.lease, worker_seconds)
+            self.arrival.mount.dispatcher.release(self.lease, worker_seconds)
 
 
 class Proxy:
@@ -90,6 +101,15 @@ class Proxy:
         self.routes = routes
         self.trust_forwarded = config.ip_from != "client"
         self.max_message = config.max_message_size or DEFAULT_MAX_MESSAGE
+        self.buffer_size = parse_size(config.proxy_buffer_size)
+
+    def health_details(self, scope) -> bool:
+        """Whether this client may see worker pids and ports (``health_details``)."""
+        setting = self.config.health_details
+        if setting != "loopback":
+            return setting == "all"
+        address = peer(scope)
+        return address is not None and ipaddress.ip_address(address).is_loopback
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -114,31 +134,40 @@ class Proxy:
     async def http(self, scope, receive, send) -> None:
         started = time.perf_counter()
         if scope["path"] == HEALTH_PATH:
-            status, body = health(self.mounts, self.recorder.statistics())
+            status, body = health(self.mounts, self.recorder.statistics(),
+                                  details=self.health_details(scope))
             await respond(send, status, json.dumps(body).encode(), b"application/json")
             return
-        admitted = await self.admit(scope, send, started)
+        arrival = await self.arrive(scope, send, started)
+        if arrival is None:
+            return
+        body = await self.buffer_body(scope, receive, send, arrival)
+        if body is False:
+            return
+        admitted = await self.claim(arrival, send)
         if admitted is None:
             return
-        dispatcher = admitted.mount.dispatcher
+        dispatcher = arrival.mount.dispatcher
         backend = admitted.backend
         extra = []
         if dispatcher.strategy == Strategy.COOKIE_HASH and (admitted.lease.moved or
-                                                     admitted.request.cookie is None):
+                                                            arrival.request.cookie is None):
             count = len(dispatcher.backends)
             extra.append((b"set-cookie",
                           set_cookie_header(cookie_for_index(backend.index, count))))
         status = 0
         try:
-            status = await self.forward(scope, receive, send, admitted, extra)
+            status = await self.forward(scope, send, admitted, body, extra)
         except BadRequestBody as exc:
             # The client's fault, found while its body went on: the worker never got a
             # complete request, so the event names no worker.
             backend = None
             status = await respond(send, exc.status, f"{exc}\n".encode())
+        except ClientGone:
+            status = 499
         finally:
             admitted.release()
-            self.record(admitted.draft, status, backend, admitted.chosen)
+            self.record(arrival.draft, status, backend, admitted.chosen)
 
     async def websocket(self, scope, receive, send) -> None:
         """Admit the handshake like HTTP, open the worker's leg, relay the session. One
@@ -150,13 +179,16 @@ class Proxy:
         # The handshake as the HTTP GET it is: telemetry's method, X-Forwarded-Proto's scheme.
         scope = {**scope, "method": "GET",
                  "scheme": "https" if scope["scheme"] == "wss" else "http"}
-        admitted = await self.admit(scope, deny, started)
+        arrival = await self.arrive(scope, deny, started)
+        if arrival is None:
+            return
+        admitted = await self.claim(arrival, deny)
         if admitted is None:
             return
         status = 0
         try:
-            handshake = worker_handshake(admitted.request, admitted.target,
-                                         self.headers_for(scope, admitted), scope)
+            handshake = worker_handshake(arrival.request, admitted.target,
+                                         self.headers_for(scope, arrival), scope)
             try:
                 with trio.fail_after(self.config.response_timeout):
                     worker, status = await open_session(admitted.backend, handshake, send)
@@ -170,14 +202,11 @@ class Proxy:
             if worker is not None:
                 await relay(worker, receive, send, self.max_message, self.stopping)
         finally:
-            self.record(admitted.draft, status, admitted.backend, admitted.chosen)
+            self.record(arrival.draft, status, admitted.backend, admitted.chosen)
 
-    async def admit(self, scope, send, started: float) -> Admitted | None:
-        """Everything before the worker: the client's IP, the route and a backend.
-
-        Refusals (400, 404, 308, 503) are answered through ``send`` and recorded here;
-        ``send`` may be a WebSocket handshake's HTTP-response adapter.
-        """
+    async def arrive(self, scope, send, started: float) -> Arrival | None:
+        """The client's IP and the route. Refusals (400, 404, 308) are answered through
+        ``send`` and recorded here; ``send`` may be a WebSocket handshake's responder."""
         request = read_request(scope["headers"])
         try:
             ip = client_ip(peer(scope), self.config.ip_from, request.forwarded_for,
@@ -197,23 +226,55 @@ class Proxy:
                 status = await respond(send, 404, b"Not Found: no route matches this path\n")
             self.record(draft, status, None, started)
             return None
-        dispatcher = mount.dispatcher
-        key = self.sticky_key(dispatcher.strategy, request, ip)
+        return Arrival(request, ip, mount, path, query, prefix, draft, started)
+
+    async def buffer_body(self, scope, receive, send, arrival: Arrival):
+        """The request body read up to ``proxy_buffer_size`` before a worker is claimed,
+        so a slow upload does not hold one: a RequestBody, None without a body, or False
+        when the client failed (answered and recorded here)."""
+        request = arrival.request
+        unframed = scope["http_version"] == "2" and request.content_length is None
+        if not (request.has_body or unframed):
+            return None
+        body = RequestBody(receive, self.config.client_body_timeout)
+        try:
+            await body.prefetch(self.buffer_size)
+        except BadRequestBody as exc:
+            status = await respond(send, exc.status, f"{exc}\n".encode())
+            self.record(arrival.draft, status, None, arrival.started)
+            return False
+        except ClientGone:
+            self.record(arrival.draft, 499, None, arrival.started)
+            return False
+        if body.complete:  # goes on with its length, whatever the client's framing
+            request.chunked = False
+            request.has_body = body.size > 0
+            request.content_length = str(body.size).encode() if body.size or not unframed \
+                else None
+            return body if body.size else None
+        if request.content_length is None:
+            request.chunked = True  # HTTP/2 frames bodies itself; HTTP/1.1 needs chunks
+        return body
+
+    async def claim(self, arrival: Arrival, send) -> Admitted | None:
+        """A backend for the request; 503 + Retry-After (answered and recorded here) when
+        none frees up within ``worker_wait_timeout`` or the queue is full."""
+        dispatcher = arrival.mount.dispatcher
+        key = self.sticky_key(dispatcher.strategy, arrival.request, arrival.ip)
         try:
             # Most requests find a worker at once, without the cost of a cancel scope.
-            lease = dispatcher.try_acquire(key, job=path)
+            lease = dispatcher.try_acquire(key, job=arrival.path)
             if lease is None:
                 with trio.fail_after(self.config.worker_wait_timeout):
-                    lease = await dispatcher.acquire(key, job=path)
+                    lease = await dispatcher.acquire(key, job=arrival.path)
         except (trio.TooSlowError, QueueFull) as exc:
             why = ("the queue of waiting requests is full" if isinstance(exc, QueueFull)
                    else f"no worker was free within {self.config.worker_wait_timeout:g}s")
             status = await respond(send, 503, f"Service Unavailable: {why}\n".encode(),
                                    extra=[(b"retry-after", RETRY_AFTER)])
-            self.record(draft, status, None, started)
+            self.record(arrival.draft, status, None, arrival.started)
             return None
-        return Admitted(mount, lease, request, path, query, prefix, ip, draft,
-                        time.perf_counter())
+        return Admitted(arrival, lease, time.perf_counter())
 
     def sticky_key(self, strategy: Strategy, request: ClientRequest, ip) -> int | None:
         if strategy == Strategy.COOKIE_HASH and request.cookie is not None:
@@ -224,50 +285,47 @@ class Proxy:
             return ip_key(ip)
         return None
 
-    def headers_for(self, scope, admitted: Admitted) -> list[tuple[bytes, bytes]]:
-        """The headers the worker receives for an admitted request."""
-        return upstream_headers(admitted.request, scheme=scope["scheme"], peer=peer(scope),
-                                trust_forwarded=self.trust_forwarded, prefix=admitted.prefix,
-                                request_uuid=admitted.draft.request_uuid)
+    def headers_for(self, scope, arrival: Arrival) -> list[tuple[bytes, bytes]]:
+        """The headers the worker receives for a request."""
+        return upstream_headers(arrival.request, scheme=scope["scheme"], peer=peer(scope),
+                                trust_forwarded=self.trust_forwarded, prefix=arrival.prefix,
+                                request_uuid=arrival.draft.request_uuid)
 
-    async def forward(self, scope, receive, send, admitted: Admitted, extra) -> int:
+    async def forward(self, scope, send, admitted: Admitted, body: RequestBody | None,
+                      extra) -> int:
         """Send the request to the admitted backend and stream its response back; the
         status sent. The backend's slot is released as soon as the worker has answered
-        completely, before the last write to the client, so a queued request can reach
-        the (single-threaded) R process without waiting on the client."""
-        request = admitted.request
+        completely, before the client has read the answer: a response up to
+        ``proxy_buffer_size`` is read whole first, a longer one goes through a buffer of
+        that size, so a slow reader holds a worker only for what exceeds it."""
+        arrival = admitted.arrival
         method = scope["method"]
-        body = (lambda: body_piece(receive)) if request.has_body else None
-        try:
-            if scope["http_version"] == "2" and request.content_length is None:
-                body = await _h2_body(request, receive)
-        except ClientGone:
-            return 499
-        head = encode_head(method, admitted.target, self.headers_for(scope, admitted))
-        pool = admitted.mount.pools[admitted.backend.index]
-        try:
-            with trio.fail_after(self.config.response_timeout):
-                conn, response = await pool.exchange(head, method, body, request.chunked)
-        except trio.TooSlowError:
+        head = encode_head(method, admitted.target, self.headers_for(scope, arrival))
+        pool = arrival.mount.pools[admitted.backend.index]
+        timeout = self.config.response_timeout
+        with trio.move_on_after(timeout) as clock:
+            if body is not None:
+                body.pause_while_reading(clock, timeout)
+            try:
+                conn, response = await pool.exchange(
+                    head, method, body.next_piece if body is not None else None,
+                    arrival.request.chunked)
+            except UpstreamError as exc:
+                return await respond(send, 502, f"Bad Gateway: {exc}\n".encode())
+        if clock.cancelled_caught:
             return await respond(send, 504, b"Gateway Timeout: the worker did not answer within "
-                                 + f"{self.config.response_timeout:g}s\n".encode())
-        except UpstreamError as exc:
-            return await respond(send, 502, f"Bad Gateway: {exc}\n".encode())
-        except ClientGone:
-            return 499
+                                 + f"{timeout:g}s\n".encode())
         try:
             await send({"type": "http.response.start", "status": response.status,
                         "headers": response_headers(response.headers) + extra})
-            # One chunk of lookahead: the last one goes out with more_body=False, which
-            # saves the front a whole message per response (most bodies are one chunk).
-            body = await conn.body_chunk()
-            while chunk := await conn.body_chunk():
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-                body = chunk
-            pool.put_back(conn)
-            conn = None
-            admitted.release(time.perf_counter() - admitted.chosen)
-            await send({"type": "http.response.body", "body": body, "more_body": False})
+            if response.length is not None and response.length <= self.buffer_size:
+                data = await conn.read_body()
+                self._done(pool, conn, admitted)
+                conn = None
+                await send({"type": "http.response.body", "body": data, "more_body": False})
+            else:
+                conn, pumped = None, conn  # the pump owns it now
+                await self._pump(pool, pumped, admitted, send)
         except ResponseRejected:
             return 502  # the front answered it: the worker's head is not valid HTTP
         finally:
@@ -275,22 +333,35 @@ class Proxy:
                 pool.put_back(conn)  # closes it: the exchange did not complete
         return response.status
 
+    def _done(self, pool, conn, admitted: Admitted) -> None:
+        """The worker's response has been read whole: its connection and slot are free."""
+        pool.put_back(conn)
+        admitted.release(time.perf_counter() - admitted.chosen)
+
+    async def _pump(self, pool, conn, admitted: Admitted, send) -> None:
+        """Relay a long or open-ended response body through a bounded buffer: one task
+        reads the worker (and frees it once the body is complete), the other writes to
+        the client at the client's pace."""
+        writer, reader = trio.open_memory_channel(max(1, self.buffer_size // RECEIVE_SIZE))
+
+        async def read_worker() -> None:
+            async with writer:
+                try:
+                    while chunk := await conn.body_chunk():
+                        await writer.send(chunk)
+                except BaseException:
+                    pool.put_back(conn)  # closes it: the exchange did not complete
+                    raise
+                self._done(pool, conn, admitted)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_worker)
+            async with reader:
+                async for chunk in reader:
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     def record(self, draft: EventDraft, status: int, backend: Backend | None,
                since: float) -> None:
         record_exchange(self.recorder, draft, status, backend, since)
-
-
-async def _h2_body(request: ClientRequest, receive):
-    """The body source of an HTTP/2 request without content-length (HTTP/2 frames bodies
-    itself): None when it has none, else one that starts with the piece read here, and
-    the request goes to the worker chunked."""
-    first = await body_piece(receive)
-    if first == (b"", False):
-        return None
-    request.has_body = request.chunked = True
-    pending = [first]
-
-    async def next_piece() -> tuple[bytes, bool]:
-        return pending.pop() if pending else await body_piece(receive)
-
-    return next_piece

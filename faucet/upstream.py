@@ -90,15 +90,26 @@ class UpstreamConnection:
         self._buffer += data
         return bool(data)
 
+    async def _receive_answer(self) -> None:
+        """More of a response head; ClosedBeforeAnswer when the connection ends (closed
+        or reset) before its first byte."""
+        try:
+            if await self._receive():
+                return
+            problem = "the worker closed the connection without answering"
+        except UpstreamError as exc:
+            if self._buffer:
+                raise
+            problem = str(exc)
+        raise (UpstreamError if self._buffer else ClosedBeforeAnswer)(problem)
+
     async def response_head(self, method: str) -> Response:
         """The final response head (informational 1xx ones are skipped)."""
         try:
             while True:
                 response = parse_head(self._buffer, method)
                 if response is None:
-                    if not await self._receive():
-                        error = ClosedBeforeAnswer if not self._buffer else UpstreamError
-                        raise error("the worker closed the connection without answering")
+                    await self._receive_answer()
                 elif 100 <= response.status < 200 and response.status != 101:
                     continue
                 else:

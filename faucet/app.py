@@ -20,9 +20,11 @@ from attrs import frozen
 
 from faucet.app_kinds import KINDS
 from faucet.backend import Backend
-from faucet.config import Config
+from faucet.config import Config, parse_size
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
+from faucet.fd_limit import connection_budget, raise_open_file_limit
+from faucet.front import Limits
 from faucet.front import serve as serve_front
 from faucet.hypercorn_adapter import hypercorn_config, install_close_code_fix
 from faucet.logs import worker_logger
@@ -172,12 +174,27 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
             recorder.close()
 
 
+def front_limits(config: Config, open_files: int) -> Limits:
+    """The front door's limits from the config; ``max_connections`` lowered (with a
+    warning) to what ``open_files`` descriptors can carry."""
+    budget = connection_budget(open_files)
+    connections = config.max_connections
+    if connections > budget:
+        log.warning("max_connections = %d: the open-file limit (%d) carries only %d client "
+                    "connections; using %d (raise `ulimit -n` to allow more)",
+                    connections, open_files, budget, budget)
+        connections = budget
+    return Limits(max_body=parse_size(config.max_body_size), max_connections=connections,
+                  head_timeout=config.head_timeout, send_timeout=config.send_timeout)
+
+
 async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
                      front: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown has drained the connections, then stop the workers."""
     try:
         install_close_code_fix()  # hypercorn 0.18 reports client close codes as 1006
-        await serve_front(proxy, hypercorn_config(config), shutdown.stopping,
+        limits = front_limits(config, raise_open_file_limit())
+        await serve_front(proxy, hypercorn_config(config), shutdown.stopping, limits,
                           task_status=task_status)
     except* OSError as group:
         reasons = [e.strerror for e in leaves(group) if e.errno in _BIND_ERRORS]

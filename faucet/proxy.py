@@ -38,9 +38,10 @@ from faucet.hypercorn_adapter import DEFAULT_MAX_MESSAGE
 from faucet.mount import Mount
 from faucet.request_body import RequestBody
 from faucet.router import Redirect, RouteTable
+from faucet.spool import ResponseSpool
 from faucet.strategy import Strategy
 from faucet.telemetry import Recorder
-from faucet.upstream import RECEIVE_SIZE, UpstreamError
+from faucet.upstream import UpstreamError
 from faucet.websocket import open_session, relay, worker_handshake
 
 RETRY_AFTER = b"5"
@@ -102,6 +103,7 @@ class Proxy:
         self.trust_forwarded = config.ip_from != "client"
         self.max_message = config.max_message_size or DEFAULT_MAX_MESSAGE
         self.buffer_size = parse_size(config.proxy_buffer_size)
+        self.spool_size = parse_size(config.max_spool_size)
 
     def health_details(self, scope) -> bool:
         """Whether this client may see worker pids and ports (``health_details``)."""
@@ -296,8 +298,9 @@ class Proxy:
         """Send the request to the admitted backend and stream its response back; the
         status sent. The backend's slot is released as soon as the worker has answered
         completely, before the client has read the answer: a response up to
-        ``proxy_buffer_size`` is read whole first, a longer one goes through a buffer of
-        that size, so a slow reader holds a worker only for what exceeds it."""
+        ``proxy_buffer_size`` is read whole first, a longer one goes through a spool of
+        that much memory and up to ``max_spool_size`` on disk, so a slow reader holds a
+        worker only for what exceeds both."""
         arrival = admitted.arrival
         method = scope["method"]
         head = encode_head(method, admitted.target, self.headers_for(scope, arrival))
@@ -339,27 +342,29 @@ class Proxy:
         admitted.release(time.perf_counter() - admitted.chosen)
 
     async def _pump(self, pool, conn, admitted: Admitted, send) -> None:
-        """Relay a long or open-ended response body through a bounded buffer: one task
+        """Relay a long or open-ended response body through a ResponseSpool: one task
         reads the worker (and frees it once the body is complete), the other writes to
         the client at the client's pace."""
-        writer, reader = trio.open_memory_channel(max(1, self.buffer_size // RECEIVE_SIZE))
+        spool = ResponseSpool(self.buffer_size, self.spool_size)
 
         async def read_worker() -> None:
-            async with writer:
-                try:
-                    while chunk := await conn.body_chunk():
-                        await writer.send(chunk)
-                except BaseException:
-                    pool.put_back(conn)  # closes it: the exchange did not complete
-                    raise
-                self._done(pool, conn, admitted)
+            try:
+                while chunk := await conn.body_chunk():
+                    await spool.put(chunk)
+            except BaseException:
+                pool.put_back(conn)  # closes it: the exchange did not complete
+                raise
+            spool.close()
+            self._done(pool, conn, admitted)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_worker)
-            async with reader:
-                async for chunk in reader:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_worker)
+                while chunk := await spool.get():
                     await send({"type": "http.response.body", "body": chunk,
                                 "more_body": True})
+        finally:
+            await spool.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def record(self, draft: EventDraft, status: int, backend: Backend | None,

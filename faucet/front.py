@@ -389,7 +389,7 @@ class RateLimitedLog:
         self.unlogged += 1
         now = trio.current_time()
         if now >= self.next_line:
-            log.error("%s (%d time(s) since the last report)", message, self.unlogged)
+            log.error("%s (%d occurrences since the last report)", message, self.unlogged)
             self.unlogged = 0
             self.next_line = now + self.every
 

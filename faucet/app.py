@@ -26,7 +26,7 @@ from faucet.errors import ConfigError, leaves
 from faucet.fd_limit import connection_budget, raise_open_file_limit
 from faucet.front import Limits
 from faucet.front import serve as serve_front
-from faucet.hypercorn_adapter import hypercorn_config, install_close_code_fix
+from faucet.hypercorn_adapter import hypercorn_config, install_websocket_stream
 from faucet.logs import worker_logger
 from faucet.mount import Mount
 from faucet.proxy import Proxy
@@ -36,6 +36,7 @@ from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
 from faucet.upstream import UpstreamPool
 from faucet.workers import AppSpec, check_executable, resolve_kind
+from faucet.ws_budget import WebSocketBudget
 
 log = logging.getLogger("faucet")
 _BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
@@ -117,7 +118,8 @@ def build_mounts(config: Config, plan: Plan) -> list[Mount]:
                     for i in range(1, app.workers + 1)]
         dispatcher = Dispatcher(backends, app.strategy, max_inflight=config.max_inflight,
                                 max_queue=config.max_queue, sticky_grace=config.sticky_grace)
-        mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends]))
+        mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends],
+                            websockets=KINDS[app.spec.kind].websockets))
     return mounts
 
 
@@ -165,7 +167,9 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                             supervise_worker, backend, app.spec,
                             mount.dispatcher.changed, startup_timeout=config.startup_timeout,
                             worker_log=worker_logger(backend.worker_id, backend.route)))
-                proxy = Proxy(config, mounts, recorder, shutdown.stopping,
+                websockets = WebSocketBudget(parse_size(config.websocket_memory),
+                                             config.max_websockets)
+                proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets,
                               routes=routes)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))
@@ -192,7 +196,7 @@ async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
                      front: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown has drained the connections, then stop the workers."""
     try:
-        install_close_code_fix()  # hypercorn 0.18 reports client close codes as 1006
+        install_websocket_stream(proxy.websockets)
         limits = front_limits(config, raise_open_file_limit())
         await serve_front(proxy, hypercorn_config(config), shutdown.stopping, limits,
                           task_status=task_status)

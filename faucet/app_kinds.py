@@ -44,6 +44,8 @@ class AppKind:
     # Sets of file names; a folder holding every file of any one set is this kind.
     detected_by: tuple[tuple[str, ...], ...] = ()
     needs_qmd: bool = False
+    # Whether its apps serve WebSockets (a plumber API never does: upgrades are refused).
+    websockets: bool = True
     # How the Rust server's frouter.toml may also spell ``server_type``.
     rust_spellings: tuple[str, ...] = ()
 
@@ -56,6 +58,7 @@ KINDS = {kind.name: kind for kind in (
                         'plumber::pr_run(plumber::plumb(), host="127.0.0.1")'),
         Strategy.ROUND_ROBIN,
         detected_by=(("plumber.R",), ("entrypoint.R",)),
+        websockets=False,
         rust_spellings=("Plumber",),
     ),
     AppKind(

@@ -15,9 +15,11 @@ HEALTH_PATH = "/__faucet__/health"
 _DETAILS = ("pid", "port")
 
 
-def health(mounts: Sequence[Mount], telemetry, details: bool = True) -> tuple[int, dict]:
+def health(mounts: Sequence[Mount], telemetry, websockets: dict,
+           details: bool = True) -> tuple[int, dict]:
     """200 while any worker is online, else 503; every worker's state (pids and ports
-    only with ``details``), the requests waiting for one, and telemetry's statistics."""
+    only with ``details``), the requests waiting for one, WebSocket sessions and their
+    memory, and telemetry's statistics."""
     workers = [b.state() for m in mounts for b in m.backends]
     if not details:
         workers = [{k: v for k, v in w.items() if k not in _DETAILS} for w in workers]
@@ -25,5 +27,6 @@ def health(mounts: Sequence[Mount], telemetry, details: bool = True) -> tuple[in
     body = {"status": "ok" if online else "unavailable", "online": online,
             "workers": workers,
             "queued": sum(m.dispatcher.queued() for m in mounts),
+            "websockets": websockets,
             "telemetry": attrs.asdict(telemetry)}
     return (200 if online else 503), body

@@ -16,6 +16,7 @@ class Mount:
     route: str | None
     dispatcher: Dispatcher
     pools: list[UpstreamPool]
+    websockets: bool = True  # whether its app kind serves WebSockets (plumber does not)
 
     @property
     def backends(self) -> list[Backend]:

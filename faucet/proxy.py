@@ -43,6 +43,7 @@ from faucet.strategy import Strategy
 from faucet.telemetry import Recorder
 from faucet.upstream import UpstreamError
 from faucet.websocket import open_session, relay, worker_handshake
+from faucet.ws_budget import WebSocketBudget
 
 RETRY_AFTER = b"5"
 
@@ -92,9 +93,11 @@ class Proxy:
     """The ASGI application the front door (faucet.front, hypercorn for upgrades) serves."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
-                 stopping: trio.Event, routes: RouteTable | None = None):
+                 stopping: trio.Event, websockets: WebSocketBudget,
+                 routes: RouteTable | None = None):
         """``stopping`` is set when a shutdown begins, so open WebSocket sessions close
-        at once."""
+        at once; ``websockets`` bounds their number and memory."""
+        self.websockets = websockets
         self.config = config
         self.stopping = stopping
         self.mounts = list(mounts)
@@ -137,6 +140,7 @@ class Proxy:
         started = time.perf_counter()
         if scope["path"] == HEALTH_PATH:
             status, body = health(self.mounts, self.recorder.statistics(),
+                                  self.websockets.statistics(),
                                   details=self.health_details(scope))
             await respond(send, status, json.dumps(body).encode(), b"application/json")
             return
@@ -184,6 +188,24 @@ class Proxy:
         arrival = await self.arrive(scope, deny, started)
         if arrival is None:
             return
+        if not arrival.mount.websockets:
+            status = await respond(deny, 400, b"Bad Request: this app serves no WebSockets\n")
+            self.record(arrival.draft, status, None, started)
+            return
+        if not self.websockets.open_session():
+            status = await respond(deny, 503, f"Service Unavailable: "
+                                   f"{self.websockets.sessions} WebSocket sessions are open, "
+                                   "the most allowed\n".encode(),
+                                   extra=[(b"retry-after", RETRY_AFTER)])
+            self.record(arrival.draft, status, None, started)
+            return
+        try:
+            await self.websocket_session(scope, receive, send, arrival)
+        finally:
+            self.websockets.close_session()
+
+    async def websocket_session(self, scope, receive, send, arrival: Arrival) -> None:
+        deny = handshake_responder(send)
         admitted = await self.claim(arrival, deny)
         if admitted is None:
             return
@@ -202,7 +224,8 @@ class Proxy:
             finally:
                 admitted.release()  # the slot covers the handshake, not the session
             if worker is not None:
-                await relay(worker, receive, send, self.max_message, self.stopping)
+                await relay(worker, receive, send, self.max_message, self.stopping,
+                            self.websockets)
         finally:
             self.record(arrival.draft, status, admitted.backend, admitted.chosen)
 

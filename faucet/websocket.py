@@ -37,6 +37,7 @@ from faucet.asgi import handshake_responder, respond
 from faucet.backend import Backend
 from faucet.headers import ClientRequest, Headers, hop_by_hop
 from faucet.upstream import open_worker_stream
+from faucet.ws_budget import WebSocketBudget
 
 log = logging.getLogger("faucet.websocket")
 # Handshake headers each leg writes for itself (wsproto writes Host from ``Request.host``).
@@ -150,14 +151,15 @@ async def open_session(backend: Backend, handshake: Request, send) -> tuple[Work
                 await stream.aclose()
 
 
-async def relay(worker: WorkerLeg, receive, send, limit: int, stopping: trio.Event) -> None:
+async def relay(worker: WorkerLeg, receive, send, limit: int, stopping: trio.Event,
+                budget: WebSocketBudget) -> None:
     """Pump both ways until one side ends, then close the other (shielded, bounded). A
     shutdown ends the session with 1001 on both sides at once: a session can last hours,
     and a graceful shutdown should not wait its whole timeout for it."""
     end = _SHUTDOWN
     try:
         end = await _first_to_end(partial(_client_to_worker, receive, worker),
-                                  partial(_worker_to_client, worker, send, limit),
+                                  partial(_worker_to_client, worker, send, limit, budget),
                                   partial(_until, stopping))
     finally:
         with trio.move_on_after(CLOSE_GRACE, shield=True):
@@ -208,24 +210,29 @@ async def _client_to_worker(receive, worker: WorkerLeg) -> _End:
             return _WORKER_GONE
 
 
-async def _worker_to_client(worker: WorkerLeg, send, limit: int) -> _End:
-    """Reassemble the worker's messages (hypercorn sends whole messages) up to ``limit``."""
+async def _worker_to_client(worker: WorkerLeg, send, limit: int,
+                            budget: WebSocketBudget) -> _End:
+    """Reassemble the worker's messages (hypercorn sends whole messages) up to ``limit``
+    bytes each, and within what ``budget`` has left for all sessions."""
     parts: list = []
     size = 0
     try:
         while True:
             event = await worker.next_event()
             if isinstance(event, Message):
-                size += len(event.data)
-                if size > limit:
-                    reason = f"a message from the worker exceeds {limit} bytes"
+                if size + len(event.data) > limit or not budget.take(len(event.data)):
+                    reason = (f"a message from the worker exceeds {limit} bytes"
+                              if size + len(event.data) > limit
+                              else "faucet's WebSocket memory is exhausted")
                     return _End((1009, reason), CloseConnection(1009, reason))
+                size += len(event.data)
                 parts.append(event.data)
                 if event.message_finished:
+                    budget.give(size)
+                    parts, size, whole = [], 0, parts
                     await send({"type": "websocket.send", **(
-                        {"text": "".join(parts)} if isinstance(event, TextMessage)
-                        else {"bytes": b"".join(parts)})})
-                    parts, size = [], 0
+                        {"text": "".join(whole)} if isinstance(event, TextMessage)
+                        else {"bytes": b"".join(whole)})})
             elif isinstance(event, Ping):
                 await worker.send(event.response())
             elif isinstance(event, CloseConnection):
@@ -233,6 +240,8 @@ async def _worker_to_client(worker: WorkerLeg, send, limit: int) -> _End:
     except WorkerGone as exc:
         log.warning("websocket: %s", exc)
         return _WORKER_GONE
+    finally:
+        budget.give(size)  # a message the worker never finished
 
 
 def _back_to_client(headers) -> list[tuple[bytes, bytes]]:

@@ -20,6 +20,7 @@ from attrs import frozen
 
 from faucet.app_kinds import KINDS
 from faucet.backend import Backend
+from faucet.balancer import StickyCookie
 from faucet.config import Config, parse_size
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
@@ -119,7 +120,8 @@ def build_mounts(config: Config, plan: Plan) -> list[Mount]:
         dispatcher = Dispatcher(backends, app.strategy, max_inflight=config.max_inflight,
                                 max_queue=config.max_queue, sticky_grace=config.sticky_grace)
         mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends],
-                            websockets=KINDS[app.spec.kind].websockets))
+                            websockets=KINDS[app.spec.kind].websockets,
+                            cookie=StickyCookie.for_route(name)))
     return mounts
 
 

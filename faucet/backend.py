@@ -15,6 +15,7 @@ class Backend:
     route: str | None = None
     online: bool = False
     inflight: int = 0
+    sessions: int = 0  # live WebSocket sessions (a Shiny session is one)
     slow_inflight: int = 0  # of those, requests not known to be quick (least-busy)
     served: int = 0
     restarts: int = 0
@@ -40,6 +41,7 @@ class Backend:
             "pid": self.pid,
             "port": self.port,
             "inflight": self.inflight,
+            "sessions": self.sessions,
             "served": self.served,
             "restarts": self.restarts,
         }

@@ -170,7 +170,7 @@ class Config:
     proxy_buffer_size: str = setting("1M", parse_size)
     max_spool_size: str = setting("1G", parse_size)
     max_websockets: int = setting(1024, _at_least(1))
-    websocket_memory: str = setting("256M", parse_size)
+    websocket_memory: str = setting("64M", parse_size)
     health_details: str = setting("loopback", _one_of(("loopback", "all", "none")))
     telemetry: TelemetryConfig = field(factory=TelemetryConfig)
     route: list[RouteConfig] = field(factory=list)

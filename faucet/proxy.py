@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+import uuid
 from collections.abc import Sequence
 
 import trio
@@ -26,6 +27,7 @@ from faucet.balancer import (
     cookie_for_index,
     cookie_key,
     ip_key,
+    parse_cookie,
     set_cookie_header,
 )
 from faucet.config import Config, parse_size
@@ -60,6 +62,7 @@ class Arrival:
     prefix: bytes | None  # the route's mount point, for X-Forwarded-Prefix
     draft: EventDraft
     started: float  # perf_counter when the request arrived
+    cookie: uuid.UUID | None = None  # the client's sticky cookie (cookie-hash)
 
 
 @define(eq=False)
@@ -157,10 +160,10 @@ class Proxy:
         backend = admitted.backend
         extra = []
         if dispatcher.strategy == Strategy.COOKIE_HASH and (admitted.lease.moved or
-                                                            arrival.request.cookie is None):
+                                                            arrival.cookie is None):
             count = len(dispatcher.backends)
-            extra.append((b"set-cookie",
-                          set_cookie_header(cookie_for_index(backend.index, count))))
+            extra.append((b"set-cookie", set_cookie_header(
+                cookie_for_index(backend.index, count), arrival.mount.cookie)))
         status = 0
         try:
             status = await self.forward(scope, send, admitted, body, extra)
@@ -224,8 +227,12 @@ class Proxy:
             finally:
                 admitted.release()  # the slot covers the handshake, not the session
             if worker is not None:
-                await relay(worker, receive, send, self.max_message, self.stopping,
-                            self.websockets)
+                admitted.backend.sessions += 1
+                try:
+                    await relay(worker, receive, send, self.max_message, self.stopping,
+                                self.websockets)
+                finally:
+                    admitted.backend.sessions -= 1
         finally:
             self.record(arrival.draft, status, admitted.backend, admitted.chosen)
 
@@ -251,7 +258,10 @@ class Proxy:
                 status = await respond(send, 404, b"Not Found: no route matches this path\n")
             self.record(draft, status, None, started)
             return None
-        return Arrival(request, ip, mount, path, query, prefix, draft, started)
+        cookie = None
+        if mount.dispatcher.strategy == Strategy.COOKIE_HASH and request.cookies:
+            cookie = parse_cookie(request.cookies, mount.cookie)
+        return Arrival(request, ip, mount, path, query, prefix, draft, started, cookie)
 
     async def buffer_body(self, scope, receive, send, arrival: Arrival):
         """The request body read up to ``proxy_buffer_size`` before a worker is claimed,
@@ -285,7 +295,7 @@ class Proxy:
         """A backend for the request; 503 + Retry-After (answered and recorded here) when
         none frees up within ``worker_wait_timeout`` or the queue is full."""
         dispatcher = arrival.mount.dispatcher
-        key = self.sticky_key(dispatcher.strategy, arrival.request, arrival.ip)
+        key = self.sticky_key(dispatcher.strategy, arrival)
         try:
             # Most requests find a worker at once, without the cost of a cancel scope.
             lease = dispatcher.try_acquire(key, job=arrival.path)
@@ -301,13 +311,13 @@ class Proxy:
             return None
         return Admitted(arrival, lease, time.perf_counter())
 
-    def sticky_key(self, strategy: Strategy, request: ClientRequest, ip) -> int | None:
-        if strategy == Strategy.COOKIE_HASH and request.cookie is not None:
-            return cookie_key(request.cookie)
-        if strategy.sticky and ip is not None:
-            # A browser's first requests carry no cookie yet: hashing its address puts
-            # them all on the worker its new cookie will point to.
-            return ip_key(ip)
+    def sticky_key(self, strategy: Strategy, arrival: Arrival) -> int | None:
+        """The key a sticky strategy maps to a worker; None places the request by load
+        (a browser without a cookie yet gets one for the worker chosen)."""
+        if strategy == Strategy.COOKIE_HASH:
+            return cookie_key(arrival.cookie) if arrival.cookie is not None else None
+        if strategy == Strategy.IP_HASH and arrival.ip is not None:
+            return ip_key(arrival.ip)
         return None
 
     def headers_for(self, scope, arrival: Arrival) -> list[tuple[bytes, bytes]]:

@@ -124,7 +124,8 @@ def test_prefix_is_stripped_and_forwarded(client):
     assert client.get("/py/").json()["path"] == "/"
     shiny = client.get("/shiny/")
     assert shiny.status_code == 200 and "faucet + Shiny" in shiny.text
-    assert "FAUCET_LB_COOKIE" in shiny.cookies  # shiny routes are sticky by default
+    # shiny routes are sticky by default, with a cookie of their own
+    assert "FAUCET_LB_COOKIE_shiny" in shiny.cookies
 
 
 @pytest.mark.slow

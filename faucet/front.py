@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import re
 from http import HTTPStatus
 from urllib.parse import unquote
 
@@ -39,6 +40,7 @@ H2_PREFACE = b"PRI * HTTP/2.0"
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 _DISCONNECT = {"type": "http.disconnect"}
+_HEAD_END = re.compile(rb"\n\r?\n")  # where h11 finds the end of a head
 
 
 # accept() errors that mean "out of resources for now": wait and try again.
@@ -126,7 +128,6 @@ class Front:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
         raw = bytearray()  # the bytes of the request head being read, for a hand-off
         first = True
-        head_deadline = math.inf  # set once a head has begun: it must end by then
         while True:
             try:
                 event = conn.next_event()
@@ -134,9 +135,7 @@ class Front:
                 await _refuse(stream, conn, exc)
                 return
             if event is h11.NEED_DATA:
-                if raw and head_deadline == math.inf:
-                    head_deadline = trio.current_time() + self.limits.head_timeout
-                data = await self._receive_head(stream, head_deadline)
+                data = await self._receive_head(stream, raw)
                 if data is None:
                     await _send_quietly(stream, _plain(408, "Request Timeout: the request "
                                         f"head took over {self.limits.head_timeout:g}s"))
@@ -152,7 +151,6 @@ class Front:
                 continue
             if type(event) is not h11.Request:  # ConnectionClosed (or PAUSED after an error)
                 return
-            head_deadline = math.inf
             refusal = self._refusal(event)
             if refusal is not None:
                 await _send_quietly(stream, refusal)
@@ -187,21 +185,37 @@ class Front:
                                    f"{self.limits.max_body} bytes")
         return None
 
-    async def _receive_head(self, stream: trio.SocketStream, deadline: float) -> bytes | None:
-        """Bytes of the next request head; b"" when the client closes, the keep-alive
-        timeout passes before a head begins, or shutdown begins; None when a head that
-        has begun misses its ``deadline`` (a total, not reset by each byte: slowloris)."""
+    async def _receive_head(self, stream: trio.SocketStream, begun: bytearray) -> bytes | None:
+        """Bytes that end the request head ``begun`` holds the start of (or a new one).
+
+        b"" when the client closes, the keep-alive timeout passes before a head begins, or
+        shutdown begins; None when a head misses its deadline, ``head_timeout`` after its
+        first byte (a total, not reset by each byte: slowloris). Bytes are gathered here
+        until the head's blank line arrives (or the head is over the limit), so a head
+        trickled a byte at a time costs one read each, not a parse and a timer each.
+        """
         if self.stopping.is_set():
             return b""
-        begun = deadline != math.inf
-        with trio.CancelScope(deadline=deadline if begun
-                              else trio.current_time() + self.keep_alive) as scope:
+        got = bytearray()
+        now = trio.current_time()
+        timeout = self.limits.head_timeout if begun else self.keep_alive
+        with trio.CancelScope(deadline=now + timeout) as scope:
             self.waiting.add(scope)
             try:
-                return await stream.receive_some(RECEIVE_SIZE)
+                while True:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                    if not data:
+                        return bytes(got)
+                    if not begun and not got:  # the head's first byte: its clock starts
+                        scope.deadline = trio.current_time() + self.limits.head_timeout
+                    got += data
+                    # (the HTTP/2 preface ends with a blank line too)
+                    if (_HEAD_END.search(begun[-3:] + got[-len(data) - 3:])
+                            or len(begun) + len(got) > self.max_head):
+                        return bytes(got)
             finally:
                 self.waiting.discard(scope)
-        return None if begun and not self.stopping.is_set() else b""
+        return None if (begun or got) and not self.stopping.is_set() else b""
 
     async def _call_app(self, exchange: _Exchange, scope: dict) -> None:
         try:

@@ -10,10 +10,9 @@ import trio
 
 from faucet.events import HttpEvent
 from faucet.sinks import SinkUnavailable
-from tests.helpers import ROOT, registered_sink
+from tests.helpers import FASTAPI, registered_sink
 
 pytest_plugins = ["tests.pg"]
-FASTAPI = ROOT / "examples" / "fastapi"
 
 
 @pytest.fixture(scope="session")

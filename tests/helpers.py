@@ -34,6 +34,7 @@ SHINY = ROOT / "examples" / "shiny"
 FASTAPI = ROOT / "examples" / "fastapi"
 # A Python stand-in for Rscript (see its docstring): an HTTP server on faucet's port.
 STANDIN = ROOT / "tests" / "standin" / "Rscript"
+MARK = "FAUCET_TEST_MARK"  # in the environment of processes a test starts, to find them
 
 
 @attrs.define
@@ -149,7 +150,7 @@ def faucet_process(*args: str, env: dict | None = None, **kwargs) -> subprocess.
     mark = uuid.uuid4().hex
     proc = subprocess.Popen(
         [sys.executable, "-m", "faucet", *args],
-        env={**os.environ, **(env or {}), "FAUCET_TEST_MARK": mark}, stdout=subprocess.PIPE,
+        env={**os.environ, **(env or {}), MARK: mark}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs)
     proc.mark = mark
     return proc
@@ -202,10 +203,15 @@ def served(*args: str, online: int = 0, env: dict | None = None) -> Iterator[Ser
 
 def leftover_processes(proc: subprocess.Popen) -> list[int]:
     """PIDs still alive that were started by faucet ``proc`` (by its environment mark)."""
-    needle = f"FAUCET_TEST_MARK={proc.mark}".encode()
+    return [pid for pid in marked_processes(proc.mark) if pid != proc.pid]
+
+
+def marked_processes(mark: str) -> list[int]:
+    """PIDs still alive (not even zombies) whose environment has FAUCET_TEST_MARK=mark."""
+    needle = f"{MARK}={mark}".encode()
     alive = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != proc.pid:
+        if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 if needle in (entry / "environ").read_bytes().split(b"\0"):
                     alive.append(int(entry.name))

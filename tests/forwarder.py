@@ -6,13 +6,15 @@ import trio
 class Forwarder:
     """A TCP relay to PostgreSQL that the test can cut (resetting every connection and
     refusing new ones) and restore; it knows the local ports of its upstream connections,
-    which is how the test finds faucet's backend in pg_stat_activity."""
+    which is how the test finds faucet's backend in pg_stat_activity, and counts the
+    connections it refused while cut (each one an attempt the client made)."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
         self._scopes: set[trio.CancelScope] = set()
         self.upstream_ports: set[int] = set()
         self.up = True
+        self.refused = 0
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -30,6 +32,7 @@ class Forwarder:
     async def _relay(self, client: trio.SocketStream) -> None:
         async with client:
             if not self.up:
+                self.refused += 1
                 return
             with trio.CancelScope() as scope:
                 self._scopes.add(scope)

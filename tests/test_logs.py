@@ -38,12 +38,17 @@ def access(**changes):
     logs.log_access(**(fields | changes))
 
 
-def test_rotation_keeps_a_bounded_number_of_files(tmp_path):
-    path = tmp_path / "faucet.log"
-    handle = logs.setup_logging("info", str(path), max_bytes=1000, backups=2)
+def log_200_lines(path, backups: int) -> None:
+    """200 lines of about 90 bytes into a log file rotated at 1000 bytes."""
+    handle = logs.setup_logging("info", str(path), max_bytes=1000, backups=backups)
     for _ in range(200):
         logs.log.info(LINE)
     handle.close()
+
+
+def test_rotation_keeps_a_bounded_number_of_files(tmp_path):
+    path = tmp_path / "faucet.log"
+    log_200_lines(path, backups=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "faucet.log",
         "faucet.log.1",
@@ -57,10 +62,7 @@ def test_rotation_keeps_a_bounded_number_of_files(tmp_path):
 
 def test_no_backups_truncates_in_place(tmp_path):
     path = tmp_path / "faucet.log"
-    handle = logs.setup_logging("info", str(path), max_bytes=1000, backups=0)
-    for _ in range(200):
-        logs.log.info(LINE)
-    handle.close()
+    log_200_lines(path, backups=0)
     assert [p.name for p in tmp_path.iterdir()] == ["faucet.log"]
     assert path.stat().st_size <= 1000
 

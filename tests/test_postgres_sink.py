@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import socket
 import uuid
 
 import attrs
@@ -14,14 +13,15 @@ import pytest
 import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from faucet.app import free_port
 from faucet.config import TelemetryConfig
 from faucet.errors import ConfigError
 from faucet.sinks.postgres import connection_settings
 from faucet.telemetry import Recorder, serve_telemetry
 from faucet.telemetry_init import SQL_DIR, init_table
 from tests.forwarder import Forwarder
+from tests.helpers import make_event, until
 from tests.pg import query
-from tests.test_events import make_event
 
 SECRET = "pw-Secret-0417"
 
@@ -30,20 +30,9 @@ def via(dsn: str, port: int) -> str:
     return make_conninfo(dsn, host="127.0.0.1", port=port)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def eventually(condition) -> None:
-    """Wait for ``condition()``: the recorder's statistics are plain counters, no events."""
-    with trio.fail_after(10):
-        while not condition():  # noqa: ASYNC110
-            await trio.sleep(0.01)
-
-
 async def produce(recorder: Recorder, start: int, count: int) -> None:
+    """Record events ``start`` to ``start + count - 1`` as traffic arrives: fifty at a
+    time, with the sink's writes going on in between."""
     for i in range(start, start + count):
         recorder.record(make_event(i))
         if i % 50 == 0:
@@ -94,7 +83,7 @@ async def test_terminated_backend_is_reconnected_without_loss(pg_dsn, pg_server)
         recorder = await nursery.start(serve_telemetry, config)
         for round_ in range(3):
             await produce(recorder, round_ * 1000, 1000)
-            await eventually(lambda r=round_: recorder.statistics().written >= r * 1000 + 200)
+            await until(lambda r=round_: recorder.statistics().written >= r * 1000 + 200)
             assert await trio.to_thread.run_sync(query, pg_server, kill, (name,)) == [(True,)]
         recorder.close()
     assert recorder.statistics().written == 3000
@@ -112,11 +101,12 @@ async def test_outage_loses_nothing_and_is_logged_once(pg_dsn, caplog):
         async with trio.open_nursery() as nursery:
             recorder = await nursery.start(serve_telemetry, config)
             await produce(recorder, 0, 1000)
-            await eventually(lambda: recorder.statistics().written == 1000)
+            await until(lambda: recorder.statistics().written == 1000)
             forwarder.cut()
             await produce(recorder, 1000, 2000)
-            await eventually(lambda: not recorder.statistics().sink_available)
-            await trio.sleep(1)
+            await until(lambda: not recorder.statistics().sink_available)
+            # The sink keeps retrying (three reconnects refused), and writes nothing.
+            await until(lambda: forwarder.refused >= 3)
             assert recorder.statistics().written == 1000
             forwarder.restore()
             await produce(recorder, 3000, 500)
@@ -135,10 +125,10 @@ async def test_table_dropped_while_running_is_an_outage_not_a_loss(pg_dsn, caplo
     async with trio.open_nursery() as nursery:
         recorder = await nursery.start(serve_telemetry, config)
         await produce(recorder, 0, 300)
-        await eventually(lambda: recorder.statistics().written == 300)
+        await until(lambda: recorder.statistics().written == 300)
         await trio.to_thread.run_sync(query, pg_dsn, "DROP TABLE faucet_http_events")
         await produce(recorder, 300, 300)
-        await eventually(lambda: not recorder.statistics().sink_available)
+        await until(lambda: not recorder.statistics().sink_available)
         await trio.to_thread.run_sync(init_table, pg_dsn, None, None, False)
         recorder.close()
     assert (recorder.statistics().written, recorder.statistics().failed) == (600, 0)
@@ -160,13 +150,13 @@ async def test_a_batch_the_database_refuses_is_counted_failed(pg_dsn, caplog):
 
 async def test_unreachable_at_start_warns_keeps_serving_and_hides_the_password(caplog):
     caplog.set_level(logging.INFO, logger="faucet.telemetry")
-    dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:{closed_port()}/test"
+    dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:{free_port()}/test"
     config = TelemetryConfig(postgres_string=dsn, flush_interval=0.01, flush_timeout=0.5)
     async with trio.open_nursery() as nursery:
         recorder = await nursery.start(serve_telemetry, config)
         for i in range(10):
             recorder.record(make_event(i))
-        await eventually(lambda: not recorder.statistics().sink_available)
+        await until(lambda: not recorder.statistics().sink_available)
         recorder.close()
     assert recorder.statistics().failed == 10
     assert "unreachable at start-up" in caplog.text

@@ -13,8 +13,7 @@ import os
 import re
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,19 +22,17 @@ import pytest
 
 from faucet.app import free_port
 from faucet.health import HEALTH_PATH
-from tests.conftest import FASTAPI
-from tests.helpers import PLUMBER, SHINY, faucet_process, kill_session, leftover_processes
+from tests.helpers import (
+    FASTAPI,
+    PLUMBER,
+    SHINY,
+    faucet_process,
+    kill_session,
+    leftover_processes,
+    run_to_exit,
+    wait_until,
+)
 from tests.pg import query
-
-
-def eventually(check: Callable[[], object], what: str, timeout: float = 60) -> object:
-    """Poll ``check`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-    return result
 
 
 def write_router(folder: Path, *routes: tuple[str, str, Path, int]) -> Path:
@@ -62,7 +59,7 @@ class Router(NamedTuple):
             except FileNotFoundError:  # renamed, and not yet reopened
                 return []
             return [line for line in text.splitlines() if needle in line]
-        return eventually(found, f"{needle!r} in {self.log}", timeout=10)
+        return wait_until(found, f"{needle!r} in {self.log}", timeout=10)
 
 
 @contextlib.contextmanager
@@ -85,11 +82,11 @@ def router(conf: Path, *flags: str, workers: int, env: dict | None = None) -> It
 
     served = Router(proc, url, log)
     try:
-        eventually(online, f"{workers} workers online")
+        wait_until(online, f"{workers} workers online")
         yield served
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
-        eventually(lambda: not leftover_processes(proc), "workers gone", timeout=5)
+        wait_until(lambda: not leftover_processes(proc), "workers gone", timeout=5)
     finally:
         # The workers have sessions of their own: only faucet can stop them.
         if proc.poll() is None:
@@ -235,8 +232,7 @@ BAD_FILES = {
 def test_bad_router_file_exits_2_naming_route_and_key(tmp_path, text, expected):
     conf = tmp_path / "frouter.toml"
     conf.write_text(text)
-    proc = faucet_process("router", "--conf", str(conf))
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2
-    assert "Traceback" not in err
-    assert err.startswith(f"faucet: {expected.format(conf=conf, dir=tmp_path)}")
+    result = run_to_exit("router", "--conf", str(conf))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"faucet: {expected.format(conf=conf, dir=tmp_path)}")

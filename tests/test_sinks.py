@@ -15,8 +15,7 @@ from faucet.sinks import available_sinks, load_sink
 from faucet.sinks.null import NullSink
 from faucet.sinks.stdout import StdoutSink
 from faucet.telemetry import serve_telemetry
-from tests.helpers import registered_sink
-from tests.test_events import make_event
+from tests.helpers import make_event, registered_sink
 
 
 def test_builtins_load_by_name():

@@ -9,7 +9,7 @@ import trio
 
 from faucet.config import TelemetryConfig
 from faucet.telemetry import RETRY_MAX, Recorder, serve_telemetry
-from tests.test_events import make_event
+from tests.helpers import make_event
 
 
 def config(**settings) -> TelemetryConfig:

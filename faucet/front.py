@@ -93,7 +93,12 @@ class Front:
     async def accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         """Accept connections while fewer than ``max_connections`` are open (the rest wait
         in the kernel's backlog). Running out of file descriptors or memory is logged at
-        most once per ``ACCEPT_LOG_EVERY`` seconds, with a count, and retried."""
+        most once per ``ACCEPT_LOG_EVERY`` seconds, with a count, and retried. The
+        listener closes when this is cancelled (shutdown: no new connections)."""
+        async with listener:
+            await self._accept(listener, nursery)
+
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
             await self.slots.acquire()
             try:

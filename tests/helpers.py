@@ -26,6 +26,9 @@ import trio
 from faucet.app import Shutdown, plan_router, plan_start, serve
 from faucet.config import Config, TelemetryConfig
 from faucet.events import HttpEvent
+from faucet.front import Limits
+from faucet.front import serve as serve_front
+from faucet.hypercorn_adapter import HypercornConfig
 from faucet.sinks import register_sink, unregister_sink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -278,3 +281,27 @@ async def until(condition: Callable[[], object]) -> None:
     with trio.fail_after(UNTIL_BOUND):
         while not condition():  # noqa: ASYNC110
             await trio.sleep(POLL)
+
+
+async def start_front(nursery: trio.Nursery, app, limits: Limits | None = None,
+                      max_head: int = 16384) -> tuple[int, trio.Event]:
+    """faucet's front door serving ``app`` on a free loopback port: (port, the event that
+    stops it)."""
+    limits = limits or Limits()
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.keep_alive_timeout = 30
+    config.h11_max_incomplete_size = max_head
+    config.graceful_timeout = 5
+    stopping = trio.Event()
+    binds = await nursery.start(serve_front, app, config, stopping, limits)
+    return int(binds[0].rsplit(":", 1)[1]), stopping
+
+
+async def read_all(stream: trio.SocketStream) -> bytes:
+    """Everything until the server closes the connection (10 s at most)."""
+    data = b""
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return data

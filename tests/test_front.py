@@ -13,8 +13,7 @@ import trio
 import wsproto
 import wsproto.events
 
-from faucet.front import serve
-from faucet.hypercorn_adapter import HypercornConfig
+from tests.helpers import read_all, start_front
 
 
 class App:
@@ -74,25 +73,10 @@ class Served(NamedTuple):
 @pytest.fixture
 async def front(nursery):
     """A front serving an ``App``: its port, its stopping event and the app."""
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.keep_alive_timeout = 30
-    config.h11_max_incomplete_size = 4096
-    config.graceful_timeout = 5
-    stopping = trio.Event()
     app = App()
-    binds = await nursery.start(serve, app, config, stopping)
-    yield Served(int(binds[0].rsplit(":", 1)[1]), stopping, app)
+    port, stopping = await start_front(nursery, app, max_head=4096)
+    yield Served(port, stopping, app)
     stopping.set()
-
-
-async def read_all(stream: trio.SocketStream) -> bytes:
-    """Everything until the server closes the connection."""
-    data = b""
-    with trio.fail_after(5):
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    return data
 
 
 async def responses(stream: trio.SocketStream, count: int) -> list[tuple[h11.Response, bytes]]:

@@ -11,9 +11,8 @@ import trio
 
 from faucet.app import front_limits
 from faucet.fd_limit import RESERVED, connection_budget, raise_open_file_limit
-from faucet.front import Limits, RateLimitedLog, serve
-from faucet.hypercorn_adapter import HypercornConfig
-from tests.helpers import config_for
+from faucet.front import Limits, RateLimitedLog
+from tests.helpers import config_for, read_all, start_front
 
 BIG = 32 * 1024 * 1024
 
@@ -33,28 +32,10 @@ class App:
         self.finished.set()
 
 
-async def start_front(nursery, app, limits: Limits) -> int:
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.keep_alive_timeout = 30
-    config.graceful_timeout = 1
-    stopping = trio.Event()
-    binds = await nursery.start(serve, app, config, stopping, limits)
-    return int(binds[0].rsplit(":", 1)[1])
-
-
-async def answer(stream: trio.SocketStream) -> bytes:
-    data = b""
-    with trio.fail_after(10):
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    return data
-
-
 async def test_a_head_trickled_byte_by_byte_gets_408_at_its_total_deadline(nursery):
     """Slowloris: each byte arrives well within any per-read timeout, but the head as a
     whole must be done within head_timeout."""
-    port = await start_front(nursery, App(), Limits(head_timeout=0.3))
+    port = (await start_front(nursery, App(), Limits(head_timeout=0.3)))[0]
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"GET / HTTP/1.1\r\n")
 
@@ -67,11 +48,11 @@ async def test_a_head_trickled_byte_by_byte_gets_408_at_its_total_deadline(nurse
                 return
 
     nursery.start_soon(trickle)
-    assert (await answer(stream)).startswith(b"HTTP/1.1 408 ")
+    assert (await read_all(stream)).startswith(b"HTTP/1.1 408 ")
 
 
 async def test_connections_over_max_connections_wait_until_one_closes(nursery):
-    port = await start_front(nursery, App(), Limits(max_connections=1))
+    port = (await start_front(nursery, App(), Limits(max_connections=1)))[0]
     holder = await trio.open_tcp_stream("127.0.0.1", port)
     await holder.send_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
     assert b"/first" in await holder.receive_some(65536)
@@ -81,20 +62,20 @@ async def test_connections_over_max_connections_wait_until_one_closes(nursery):
         await waiting.receive_some(65536)
         pytest.fail("served beyond max_connections")
     await holder.aclose()
-    assert (await answer(waiting)).endswith(b"/second")
+    assert (await read_all(waiting)).endswith(b"/second")
 
 
 async def test_a_client_that_stops_reading_does_not_hold_the_app(nursery):
     """The app's writes are given up after send_timeout, so whatever it holds (an R
     worker's slot) is released; the connection is closed."""
     app = App()
-    port = await start_front(nursery, app, Limits(send_timeout=0.2))
+    port = (await start_front(nursery, app, Limits(send_timeout=0.2)))[0]
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     stream.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
     await stream.send_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
     with trio.fail_after(10):
         await app.finished.wait()
-    received = len(await answer(stream))
+    received = len(await read_all(stream))
     assert received < BIG  # cut short: the client never read
 
 

@@ -25,7 +25,6 @@ from faucet.config import (
     config_path,
     flag_name,
     load_config,
-    parse_size,
     setting_keys,
 )
 from faucet.errors import ConfigError, leaves
@@ -125,9 +124,8 @@ def _print_problems(*errors: ConfigError) -> None:
 
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command in ("start", "router"):
-        max_bytes = parse_size(config.max_log_file_size) if config.max_log_file_size else None
-        handle = setup_logging(config.log_level, config.log_file, max_bytes,
-                               config.log_file_backups, config.log_format)
+        handle = setup_logging(config.log_level, config.log_file, config.max_log_file_size,
+                               config.log_file_backups, config.log_format, config.log_stderr)
         try:
             trio.run(_run, args.command, config, handle)
         finally:

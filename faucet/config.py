@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NewType
 
 import attrs
 import cattrs
@@ -22,27 +23,49 @@ from attrs import field, frozen
 from faucet.app_kinds import KINDS
 from faucet.config_source import problem_line, read_toml
 from faucet.errors import ConfigError
+from faucet.log_spec import parse_log_spec
 from faucet.routes_config import RouteConfig, normalise_route_tables
 from faucet.strategy import Strategy
 
 IP_FROM = ("client", "x-forwarded-for", "x-real-ip")
 SHUTDOWN = ("graceful", "immediate")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
+             "on": True, "off": False}
+_PREFIXES = "kmgtpe"
+_NUMBER = re.compile(r"\d+(\.\d*)?(e[+-]?\d+)?", re.IGNORECASE)
+_SIZE_HELP = ("expected a size like 10M, 1.5G or 512Ki (K, M, G, T: powers of 1000; "
+              "Ki, Mi, Gi, Ti: powers of 1024)")
+# The bytes a size setting holds once parsed: ``10M`` in faucet.toml, env or a flag.
+ByteSize = NewType("ByteSize", int)
 
 
 def parse_size(text: str | int) -> int:
-    """Bytes from ``10M``, ``1GB``, ``512k`` or a plain integer (powers of 1024)."""
+    """Bytes from ``10M``, ``1.5GB``, ``512Ki`` or a plain number, as the Rust server reads
+    them (its ``parse-size`` crate): K, M, G, T, P, E are powers of 1000 and Ki, Mi... powers
+    of 1024, in any case; the trailing ``B`` is optional; fractions round to the nearest
+    byte; ``_`` and spaces inside the number are ignored."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise ValueError(_SIZE_HELP)
     if isinstance(text, int):
         return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ValueError(f"expected a size like 10M, 1GB or 1048576, got {text!r}")
-    number, unit, _ = match.groups()
-    return int(number) * 1024 ** " kmgt".index(unit.lower() or " ")
+    rest = text.strip()
+    if rest[-1:] in ("b", "B"):
+        rest = rest[:-1]
+    base = 1000
+    if rest[-1:] in ("i", "I"):
+        rest, base = rest[:-1], 1024
+    power = 0
+    if rest[-1:] and rest[-1].lower() in _PREFIXES:
+        power = _PREFIXES.index(rest[-1].lower()) + 1
+        rest = rest[:-1]
+    number = rest.replace("_", "").replace(" ", "")
+    if not _NUMBER.fullmatch(number):
+        raise ValueError(_SIZE_HELP)
+    exact = Decimal(number) * base**power
+    return int(exact.to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def _one_of(choices: tuple[str, ...]):
@@ -148,10 +171,13 @@ class Config:
     ip_from: str = setting("client", _one_of(IP_FROM))
     shutdown: str = setting("graceful", _one_of(SHUTDOWN))
     shutdown_timeout: float = setting(30.0, _at_least(0))
-    max_message_size: int | None = setting(None, _at_least(1))
-    log_level: str = setting("info", _one_of(LOG_LEVELS))
+    max_message_size: ByteSize | None = setting(None, _at_least(1))
+    # A level or env_logger directives: "warn", "faucet=debug,hypercorn=warn" (log_spec).
+    log_level: str = setting("info", parse_log_spec)
     log_file: str | None = None
-    max_log_file_size: str | None = setting(None, parse_size)
+    # With log_file, also write every line to stderr (as the Rust server does).
+    log_stderr: bool = True
+    max_log_file_size: ByteSize | None = setting(None, _at_least(1))
     log_file_backups: int = setting(5, _at_least(0))
     log_format: str = setting("text", _one_of(LOG_FORMATS))
     conf: str = "frouter.toml"
@@ -215,13 +241,23 @@ def _converter() -> cattrs.Converter:
             raise ValueError("expected a number")
         return float(value)
 
+    def strict_bool(value, _type):
+        # bool("false") is True: only real booleans and their usual spellings count.
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _BOOLEANS:
+            return _BOOLEANS[value.lower()]
+        raise ValueError("expected true or false")
+
     def strict_str(value, _type):
         if not isinstance(value, str):
             raise ValueError("expected a string")
         return value
 
     conv.register_structure_hook(int, strict_int)
+    conv.register_structure_hook(ByteSize, lambda value, _type: parse_size(value))
     conv.register_structure_hook(float, strict_float)
+    conv.register_structure_hook(bool, strict_bool)
     conv.register_structure_hook(str, strict_str)
     return conv
 

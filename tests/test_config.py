@@ -92,11 +92,45 @@ def test_toml_syntax_error_is_a_config_error(tmp_path):
     assert str(path) in line and "invalid TOML" in line
 
 
-def test_sizes():
-    assert parse_size("10M") == 10 * 1024**2
-    assert parse_size("1GB") == 1024**3
-    assert parse_size("512") == 512
-    with pytest.raises(ValueError):
-        parse_size("ten megs")
+@pytest.mark.parametrize(("text", "size"), [
+    ("10M", 10_000_000), ("1.5G", 1_500_000_000), ("1GB", 1_000_000_000), ("512", 512),
+    ("512Ki", 524_288), ("10MiB", 10 * 1024**2), ("1 kib", 1024), ("5gb", 5_000_000_000),
+    ("0.2 MiB", 209_715), ("2.5B", 3), ("1_000k", 1_000_000), ("14.2e+8", 1_420_000_000),
+])
+def test_sizes_read_as_the_rust_server_reads_them(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["ten megs", "", "M", "-1M", "1.5.2K", "10 M B x"])
+def test_bad_sizes(text):
+    with pytest.raises(ValueError, match="expected a size like 10M"):
+        parse_size(text)
+
+
+def test_size_settings_take_units_from_every_source(tmp_path):
+    path = write(tmp_path, "max_message_size = \"64Ki\"\n")
+    config = load_config(path, {"FAUCET_MAX_LOG_FILE_SIZE": "1.5G"}, {})
+    assert (config.max_message_size, config.max_log_file_size) == (65_536, 1_500_000_000)
+    assert load_config(None, {"FAUCET_MAX_MESSAGE_SIZE": "10M"}, {}).max_message_size == 10**7
     assert problems(overrides={"max_log_file_size": "huge"})[0].startswith(
         "max_log_file_size = 'huge' (from --max-log-file-size): expected a size")
+    assert problems(path=write(tmp_path, "max_message_size = 1.5\n"))[0].startswith(
+        f"max_message_size = 1.5 (from {tmp_path / 'faucet.toml'}): expected a size")
+
+
+@pytest.mark.parametrize("value", ["warn", "WARN", "trace", "off", "faucet=debug,hypercorn=warn"])
+def test_faucet_log_takes_env_logger_syntax(value):
+    assert load_config(None, {"FAUCET_LOG": value}, {}).log_level == value
+
+
+def test_bad_log_spec_names_the_variable_and_what_is_allowed():
+    (line,) = problems(environ={"FAUCET_LOG": "faucet=loud"})
+    assert line.startswith("log_level = 'faucet=loud' (from FAUCET_LOG): unknown level 'loud' "
+                           "for faucet; expected a level (off, error, warn, info, debug, trace")
+
+
+def test_booleans_from_text_are_strict():
+    assert load_config(None, {"FAUCET_LOG_STDERR": "false"}, {}).log_stderr is False
+    assert load_config(None, {}, {"log_stderr": "Yes"}).log_stderr is True
+    assert problems(environ={"FAUCET_LOG_STDERR": "nope"}) == [
+        "log_stderr = 'nope' (from FAUCET_LOG_STDERR): expected true or false"]

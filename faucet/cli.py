@@ -23,6 +23,7 @@ from faucet.config import (
     CLI_ALIASES,
     Config,
     config_path,
+    env_warnings,
     flag_name,
     load_config,
     setting_keys,
@@ -126,6 +127,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command in ("start", "router"):
         handle = setup_logging(config.log_level, config.log_file, config.max_log_file_size,
                                config.log_file_backups, config.log_format, config.log_stderr)
+        for line in env_warnings(os.environ):
+            log.warning("%s", line)
         try:
             trio.run(_run, args.command, config, handle)
         finally:

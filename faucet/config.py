@@ -9,6 +9,7 @@ came from and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -195,9 +196,21 @@ class Config:
 ENV_ALIASES = {
     "FAUCET_LOG": "log_level",
     "FAUCET_ROUTER_CONF": "conf",
+    "FAUCET_TELEMETRY_POSTGRES_SSLMODE": "telemetry.sslmode",
+    "FAUCET_TELEMETRY_POSTGRES_SSLCERT": "telemetry.sslcert",
     "FAUCET_PG_CON_STRING": "telemetry.postgres_string",
     "FAUCET_PG_SSLMODE": "telemetry.sslmode",
     "FAUCET_PG_SSLCERT": "telemetry.sslcert",
+}
+# FAUCET_* names that are no setting but are not mistakes either.
+OTHER_ENV = {
+    "FAUCET_CONFIG": "chooses faucet.toml",
+    "FAUCET_WORKER_ID": "faucet sets it for each worker",
+    "FAUCET_VERSION": "the Rust server's install instructions set it",
+}
+# The Rust server's names for what faucet does not do: warned about, not applied.
+NOT_APPLIED_ENV = {
+    "FAUCET_MAX_RPS": "it sets the Rust server's rps strategy, which faucet does not have",
 }
 CLI_ALIASES = {
     "--pg-con-string": "telemetry.postgres_string",
@@ -282,6 +295,26 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """Dotted key -> value for every ``FAUCET_*`` variable that names a setting."""
     names = {env_name(key): key for key in setting_keys()} | ENV_ALIASES
     return {names[k]: v for k, v in environ.items() if k in names and v != ""}
+
+
+def env_warnings(environ: Mapping[str, str]) -> list[str]:
+    """A line for each ``FAUCET_*`` variable faucet ignores; a misspelt one gets the
+    closest setting's name."""
+    settings = {env_name(key) for key in setting_keys()} | set(ENV_ALIASES)
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith("FAUCET_") or name in settings or name in OTHER_ENV:
+            continue
+        if name in NOT_APPLIED_ENV:
+            lines.append(f"{name} is ignored: {NOT_APPLIED_ENV[name]}")
+            continue
+        # Compared without the prefix every name shares, which would make all look close.
+        close = difflib.get_close_matches(
+            name.removeprefix("FAUCET_"), [known.removeprefix("FAUCET_") for known in settings],
+            n=1)
+        hint = f"did you mean FAUCET_{close[0]}?" if close else "faucet --help lists them"
+        lines.append(f"{name} is not a faucet setting and is ignored; {hint}")
+    return lines
 
 
 def config_path(environ: Mapping[str, str], cli_path: str | None) -> Path | None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from faucet.config import env_name, flag_name, load_config, parse_size
+from faucet.config import env_name, env_warnings, flag_name, load_config, parse_size
 from faucet.errors import ConfigError
 
 
@@ -134,3 +134,44 @@ def test_booleans_from_text_are_strict():
     assert load_config(None, {}, {"log_stderr": "Yes"}).log_stderr is True
     assert problems(environ={"FAUCET_LOG_STDERR": "nope"}) == [
         "log_stderr = 'nope' (from FAUCET_LOG_STDERR): expected true or false"]
+
+
+def test_every_rust_env_name_is_read():
+    """The Rust server's src/cli.rs names, each with a value that is not our default."""
+    rust_env = {
+        "FAUCET_HOST": "0.0.0.0:80", "FAUCET_IP_FROM": "x-real-ip", "FAUCET_RSCRIPT": "/r",
+        "FAUCET_QUARTO": "/q", "FAUCET_UV": "/uv", "FAUCET_LOG_FILE": "f.log",
+        "FAUCET_MAX_LOG_FILE_SIZE": "1M", "FAUCET_SHUTDOWN": "immediate",
+        "FAUCET_MAX_MESSAGE_SIZE": "2M", "FAUCET_TELEMETRY_POSTGRES_STRING": "postgresql://h/d",
+        "FAUCET_TELEMETRY_POSTGRES_SSLCERT": "/ca.pem",
+        "FAUCET_TELEMETRY_POSTGRES_SSLMODE": "verify-full",
+        "FAUCET_TELEMETRY_NAMESPACE": "ns", "FAUCET_TELEMETRY_VERSION": "v1",
+        "FAUCET_WORKERS": "7", "FAUCET_STRATEGY": "ip-hash", "FAUCET_TYPE": "shiny",
+        "FAUCET_DIR": "/app", "FAUCET_APP_DIR": "sub", "FAUCET_QMD": "doc.qmd",
+        "FAUCET_ROUTER_CONF": "routes.toml", "FAUCET_LOG": "debug",
+    }
+    c = load_config(None, rust_env, {})
+    t = c.telemetry
+    assert (c.host, c.ip_from, c.rscript, c.quarto, c.uv, c.log_file) == (
+        "0.0.0.0:80", "x-real-ip", "/r", "/q", "/uv", "f.log")
+    assert (c.max_log_file_size, c.shutdown, c.max_message_size) == (10**6, "immediate", 2 * 10**6)
+    assert (t.postgres_string, t.sslcert, t.sslmode, t.namespace, t.version) == (
+        "postgresql://h/d", "/ca.pem", "verify-full", "ns", "v1")
+    assert (c.workers, c.strategy, c.type, c.dir, c.app_dir, c.qmd, c.conf, c.log_level) == (
+        7, "ip-hash", "shiny", "/app", "sub", "doc.qmd", "routes.toml", "debug")
+    assert env_warnings(rust_env | {"FAUCET_CONFIG": "x", "FAUCET_WORKER_ID": "1"}) == []
+
+
+def test_ignored_faucet_variables_are_named_with_the_closest_setting():
+    assert env_warnings({"FAUCET_WOKERS": "2", "FAUCET_TELEMETRY_POSTGRES_SSLMOD": "require",
+                         "FAUCET_ZZZ": "1", "FAUCETEER": "x", "PATH": "/bin"}) == [
+        "FAUCET_TELEMETRY_POSTGRES_SSLMOD is not a faucet setting and is ignored; did you mean "
+        "FAUCET_TELEMETRY_POSTGRES_SSLMODE?",
+        "FAUCET_WOKERS is not a faucet setting and is ignored; did you mean FAUCET_WORKERS?",
+        "FAUCET_ZZZ is not a faucet setting and is ignored; faucet --help lists them",
+    ]
+
+
+def test_rust_settings_faucet_does_not_apply_are_warned_about():
+    (line,) = env_warnings({"FAUCET_MAX_RPS": "10"})
+    assert line.startswith("FAUCET_MAX_RPS is ignored: it sets the Rust server's rps strategy")

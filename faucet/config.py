@@ -10,7 +10,6 @@ came from and what is allowed.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
@@ -23,6 +22,7 @@ from attrs import field, frozen
 
 from faucet.app_kinds import KINDS
 from faucet.config_source import problem_line, read_toml
+from faucet.cpus import available_cpus
 from faucet.errors import ConfigError
 from faucet.log_spec import parse_log_spec
 from faucet.routes_config import RouteConfig, normalise_route_tables
@@ -159,7 +159,8 @@ class Config:
     """Everything ``faucet start`` / ``faucet router`` need; see faucet.example.toml."""
 
     host: str = setting("127.0.0.1:3838", _host_port)
-    workers: int = setting(attrs.Factory(lambda: os.cpu_count() or 1), _at_least(1))
+    # Default: the CPUs this process may use (affinity and cgroup quota), as the Rust server.
+    workers: int = setting(attrs.Factory(available_cpus), _at_least(1))
     # None: the app kind's default (app_kinds.KINDS): sticky for Shiny, else round-robin.
     strategy: str | None = setting(None, _one_of(tuple(Strategy)))
     type: str = setting("auto", _one_of(("auto", *KINDS)))

@@ -28,6 +28,7 @@ from faucet.config import (
     load_config,
     setting_keys,
 )
+from faucet.env_files import load_env_files
 from faucet.errors import ConfigError, leaves
 from faucet.logs import reopen_on_sigusr1, setup_logging
 from faucet.router import RouteTable
@@ -103,8 +104,9 @@ def parse(argv: Sequence[str], environ) -> tuple[argparse.Namespace, Config]:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        notes = load_env_files(Path.cwd(), os.environ)
         args, config = parse(argv, os.environ)
-        sys.exit(_dispatch(args, config))
+        sys.exit(_dispatch(args, config, notes))
     except ConfigError as exc:
         _print_problems(exc)
     except BaseExceptionGroup as group:
@@ -123,11 +125,12 @@ def _print_problems(*errors: ConfigError) -> None:
     sys.exit(EXIT_CONFIG)
 
 
-def _dispatch(args: argparse.Namespace, config: Config) -> int:
+def _dispatch(args: argparse.Namespace, config: Config, notes: list[str]) -> int:
+    """Run the command; ``notes`` are warnings from before logging was set up."""
     if args.command in ("start", "router"):
         handle = setup_logging(config.log_level, config.log_file, config.max_log_file_size,
                                config.log_file_backups, config.log_format, config.log_stderr)
-        for line in env_warnings(os.environ):
+        for line in notes + env_warnings(os.environ):
             log.warning("%s", line)
         try:
             trio.run(_run, args.command, config, handle)

@@ -94,11 +94,12 @@ async def run_faucet(config: Config, routes=None, wait: bool = True):
 
 def faucet_process(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
     """``python -m faucet ARGS`` in its own session; its environment carries a unique
-    mark that every worker inherits, so ``leftover_processes`` can find them."""
+    mark that every worker inherits, so ``leftover_processes`` can find them (not named
+    FAUCET_*: faucet warns about FAUCET_* names that are no setting)."""
     mark = uuid.uuid4().hex
     proc = subprocess.Popen(
         [sys.executable, "-m", "faucet", *args],
-        env={**os.environ, **(env or {}), "FAUCET_TEST_MARK": mark}, stdout=subprocess.PIPE,
+        env={**os.environ, **(env or {}), "TEST_FAUCET_MARK": mark}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs)
     proc.mark = mark
     return proc
@@ -106,7 +107,7 @@ def faucet_process(*args: str, env: dict | None = None, **kwargs) -> subprocess.
 
 def leftover_processes(proc: subprocess.Popen) -> list[int]:
     """PIDs still alive that were started by faucet ``proc`` (by its environment mark)."""
-    needle = f"FAUCET_TEST_MARK={proc.mark}".encode()
+    needle = f"TEST_FAUCET_MARK={proc.mark}".encode()
     alive = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != proc.pid:

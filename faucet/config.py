@@ -203,12 +203,10 @@ ENV_ALIASES = {
     "FAUCET_PG_SSLMODE": "telemetry.sslmode",
     "FAUCET_PG_SSLCERT": "telemetry.sslcert",
 }
-# FAUCET_* names that are no setting but are not mistakes either.
-OTHER_ENV = {
-    "FAUCET_CONFIG": "chooses faucet.toml",
-    "FAUCET_WORKER_ID": "faucet sets it for each worker",
-    "FAUCET_VERSION": "the Rust server's install instructions set it",
-}
+# FAUCET_* names that are no setting but are not mistakes either: FAUCET_CONFIG chooses
+# faucet.toml, faucet gives each worker its FAUCET_WORKER_ID, and the Rust server's install
+# instructions set FAUCET_VERSION.
+OTHER_ENV = frozenset({"FAUCET_CONFIG", "FAUCET_WORKER_ID", "FAUCET_VERSION"})
 # The Rust server's names for what faucet does not do: warned about, not applied.
 NOT_APPLIED_ENV = {
     "FAUCET_MAX_RPS": "it sets the Rust server's rps strategy, which faucet does not have",

@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 from attrs import frozen
 
-from faucet.app_kinds import KINDS
+from faucet.app_kinds import KINDS, strategy_for
 from faucet.backend import Backend
 from faucet.balancer import StickyCookie
 from faucet.config import Config, parse_size
@@ -74,18 +74,25 @@ def plan_start(config: Config) -> Plan:
     workdir = Path(config.dir).resolve()
     kind = resolve_kind(config.type, workdir, config.app_dir)
     spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
-    strategy = Strategy(config.strategy) if config.strategy else KINDS[kind].default_strategy
+    strategy = _strategy(kind, Strategy(config.strategy) if config.strategy else None, "strategy")
     return Plan([PlannedApp(None, spec, strategy, config.workers)])
 
 
 def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
     """``faucet router``: one app per ``[[route]]``; workdirs are already resolved."""
     apps = []
-    for route in routes:
+    for index, route in enumerate(routes):
         spec = _spec(config, route.server_type, Path(route.workdir), route.app_dir, route.qmd)
-        apps.append(PlannedApp(route, spec, route.strategy or
-                               KINDS[route.server_type].default_strategy, route.workers))
+        strategy = _strategy(route.server_type, route.strategy, f"route[{index}].strategy")
+        apps.append(PlannedApp(route, spec, strategy, route.workers))
     return Plan(apps)
+
+
+def _strategy(kind: str, chosen: Strategy | None, key: str) -> Strategy:
+    strategy, warning = strategy_for(kind, chosen, key)
+    if warning:
+        log.warning("%s", warning)
+    return strategy
 
 
 def _spec(config: Config, kind: str, workdir: Path, app_dir, qmd) -> AppSpec:

@@ -1,19 +1,20 @@
 """``faucet telemetry init``: create ``faucet_http_events`` (and optionally a hypertable).
 
 The DDL lives in the repository's ``sql/`` directory, the one source users can also run
-with psql; it is read from there (faucet is installed from a checkout, editable).
+with psql. ``faucet/sql`` links to it in a checkout and holds a copy in a wheel, so the
+scripts are package data however faucet is installed.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 import psycopg
 
 from faucet.errors import ConfigError
 from faucet.sinks.postgres import connection_settings
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = files("faucet") / "sql"
 
 
 def init_table(conn_string: str, sslmode: str | None, sslcert: str | None, timescale: bool) -> None:
@@ -36,10 +37,4 @@ def init_table(conn_string: str, sslmode: str | None, sslcert: str | None, times
 
 
 def _read(name: str) -> str:
-    try:
-        return (SQL_DIR / name).read_text()
-    except OSError:
-        raise ConfigError(
-            f"{SQL_DIR / name} not found: install faucet from its source checkout, or run "
-            "the scripts in the repository's sql/ directory with psql"
-        ) from None
+    return (SQL_DIR / name).read_text()

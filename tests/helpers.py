@@ -37,7 +37,9 @@ SHINY = ROOT / "examples" / "shiny"
 FASTAPI = ROOT / "examples" / "fastapi"
 # A Python stand-in for Rscript (see its docstring): an HTTP server on faucet's port.
 STANDIN = ROOT / "tests" / "standin" / "Rscript"
-MARK = "FAUCET_TEST_MARK"  # in the environment of processes a test starts, to find them
+# In the environment of processes a test starts, to find them (not named FAUCET_*:
+# faucet warns about FAUCET_* names that are no setting).
+MARK = "TEST_FAUCET_MARK"
 
 
 @attrs.define
@@ -210,7 +212,7 @@ def leftover_processes(proc: subprocess.Popen) -> list[int]:
 
 
 def marked_processes(mark: str) -> list[int]:
-    """PIDs still alive (not even zombies) whose environment has FAUCET_TEST_MARK=mark."""
+    """PIDs still alive (not even zombies) whose environment has TEST_FAUCET_MARK=mark."""
     needle = f"{MARK}={mark}".encode()
     alive = []
     for entry in Path("/proc").iterdir():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from faucet.balancer import cookie_for_index
 from tests.helpers import FASTAPI, config_for, run_faucet, run_to_exit
 
 # Answers every GET with what faucet started it with: argv, cwd and FAUCET_WORKER_ID.
@@ -55,10 +56,13 @@ async def test_quarto_shiny_command_cwd_and_worker_id(tmp_path: Path):
     app = tmp_path / "app"
     app.mkdir()
     (app / "doc.qmd").write_text("")
-    config = config_for(type="quarto-shiny", dir=str(app), qmd="doc.qmd", quarto=str(quarto),
-                        strategy="round-robin")
-    async with run_faucet(config) as faucet, faucet.client() as client:
-        answers = [(await client.get("/")).json() for _ in range(2)]
+    config = config_for(type="quarto-shiny", dir=str(app), qmd="doc.qmd", quarto=str(quarto))
+    async with run_faucet(config) as faucet:
+        answers = []
+        for index in range(2):  # quarto-shiny is sticky: one cookie for each worker
+            cookie = str(cookie_for_index(index, 2))
+            async with faucet.client(cookies={"FAUCET_LB_COOKIE": cookie}) as client:
+                answers.append((await client.get("/")).json())
         ports = {str(b.worker_id): b.port for b in faucet.backends()}
     assert sorted(answer["worker"] for answer in answers) == ["1", "2"]
     for answer in answers:

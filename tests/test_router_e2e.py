@@ -64,14 +64,16 @@ class Router(NamedTuple):
 
 @contextlib.contextmanager
 def router(conf: Path, *flags: str, workers: int, env: dict | None = None) -> Iterator[Router]:
-    """``faucet router --conf conf`` logging to a file beside it, once ``workers`` are online.
-    On leaving: SIGTERM, exit 0 and no worker process (uv's children included) left."""
+    """``faucet router --conf conf`` logging to a file beside it (only: nobody reads the
+    stderr pipe), once ``workers`` are online. On leaving: SIGTERM, exit 0 and no worker
+    process (uv's children included) left."""
     url = f"http://127.0.0.1:{free_port()}"
     log = conf.parent / "faucet.log"
     cwd = conf.parent / "started" / "from" / "here"
     cwd.mkdir(parents=True)
     proc = faucet_process("router", "--conf", str(conf), "--host", url.removeprefix("http://"),
-                          "--log-file", str(log), *flags, env=env, cwd=cwd)
+                          "--log-file", str(log), "--log-stderr", "false", *flags, env=env,
+                          cwd=cwd)
 
     def online() -> bool:
         if proc.poll() is not None:
@@ -179,7 +181,7 @@ def test_telemetry_rows_carry_the_route(tmp_path, pg_dsn):
 @pytest.mark.slow
 def test_log_rotation_at_the_size_limit_and_a_text_access_line(tmp_path):
     conf = write_router(tmp_path, ("/api/", "plumber", PLUMBER, 1))
-    limit = 20 * 1024
+    limit = 20_000  # "20k", powers of 1000 as the Rust server reads sizes
     with router(conf, "--max-log-file-size", "20k", "--log-file-backups", "2",
                 workers=1) as served, httpx.Client(base_url=served.url) as client:
         long_path = "/nope/" + "x" * 400

@@ -30,6 +30,7 @@ from faucet.config import (
 )
 from faucet.errors import ConfigError, leaves
 from faucet.logs import reopen_on_sigusr1, setup_logging
+from faucet.redact import redact
 from faucet.router import RouteTable
 from faucet.routes_config import load_routes
 from faucet.telemetry_init import init_table
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _print_problems(*errors: ConfigError) -> None:
     for error in errors:
         for line in error.problems:
-            print(f"faucet: {line}", file=sys.stderr)
+            print(f"faucet: {redact(line)}", file=sys.stderr)
     sys.exit(EXIT_CONFIG)
 
 

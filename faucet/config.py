@@ -22,6 +22,7 @@ from attrs import field, frozen
 from faucet.app_kinds import KINDS
 from faucet.config_source import problem_line, read_toml
 from faucet.errors import ConfigError
+from faucet.redact import redact
 from faucet.routes_config import RouteConfig, normalise_route_tables
 from faucet.strategy import Strategy
 
@@ -298,8 +299,9 @@ def load_config(
 
 
 def _line(key: str, shown_value: str | None, message: str, origin: Mapping[str, str]) -> str:
+    """A problem line, masked: a connection string may be the bad value, whatever the key."""
     source = origin.get(key) or origin.get(key.split("[")[0], "")
-    return problem_line(key, shown_value, message, source)
+    return redact(problem_line(key, shown_value, message, source))
 
 
 def _env_label(key: str, environ: Mapping[str, str]) -> str:

@@ -19,6 +19,7 @@ import trio
 
 from faucet.config import TelemetryConfig
 from faucet.events import HttpEvent
+from faucet.redact import error_text
 from faucet.sinks import Sink, SinkUnavailable, open_sink
 
 logger = logging.getLogger("faucet.telemetry")
@@ -129,7 +130,7 @@ class Recorder:
                     "telemetry sink %r rejected %d events: %s",
                     self._config.sink_name,
                     len(self._batch),
-                    exc,
+                    error_text(exc),
                 )
             else:
                 self._written += len(self._batch)
@@ -143,7 +144,7 @@ class Recorder:
             logger.warning(
                 "telemetry sink %r unavailable: %s; keeping events and retrying",
                 self._config.sink_name,
-                exc,
+                error_text(exc),
             )
 
     def _outage_ends(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 
 from faucet.errors import ConfigError
+from faucet.redact import error_text
 from faucet.sinks.postgres import connection_settings
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -31,7 +32,7 @@ def init_table(conn_string: str, sslmode: str | None, sslcert: str | None, times
                 conn.execute(script)
     except psycopg.Error as exc:
         raise ConfigError(
-            f"telemetry init on {settings.describe()}: {settings.redact(str(exc))}"
+            f"telemetry init on {settings.describe()}: {error_text(exc)}"
         ) from None
 
 

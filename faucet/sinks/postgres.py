@@ -6,8 +6,10 @@ stop the query anyway); ``connect_timeout`` and ``tcp_user_timeout`` bound how l
 network can hold it. A connection error drops the connection and is reported as
 ``SinkUnavailable``, so the caller retries the batch on a fresh connection.
 
-The password never leaves this module: every message built from the connection string or
-from a psycopg error goes through ``ConnectionSettings.redact``.
+The password is never shown: every message built from the connection string or from a
+psycopg error goes through ``faucet.redact``, and a URI that libpq would read differently
+from how it looks (an unencoded '@' or '/' in the password) is refused up front, since
+libpq would then show parts of the password as the host, port or database name.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ from __future__ import annotations
 import logging
 import operator
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import attrs
 import psycopg
@@ -28,6 +28,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from faucet.errors import ConfigError
 from faucet.events import COLUMNS
+from faucet.redact import error_text, redact
 from faucet.sinks import SinkError, SinkUnavailable
 
 if TYPE_CHECKING:
@@ -60,11 +61,7 @@ ORDER BY e.n
 """
 # libpq defaults to waiting forever; these apply unless the connection string sets them.
 _DEFAULTS = {"application_name": "faucet", "connect_timeout": "5", "tcp_user_timeout": "30000"}
-# Where a password can sit in a connection string, even one libpq cannot parse.
-_PASSWORD_PATTERNS = (
-    re.compile(r"^\s*postgres(?:ql)?://[^:@/]*:([^@]*)@"),
-    re.compile(r"password\s*=\s*('(?:\\.|[^'\\])*'?|[^\s&]+)"),
-)
+_URI_PREFIXES = ("postgresql://", "postgres://")
 
 
 class SchemaMismatch(SinkUnavailable):
@@ -78,10 +75,6 @@ class ConnectionSettings:
 
     conninfo: str
     kwargs: Mapping[str, Any]
-    secrets: tuple[str, ...]
-
-    def redact(self, text: str) -> str:
-        return _redact(text, self.secrets)
 
     def describe(self) -> str:
         """``user@host:port/dbname`` as far as the string says; never the password."""
@@ -105,11 +98,17 @@ def connection_settings(
     """
     try:
         params = conninfo_to_dict(conn_string)
-    except psycopg.Error as exc:
+    except psycopg.Error:
         raise ConfigError(
             "telemetry.postgres_string: not a valid PostgreSQL connection string: "
-            + _redact(str(exc), _secrets(conn_string))
+            + _parse_problem(conn_string)
         ) from None
+    if conn_string.lstrip().startswith(_URI_PREFIXES) and _misread(params):
+        raise ConfigError(
+            "telemetry.postgres_string: libpq reads this URI differently from how it is "
+            "written: percent-encode '@', '/' and ':' in the user name and password "
+            "(%40, %2F, %3A)"
+        )
     if sslcert and not os.path.isfile(sslcert):
         raise ConfigError(f"telemetry.sslcert = {sslcert!r}: no such file (the server's CA)")
     kwargs: dict[str, Any] = {"autocommit": True}
@@ -118,24 +117,31 @@ def connection_settings(
         kwargs["sslmode"] = sslmode
     if sslcert:
         kwargs["sslrootcert"] = sslcert
-    return ConnectionSettings(conn_string, kwargs, _secrets(conn_string, params.get("password")))
+    return ConnectionSettings(conn_string, kwargs)
 
 
-def _secrets(conn_string: str, parsed: str | None = None) -> tuple[str, ...]:
-    """Every form the password takes in ``conn_string``, longest first (replaced whole)."""
-    found = {parsed}
-    for pattern in _PASSWORD_PATTERNS:
-        for match in pattern.finditer(conn_string):
-            raw = match.group(1)
-            found |= {raw, raw.strip("'"), unquote(raw)}
-    return tuple(sorted(filter(None, found), key=len, reverse=True))
+def _parse_problem(conn_string: str) -> str:
+    """libpq's complaint, from the string with its password masked: libpq quotes the
+    part it cannot read, and that part may be the password."""
+    try:
+        conninfo_to_dict(redact(conn_string))
+    except psycopg.Error as exc:
+        return error_text(exc)
+    return (
+        "the password is not written the way libpq reads it (in a URI, percent-encode "
+        "spaces and '%' as %20 and %25; in key=value form, quote it: password='...')"
+    )
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` without the password, on one line (libpq's messages span several)."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return " ".join(text.split())
+def _misread(params: Mapping[str, str]) -> bool:
+    """True when an unencoded '@' or '/' in the password moved part of it into the host,
+    port or database name (no host has an '@', no port is anything but digits)."""
+    ports = params.get("port", "").split(",")
+    return (
+        "@" in params.get("host", "")
+        or "@" in params.get("dbname", "")
+        or not all(port.strip().isdigit() or not port for port in ports)
+    )
 
 
 class PostgresSink:
@@ -184,12 +190,12 @@ class PostgresSink:
         except Exception as exc:
             self._disconnect()  # its state is unknown; the next batch starts afresh
             if isinstance(exc, psycopg.OperationalError):
-                raise SinkUnavailable(self._settings.redact(str(exc))) from None
+                raise SinkUnavailable(error_text(exc)) from None
             if isinstance(exc, psycopg.Error):
                 # A table changed under us is an outage to wait out (SchemaMismatch from
                 # the re-check), not a reason to lose this batch.
                 self._connection()
-                raise SinkError(self._settings.redact(str(exc))) from None
+                raise SinkError(error_text(exc)) from None
             raise
 
     def _connection(self) -> psycopg.Connection:
@@ -198,7 +204,7 @@ class PostgresSink:
             try:
                 conn = self._settings.connect()
             except psycopg.Error as exc:
-                raise SinkUnavailable(self._settings.redact(str(exc))) from None
+                raise SinkUnavailable(error_text(exc)) from None
             try:
                 _check_table(conn)
             except BaseException:

@@ -139,7 +139,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         if not t.postgres_string:
             raise ConfigError("telemetry.postgres_string: required for `faucet telemetry init`; "
                               "pass --telemetry-postgres-string postgresql://...")
-        init_table(t.postgres_string, t.sslmode, t.sslcert, args.timescale)
+        init_table(t.postgres_string, t.sslmode, t.sslcert, args.timescale, t.connect_timeout)
         return 0
     executable = config.rscript if args.command == "rscript" else config.uv
     return _exec(args.command, executable, args.args)

@@ -118,6 +118,10 @@ class TelemetryConfig:
     batch_size: int = setting(5_000, _at_least(1))
     flush_interval: float = setting(1.0, _positive)
     flush_timeout: float = setting(10.0, _positive)
+    # postgres sink: seconds to get a connection (libpq counts whole seconds, at least 2)
+    # and to run one statement; a call silent for both together is abandoned as hung.
+    connect_timeout: int = setting(5, _at_least(2))
+    statement_timeout: float = setting(10.0, _positive)
     sink_options: dict[str, Any] = field(factory=dict)
 
     @property

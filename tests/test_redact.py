@@ -8,7 +8,7 @@ from faucet.cli import main
 from faucet.config import load_config
 from faucet.errors import ConfigError
 from faucet.redact import redact
-from faucet.sinks.postgres import connection_settings
+from faucet.sinks.pg_conninfo import connection_settings
 
 # (text, expected); every "S3CR" below is (part of) a password and must disappear.
 CASES = [

@@ -133,7 +133,7 @@ class PostgresSink:
                 done = True
         finally:
             if not done:
-                call.abandon()
+                self._idle = call.abandon()
         if not done:
             raise SinkHung(
                 f"no answer within {self._patience:g} s (connect_timeout + statement_timeout)"
@@ -213,8 +213,9 @@ class _Call:
             self.conn.close()
             self.conn = None
 
-    def abandon(self) -> None:
-        """Trio side: give the call up; ask the server to cancel its query.
+    def abandon(self) -> psycopg.Connection | None:
+        """Trio side: give the call up and ask the server to cancel its query. Returns
+        the connection a thread that finished just now kept (its result never arrived).
 
         The cancel request connects to the server, so it may block (up to
         ``connect_timeout``): it runs in a thread of trio's cache that nobody waits for.
@@ -223,11 +224,12 @@ class _Call:
         """
         with self._lock:
             if self._finished:
-                return
+                return self.conn
             self.abandoned = True
             if self.conn is None:
-                return
+                return None
         trio.lowlevel.start_thread_soon(self._cancel, _cancel_done)
+        return None
 
     def _cancel(self) -> None:
         with self._lock:

@@ -135,3 +135,13 @@ def test_telemetry_init_prints_no_password(conn_string, capsys):
     err = capsys.readouterr().err
     assert err.startswith("faucet: telemetry")
     assert SECRET not in err
+
+
+@pytest.mark.parametrize(("conn_string", "shown"), [
+    ("postgresql://u:p%40s%2Fs@db:5432,db2:5433/m?sslmode=disable", "u@db,db2:5432,5433/m"),
+    ("postgresql://u@[::1]/m", "u@::1/m"),
+    ("postgresql:///m?host=/run/postgresql", "/run/postgresql/m"),
+    ("postgres://u:pw@db/m%40x", "u@db/m@x"),
+])  # fmt: skip
+def test_uris_libpq_reads_as_written_are_accepted(conn_string, shown):
+    assert connection_settings(conn_string, None, None).describe() == shown

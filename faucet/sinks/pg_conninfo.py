@@ -66,11 +66,11 @@ def connection_settings(
             "telemetry.postgres_string: not a valid PostgreSQL connection string: "
             + _parse_problem(conn_string)
         ) from None
-    if conn_string.lstrip().startswith(_URI_PREFIXES) and _misread(params):
+    if conn_string.lstrip().startswith(_URI_PREFIXES) and _misread(conn_string, params):
         raise ConfigError(
             "telemetry.postgres_string: libpq reads this URI differently from how it is "
-            "written: percent-encode '@', '/' and ':' in the user name and password "
-            "(%40, %2F, %3A)"
+            "written: percent-encode '@', '/' and ':' inside the user name, password and "
+            "database name (%40, %2F, %3A)"
         )
     if sslcert and not os.path.isfile(sslcert):
         raise ConfigError(f"telemetry.sslcert = {sslcert!r}: no such file (the server's CA)")
@@ -102,12 +102,15 @@ def _parse_problem(conn_string: str) -> str:
     )
 
 
-def _misread(params: Mapping[str, str]) -> bool:
+def _misread(uri: str, params: Mapping[str, str]) -> bool:
     """True when an unencoded '@' or '/' in the password moved part of it into the host,
-    port or database name (no host has an '@', no port is anything but digits)."""
+    port or database name: libpq ends the credentials at the first '@' or '/', so more
+    than one '@' before the query, or one that did not end a user name, is misplaced."""
+    ats = uri.partition("://")[2].partition("?")[0].count("@")
     ports = params.get("port", "").split(",")
     return (
-        "@" in params.get("host", "")
-        or "@" in params.get("dbname", "")
+        ats > 1
+        or (ats == 1 and not params.get("user"))
+        or "@" in params.get("host", "")
         or not all(port.strip().isdigit() or not port for port in ports)
     )

@@ -25,6 +25,7 @@ from faucet.env_files import load_env_files
 from faucet.errors import ConfigError, leaves
 from faucet.flags import SHORT_FLAGS, START_SHORT_FLAGS, flags, help_line
 from faucet.logs import reopen_on_sigusr1, setup_logging
+from faucet.redact import redact
 from faucet.router import RouteTable
 from faucet.routes_config import load_routes
 from faucet.telemetry_init import init_table
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _print_problems(*errors: ConfigError) -> None:
     for error in errors:
         for line in error.problems:
-            print(f"faucet: {line}", file=sys.stderr)
+            print(f"faucet: {redact(line)}", file=sys.stderr)
     sys.exit(EXIT_CONFIG)
 
 
@@ -149,7 +150,7 @@ def _dispatch(args: argparse.Namespace, config: Config, notes: list[str]) -> int
         if not t.postgres_string:
             raise ConfigError("telemetry.postgres_string: required for `faucet telemetry init`; "
                               "pass --telemetry-postgres-string postgresql://...")
-        init_table(t.postgres_string, t.sslmode, t.sslcert, args.timescale)
+        init_table(t.postgres_string, t.sslmode, t.sslcert, args.timescale, t.connect_timeout)
         return 0
     executable = config.rscript if args.command == "rscript" else config.uv
     return _exec(args.command, executable, args.args)

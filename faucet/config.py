@@ -25,6 +25,7 @@ from faucet.config_source import problem_line, read_toml
 from faucet.cpus import available_cpus
 from faucet.errors import ConfigError
 from faucet.log_spec import parse_log_spec
+from faucet.redact import redact
 from faucet.routes_config import RouteConfig, normalise_route_tables
 from faucet.strategy import Strategy
 
@@ -141,6 +142,10 @@ class TelemetryConfig:
     batch_size: int = setting(5_000, _at_least(1))
     flush_interval: float = setting(1.0, _positive)
     flush_timeout: float = setting(10.0, _positive)
+    # postgres sink: seconds to get a connection (libpq counts whole seconds, at least 2)
+    # and to run one statement; a call silent for both together is abandoned as hung.
+    connect_timeout: int = setting(5, _at_least(2))
+    statement_timeout: float = setting(10.0, _positive)
     sink_options: dict[str, Any] = field(factory=dict)
 
     @property
@@ -377,8 +382,9 @@ def load_config(
 
 
 def _line(key: str, shown_value: str | None, message: str, origin: Mapping[str, str]) -> str:
+    """A problem line, masked: a connection string may be the bad value, whatever the key."""
     source = origin.get(key) or origin.get(key.split("[")[0], "")
-    return problem_line(key, shown_value, message, source)
+    return redact(problem_line(key, shown_value, message, source))
 
 
 def _env_label(key: str, environ: Mapping[str, str]) -> str:

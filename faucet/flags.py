@@ -80,6 +80,8 @@ DESCRIPTIONS = {
     "telemetry.batch_size": "events per write",
     "telemetry.flush_interval": "seconds before a partial batch is written",
     "telemetry.flush_timeout": "seconds the final flush gets at shutdown",
+    "telemetry.connect_timeout": "seconds (whole, at least 2) to connect to PostgreSQL",
+    "telemetry.statement_timeout": "seconds one telemetry write may take in PostgreSQL",
 }
 
 

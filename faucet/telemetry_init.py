@@ -12,27 +12,35 @@ from importlib.resources import files
 import psycopg
 
 from faucet.errors import ConfigError
-from faucet.sinks.postgres import connection_settings
+from faucet.redact import error_text
+from faucet.sinks.pg_conninfo import connection_settings
 
 SQL_DIR = files("faucet") / "sql"
 
 
-def init_table(conn_string: str, sslmode: str | None, sslcert: str | None, timescale: bool) -> None:
+def init_table(
+    conn_string: str,
+    sslmode: str | None,
+    sslcert: str | None,
+    timescale: bool,
+    connect_timeout: int | None = None,
+) -> None:
     """Create the table if it does not exist; with ``timescale``, make it a hypertable.
 
     Blocking (run it outside trio). ConfigError, without the password, on any failure.
+    No statement timeout: turning a full table into a hypertable may take long.
     """
     scripts = [_read("faucet_http_events.sql")]
     if timescale:
         scripts.append(_read("timescaledb.sql"))
-    settings = connection_settings(conn_string, sslmode, sslcert)
+    settings = connection_settings(conn_string, sslmode, sslcert, connect_timeout=connect_timeout)
     try:
         with settings.connect() as conn:
             for script in scripts:
                 conn.execute(script)
     except psycopg.Error as exc:
         raise ConfigError(
-            f"telemetry init on {settings.describe()}: {settings.redact(str(exc))}"
+            f"telemetry init on {settings.describe()}: {error_text(exc)}"
         ) from None
 
 

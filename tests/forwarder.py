@@ -1,13 +1,16 @@
-"""A TCP relay the tests can cut and restore, to play an unreachable PostgreSQL."""
+"""A TCP relay the tests can cut and restore, to play an unreachable PostgreSQL, or freeze
+and thaw, to play a hung one."""
 
 import trio
 
 
 class Forwarder:
     """A TCP relay to PostgreSQL that the test can cut (resetting every connection and
-    refusing new ones) and restore; it knows the local ports of its upstream connections,
-    which is how the test finds faucet's backend in pg_stat_activity, and counts the
-    connections it refused while cut (each one an attempt the client made)."""
+    refusing new ones) and restore, or freeze (connections stay open, nothing passes
+    either way: a network that hangs) and thaw (what was held passes on, in order); it
+    knows the local ports of its upstream connections, which is how the test finds
+    faucet's backend in pg_stat_activity, and counts the connections it refused while cut
+    (each one an attempt the client made)."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
@@ -15,6 +18,8 @@ class Forwarder:
         self.upstream_ports: set[int] = set()
         self.up = True
         self.refused = 0
+        self._thawed = trio.Event()
+        self._thawed.set()
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -29,6 +34,12 @@ class Forwarder:
     def restore(self) -> None:
         self.up = True
 
+    def freeze(self) -> None:
+        self._thawed = trio.Event()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
     async def _relay(self, client: trio.SocketStream) -> None:
         async with client:
             if not self.up:
@@ -42,18 +53,19 @@ class Forwarder:
                         self.upstream_ports.add(port)
                         try:
                             async with trio.open_nursery() as nursery:
-                                nursery.start_soon(_pipe, client, server, nursery.cancel_scope)
-                                nursery.start_soon(_pipe, server, client, nursery.cancel_scope)
+                                nursery.start_soon(self._pipe, client, server, nursery.cancel_scope)
+                                nursery.start_soon(self._pipe, server, client, nursery.cancel_scope)
                         finally:
                             self.upstream_ports.discard(port)
                 finally:
                     self._scopes.discard(scope)
 
 
-async def _pipe(source, sink, done: trio.CancelScope) -> None:
-    try:
-        async for data in source:
-            await sink.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    done.cancel()
+    async def _pipe(self, source, sink, done: trio.CancelScope) -> None:
+        try:
+            async for data in source:
+                await self._thawed.wait()
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        done.cancel()

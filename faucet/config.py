@@ -178,6 +178,7 @@ CLI_ALIASES = {
     "--pg-sslmode": "telemetry.sslmode",
     "--pg-sslcert": "telemetry.sslcert",
 }
+CONFIG_ENV = "FAUCET_CONFIG"
 # Keys only faucet.toml can set (tables and lists).
 _FILE_ONLY = {"telemetry", "route", "telemetry.sink_options"}
 
@@ -250,7 +251,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
 
 def config_path(environ: Mapping[str, str], cli_path: str | None) -> Path | None:
     """``--config`` > ``FAUCET_CONFIG`` > ``./faucet.toml`` when it exists."""
-    chosen = cli_path or environ.get("FAUCET_CONFIG")
+    chosen = cli_path or environ.get(CONFIG_ENV)
     if chosen:
         return Path(chosen)
     default = Path("faucet.toml")

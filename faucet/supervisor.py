@@ -16,7 +16,8 @@ from collections.abc import Callable
 import trio
 
 from faucet.backend import Backend
-from faucet.workers import AppSpec, worker_argv, worker_env
+from faucet.config import Config
+from faucet.workers import AppSpec, withheld_variables, worker_argv, worker_env
 
 log = logging.getLogger("faucet.supervisor")
 TAIL_LINES = 20
@@ -105,8 +106,8 @@ async def supervise_worker(
     backend: Backend,
     app: AppSpec,
     on_change: Callable[[], None],
+    config: Config,
     *,
-    startup_timeout: float,
     worker_log: logging.LoggerAdapter | logging.Logger,
     policy: RestartPolicy | None = None,
     task_status=trio.TASK_STATUS_IGNORED,
@@ -115,7 +116,7 @@ async def supervise_worker(
     offline. Started (for ``nursery.start``) once the first process is spawned."""
     policy = policy or RestartPolicy()
     argv = worker_argv(app, backend.port)
-    env = worker_env(dict(os.environ), backend.worker_id)
+    env = worker_env(os.environ, backend.worker_id, withheld_variables(config))
     while True:
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         began = trio.current_time()
@@ -137,7 +138,7 @@ async def supervise_worker(
                 nursery.start_soon(_relay, process.stdout, worker_log, logging.INFO, None)
                 nursery.start_soon(_relay, process.stderr, worker_log, logging.WARNING, tail)
                 nursery.start_soon(_become_online, backend, process, on_change,
-                                   startup_timeout, worker_log)
+                                   config.startup_timeout, worker_log)
                 await process.wait()
                 # Output still in the pipes is relayed; a grandchild that keeps them
                 # open must not hold the restart up.

@@ -161,6 +161,11 @@ class Config:
     max_inflight: int = setting(1, _at_least(1))
     max_queue: int = setting(1024, _at_least(1))
     sticky_grace: float = setting(3.0, _at_least(0))
+    # Hung workers (docs/workers.md): checked this often (0: never), probes answered
+    # within liveness_timeout, restarted after unhealthy_after failures in a row.
+    liveness_interval: float = setting(10.0, _at_least(0))
+    liveness_timeout: float = setting(5.0, _positive)
+    unhealthy_after: int = setting(2, _at_least(1))
     telemetry: TelemetryConfig = field(factory=TelemetryConfig)
     route: list[RouteConfig] = field(factory=list)
 

@@ -161,6 +161,7 @@ class Proxy:
                 with trio.fail_after(self.config.response_timeout):
                     worker, status = await open_session(admitted.backend, handshake, send)
             except trio.TooSlowError:
+                admitted.backend.note_timeout()
                 status = await respond(deny, 504, b"Gateway Timeout: the worker did not "
                                        b"answer the upgrade within "
                                        + f"{self.config.response_timeout:g}s\n".encode())
@@ -248,7 +249,9 @@ class Proxy:
         try:
             with trio.fail_after(self.config.response_timeout):
                 conn, response = await pool.exchange(head, method, body, request.chunked)
+            admitted.backend.note_answer()
         except trio.TooSlowError:
+            admitted.backend.note_timeout()
             return await respond(send, 504, b"Gateway Timeout: the worker did not answer within "
                                  + f"{self.config.response_timeout:g}s\n".encode())
         except UpstreamError as exc:

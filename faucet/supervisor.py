@@ -147,8 +147,8 @@ async def supervise_worker(
                     nursery.start_soon(_relay, process.stdout, worker_log, logging.INFO, None)
                     nursery.start_soon(_relay, process.stderr, worker_log, logging.WARNING,
                                        tail)
-                    nursery.start_soon(_look_after, backend, process, on_change, config,
-                                       busy_unseen, worker_log)
+                    nursery.start_soon(_look_after, backend, process, watch, on_change,
+                                       config, busy_unseen, worker_log)
                     await process.wait()
                     # Output still in the pipes is relayed; a grandchild that keeps them
                     # open must not hold the restart up.
@@ -183,21 +183,19 @@ def _take_out_of_service(backend: Backend, on_change, worker_log, run: trio.Canc
     run.cancel()
 
 
-async def _look_after(backend: Backend, process: WorkerProcess, on_change, config: Config,
-                      busy_unseen: bool, worker_log) -> None:
+async def _look_after(backend: Backend, process: WorkerProcess, watch: Watch, on_change,
+                      config: Config, busy_unseen: bool, worker_log) -> None:
     """Bring the worker online, then check it every liveness_interval (0: never)."""
     if await _become_online(backend, process, on_change, config.startup_timeout, worker_log):
         while config.liveness_interval > 0 and process.returncode is None:
             await trio.sleep(config.liveness_interval)
-            await _check(backend, process.pid, config, busy_unseen)
+            await _check(backend, process.pid, watch, config, busy_unseen)
 
 
-async def _check(backend: Backend, pid: int, config: Config, busy_unseen: bool) -> None:
+async def _check(backend: Backend, pid: int, watch: Watch, config: Config,
+                 busy_unseen: bool) -> None:
     """One liveness check (the rule is faucet.liveness's): a stopped process fails it;
     a worker with requests in flight is left to the response timeouts; else a probe."""
-    watch = backend.watch
-    if watch is None:
-        return
     if process_stopped(pid):
         watch.stopped()
     elif backend.inflight == 0:

@@ -1,6 +1,7 @@
 """Hung workers with real Plumber workers: found, taken out of service and replaced;
 busy ones left alone. And what a real R worker's environment holds."""
 
+import json
 import os
 import signal
 from collections import Counter
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 from psycopg.conninfo import make_conninfo
+from trio_websocket import open_websocket_url
 
 from faucet.app import free_port
 from faucet.liveness import STOPPED
@@ -100,6 +102,35 @@ async def test_a_worker_busy_with_one_slow_request_is_not_hung():
         assert response.status_code == 200
         assert (worker.restarts, worker.last_failure) == (0, None)
         assert (await client.get("/echo")).status_code == 200
+
+
+SLOW_SHINY = """
+library(shiny)
+ui <- fluidPage(textInput("seconds", "Seconds", "0"), textOutput("slept"))
+server <- function(input, output, session) {
+  output$slept <- renderText({ Sys.sleep(as.numeric(input$seconds)); input$seconds })
+}
+shinyApp(ui, server)
+"""
+
+
+async def test_a_shiny_worker_computing_in_a_session_is_not_hung(tmp_path):
+    """R busy in a session has no request in flight, so its probes go unanswered: they
+    must not count."""
+    (tmp_path / "app.R").write_text(SLOW_SHINY)
+    config = config_for(dir=str(tmp_path), type="shiny", workers=1, **QUICK_WATCH)
+    async with run_faucet(config) as faucet:
+        url = faucet.url.replace("http://", "ws://") + "/websocket/"
+        async with open_websocket_url(url) as ws:
+            await ws.get_message()  # the config message
+            await ws.send_message(json.dumps({"method": "init", "data": {
+                "seconds": "3", ".clientdata_output_slept_hidden": False}}))
+            with trio.fail_after(30):
+                while "values" not in (message := json.loads(await ws.get_message())):
+                    pass
+        assert message["values"] == {"slept": "3"}
+        worker = faucet.backends()[0]
+        assert (worker.restarts, worker.last_failure) == (0, None)
 
 
 def test_a_real_worker_inherits_none_of_faucets_secrets(tmp_path, pg_dsn):

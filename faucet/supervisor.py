@@ -147,9 +147,10 @@ async def supervise_worker(
                     nursery.start_soon(_relay, process.stdout, worker_log, logging.INFO, None)
                     nursery.start_soon(_relay, process.stderr, worker_log, logging.WARNING,
                                        tail)
-                    nursery.start_soon(_look_after, backend, process, watch, on_change,
-                                       config, busy_unseen, worker_log)
+                    watching = await nursery.start(_look_after, backend, process, watch,
+                                                   on_change, config, busy_unseen, worker_log)
                     await process.wait()
+                    watching.cancel()  # gone: nothing to bring online or check
                     # Output still in the pipes is relayed; a grandchild that keeps them
                     # open must not hold the restart up.
                     nursery.cancel_scope.deadline = trio.current_time() + 1
@@ -184,12 +185,17 @@ def _take_out_of_service(backend: Backend, on_change, worker_log, run: trio.Canc
 
 
 async def _look_after(backend: Backend, process: WorkerProcess, watch: Watch, on_change,
-                      config: Config, busy_unseen: bool, worker_log) -> None:
-    """Bring the worker online, then check it every liveness_interval (0: never)."""
-    if await _become_online(backend, process, on_change, config.startup_timeout, worker_log):
-        while config.liveness_interval > 0 and process.returncode is None:
-            await trio.sleep(config.liveness_interval)
-            await _check(backend, process.pid, watch, config, busy_unseen)
+                      config: Config, busy_unseen: bool, worker_log,
+                      task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Bring the worker online, then check it every liveness_interval (0: never).
+    Started with the cancel scope that ends it once the process has exited."""
+    with trio.CancelScope() as scope:
+        task_status.started(scope)
+        if await _become_online(backend, process, on_change, config.startup_timeout,
+                                worker_log):
+            while config.liveness_interval > 0:
+                await trio.sleep(config.liveness_interval)
+                await _check(backend, process.pid, watch, config, busy_unseen)
 
 
 async def _check(backend: Backend, pid: int, watch: Watch, config: Config,

@@ -174,7 +174,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                     for backend in mount.backends:
                         await front.start(partial(
                             supervise_worker, backend, app.spec,
-                            mount.dispatcher.changed, startup_timeout=config.startup_timeout,
+                            mount.dispatcher.changed, config,
                             worker_log=worker_logger(backend.worker_id, backend.route)))
                 websockets = WebSocketBudget(parse_size(config.websocket_memory),
                                              config.max_websockets)

@@ -205,6 +205,11 @@ class Config:
     max_websockets: int = setting(1024, _at_least(1))
     websocket_memory: str = setting("64M", parse_size)
     health_details: str = setting("loopback", _one_of(("loopback", "all", "none")))
+    # Hung workers (docs/workers.md): checked this often (0: never), probes answered
+    # within liveness_timeout, restarted after unhealthy_after failures in a row.
+    liveness_interval: float = setting(10.0, _at_least(0))
+    liveness_timeout: float = setting(5.0, _positive)
+    unhealthy_after: int = setting(2, _at_least(1))
     telemetry: TelemetryConfig = field(factory=TelemetryConfig)
     route: list[RouteConfig] = field(factory=list)
 
@@ -232,6 +237,7 @@ CLI_ALIASES = {
     "--pg-sslmode": "telemetry.sslmode",
     "--pg-sslcert": "telemetry.sslcert",
 }
+CONFIG_ENV = "FAUCET_CONFIG"
 # Keys only faucet.toml can set (tables and lists).
 _FILE_ONLY = {"telemetry", "route", "telemetry.sink_options"}
 
@@ -334,7 +340,7 @@ def env_warnings(environ: Mapping[str, str]) -> list[str]:
 
 def config_path(environ: Mapping[str, str], cli_path: str | None) -> Path | None:
     """``--config`` > ``FAUCET_CONFIG`` > ``./faucet.toml`` when it exists."""
-    chosen = cli_path or environ.get("FAUCET_CONFIG")
+    chosen = cli_path or environ.get(CONFIG_ENV)
     if chosen:
         return Path(chosen)
     default = Path("faucet.toml")

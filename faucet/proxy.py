@@ -220,6 +220,7 @@ class Proxy:
                 with trio.fail_after(self.config.response_timeout):
                     worker, status = await open_session(admitted.backend, handshake, send)
             except trio.TooSlowError:
+                admitted.backend.note_timeout()
                 status = await respond(deny, 504, b"Gateway Timeout: the worker did not "
                                        b"answer the upgrade within "
                                        + f"{self.config.response_timeout:g}s\n".encode())
@@ -349,8 +350,10 @@ class Proxy:
             except UpstreamError as exc:
                 return await respond(send, 502, f"Bad Gateway: {exc}\n".encode())
         if clock.cancelled_caught:
+            admitted.backend.note_timeout()
             return await respond(send, 504, b"Gateway Timeout: the worker did not answer within "
                                  + f"{timeout:g}s\n".encode())
+        admitted.backend.note_answer()
         try:
             await send({"type": "http.response.start", "status": response.status,
                         "headers": response_headers(response.headers) + extra})

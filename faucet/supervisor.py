@@ -1,6 +1,6 @@
 """One worker's life: spawn it, relay its output, mark it online once it accepts
-connections, restart it with capped backoff when it exits, and kill its whole process
-group when faucet stops."""
+connections, watch it for hangs, restart it with capped backoff when it exits or hangs,
+and kill its whole process group when faucet stops."""
 
 from __future__ import annotations
 
@@ -12,11 +12,15 @@ import signal
 import subprocess
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 import trio
 
-from faucet.backend import Backend
-from faucet.workers import AppSpec, worker_argv, worker_env
+from faucet.app_kinds import KINDS
+from faucet.backend import Backend, Phase
+from faucet.config import Config
+from faucet.liveness import Probe, Watch
+from faucet.workers import AppSpec, withheld_variables, worker_argv, worker_env
 
 log = logging.getLogger("faucet.supervisor")
 TAIL_LINES = 20
@@ -105,8 +109,8 @@ async def supervise_worker(
     backend: Backend,
     app: AppSpec,
     on_change: Callable[[], None],
+    config: Config,
     *,
-    startup_timeout: float,
     worker_log: logging.LoggerAdapter | logging.Logger,
     policy: RestartPolicy | None = None,
     task_status=trio.TASK_STATUS_IGNORED,
@@ -115,7 +119,8 @@ async def supervise_worker(
     offline. Started (for ``nursery.start``) once the first process is spawned."""
     policy = policy or RestartPolicy()
     argv = worker_argv(app, backend.port)
-    env = worker_env(dict(os.environ), backend.worker_id)
+    env = worker_env(os.environ, backend.worker_id, withheld_variables(config))
+    busy_unseen = KINDS[app.kind].busy_between_requests
     while True:
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         began = trio.current_time()
@@ -130,25 +135,35 @@ async def supervise_worker(
             continue
         backend.pid = process.pid
         backend.generation += 1
+        backend.enter(Phase.STARTING)
         task_status.started()
         task_status = trio.TASK_STATUS_IGNORED
+        run = trio.CancelScope()  # ended early when the watch finds the worker hung
+        watch = backend.watch = Watch(config.unhealthy_after, partial(
+            _take_out_of_service, backend, on_change, worker_log, run))
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_relay, process.stdout, worker_log, logging.INFO, None)
-                nursery.start_soon(_relay, process.stderr, worker_log, logging.WARNING, tail)
-                nursery.start_soon(_become_online, backend, process, on_change,
-                                   startup_timeout, worker_log)
-                await process.wait()
-                # Output still in the pipes is relayed; a grandchild that keeps them
-                # open must not hold the restart up.
-                nursery.cancel_scope.deadline = trio.current_time() + 1
+            with run:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_relay, process.stdout, worker_log, logging.INFO, None)
+                    nursery.start_soon(_relay, process.stderr, worker_log, logging.WARNING,
+                                       tail)
+                    watching = await nursery.start(_look_after, backend, process, watch,
+                                                   on_change, config, busy_unseen, worker_log)
+                    await process.wait()
+                    watching.cancel()  # gone: nothing to bring online or check
+                    # Output still in the pipes is relayed; a grandchild that keeps them
+                    # open must not hold the restart up.
+                    nursery.cancel_scope.deadline = trio.current_time() + 1
         finally:
-            if backend.online:
-                backend.online = False
+            backend.watch = None
+            if not watch.verdict and backend.enter(Phase.RESTARTING):
                 on_change()
             with trio.move_on_after(KILL_GRACE + 1, shield=True):
                 await stop_process_group(process)
             process.close()
+        backend.enter(Phase.RESTARTING)
+        if watch.verdict is None:
+            backend.last_failure = f"exited ({describe_exit(process.returncode)})"
         uptime = trio.current_time() - began
         delay = policy.delay(uptime)
         backend.restarts += 1
@@ -158,9 +173,79 @@ async def supervise_worker(
         await trio.sleep(delay)
 
 
+def _take_out_of_service(backend: Backend, on_change, worker_log, run: trio.CancelScope,
+                         reason: str) -> None:
+    """The watch found the worker hung: route nothing more to it and end its run, whose
+    cleanup stops the process group (the restart follows)."""
+    backend.last_failure = reason
+    if backend.enter(Phase.UNHEALTHY):
+        on_change()
+    worker_log.error("unhealthy: %s; restarting it", reason)
+    run.cancel()
+
+
+async def _look_after(backend: Backend, process: WorkerProcess, watch: Watch, on_change,
+                      config: Config, busy_unseen: bool, worker_log,
+                      task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Bring the worker online, then check it every liveness_interval (0: never).
+    Started with the cancel scope that ends it once the process has exited."""
+    with trio.CancelScope() as scope:
+        task_status.started(scope)
+        if await _become_online(backend, process, on_change, config.startup_timeout,
+                                worker_log):
+            while config.liveness_interval > 0:
+                await trio.sleep(config.liveness_interval)
+                await _check(backend, process.pid, watch, config, busy_unseen)
+
+
+async def _check(backend: Backend, pid: int, watch: Watch, config: Config,
+                 busy_unseen: bool) -> None:
+    """One liveness check (the rule is faucet.liveness's): a stopped process fails it;
+    a worker with requests in flight is left to the response timeouts; else a probe."""
+    if process_stopped(pid):
+        watch.stopped()
+    elif backend.inflight == 0:
+        before = backend.acquired
+        outcome = Probe.SILENT
+        with trio.move_on_after(config.liveness_timeout):
+            outcome = await probe(backend.port)
+        watch.probed(outcome, maybe_busy=busy_unseen or backend.acquired != before)
+
+
+PROBE_REQUEST = (b"GET /__faucet__/liveness HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Connection: close\r\n\r\n")
+
+
+async def probe(port: int) -> Probe:
+    """Connect and send a tiny request (any app answers it, a 404 will do); ANSWERED as
+    soon as the answer's first bytes arrive. The caller owns the deadline."""
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    except OSError:
+        return Probe.REFUSED
+    async with stream:
+        try:
+            await stream.send_all(PROBE_REQUEST)
+            first = await stream.receive_some(16)
+        except trio.BrokenResourceError:
+            return Probe.REFUSED
+    return Probe.ANSWERED if first else Probe.REFUSED
+
+
+def process_stopped(pid: int) -> bool:
+    """Whether the kernel holds the process stopped (state T or t in /proc/PID/stat).
+    A procfs read never waits on a disk, so it is done on the event loop."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return False
+    return bool(fields) and fields[0] in (b"T", b"t")
+
+
 async def _become_online(backend: Backend, process: WorkerProcess, on_change,
-                         startup_timeout: float, worker_log) -> None:
-    """Online once the port accepts a connection; killed if that takes too long."""
+                         startup_timeout: float, worker_log) -> bool:
+    """Online once the port accepts a connection (True); killed if that takes too long."""
     with trio.move_on_after(startup_timeout):
         while process.returncode is None:
             try:
@@ -169,19 +254,22 @@ async def _become_online(backend: Backend, process: WorkerProcess, on_change,
                 await trio.sleep(PROBE_INTERVAL)
                 continue
             await stream.aclose()
-            backend.online = True
+            backend.enter(Phase.ONLINE)
             worker_log.info("online on 127.0.0.1:%d (pid %d)", backend.port, process.pid)
             on_change()
-            return
-        return
+            return True
+        return False
     worker_log.error("did not accept connections within %gs (startup_timeout); killing it",
                      startup_timeout)
     _signal_group(process, signal.SIGKILL)
+    return False
 
 
 async def stop_process_group(process: WorkerProcess, grace: float = KILL_GRACE) -> None:
-    """SIGTERM the worker's process group, SIGKILL it after ``grace`` seconds."""
+    """SIGTERM the worker's process group, SIGKILL it after ``grace`` seconds. SIGCONT
+    follows SIGTERM: a stopped process acts on SIGTERM only once it runs again."""
     _signal_group(process, signal.SIGTERM)
+    _signal_group(process, signal.SIGCONT)
     with trio.move_on_after(grace):
         await process.wait()
     # Always sweep the group: the leader may be gone while children linger.

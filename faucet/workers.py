@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from attrs import frozen
 
 from faucet.app_kinds import KINDS
+from faucet.config import CONFIG_ENV, ENV_ALIASES, Config, env_name, setting_keys
 from faucet.errors import ConfigError
+
+# Whole namespaces of telemetry settings, ours and the Rust server's (its
+# FAUCET_TELEMETRY_POSTGRES_SSLCERT, say), also names this version does not read.
+TELEMETRY_PREFIXES = ("FAUCET_TELEMETRY_", "FAUCET_PG_")
+# libpq's variables that hold a password or point to one (or to a client key).
+LIBPQ_SECRETS = frozenset({"PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE", "PGSSLKEY"})
 
 
 @frozen
@@ -62,9 +70,26 @@ def worker_argv(app: AppSpec, port: int) -> list[str]:
     return [part.format(**values) for part in KINDS[app.kind].argv]
 
 
-def worker_env(base: dict[str, str], worker_id: int) -> dict[str, str]:
-    """The worker's environment: ours plus its 1-based ``FAUCET_WORKER_ID``."""
-    return {**base, "FAUCET_WORKER_ID": str(worker_id)}
+def withheld_variables(config: Config) -> frozenset[str]:
+    """The variables workers must not inherit: every one faucet reads a setting from
+    (faucet's configuration, the telemetry connection string among it, is not the app's)
+    and, when faucet writes telemetry to PostgreSQL, libpq's credentials, which its
+    connection then reads. With telemetry elsewhere, ``PGPASSWORD`` is the app's own and
+    reaches it."""
+    names = {env_name(key) for key in setting_keys()} | set(ENV_ALIASES) | {CONFIG_ENV}
+    if config.telemetry.sink_name == "postgres":
+        names |= LIBPQ_SECRETS
+    return frozenset(names)
+
+
+def worker_env(base: Mapping[str, str], worker_id: int,
+               withheld: frozenset[str]) -> dict[str, str]:
+    """The worker's environment: ours less ``withheld`` and any telemetry variable, plus
+    its 1-based ``FAUCET_WORKER_ID``."""
+    env = {name: value for name, value in base.items()
+           if name not in withheld and not name.startswith(TELEMETRY_PREFIXES)}
+    env["FAUCET_WORKER_ID"] = str(worker_id)
+    return env
 
 
 def executable_for(app: AppSpec) -> tuple[str, str]:

@@ -42,11 +42,39 @@ async def test_request_waits_until_a_worker_comes_online(autojump_clock):
         assert lease.backend.worker_id == 2 and trio.current_time() - start == pytest.approx(2)
 
 
-async def test_caller_deadline_bounds_the_wait(autojump_clock):
-    dispatcher = Dispatcher(backends(1, online=False), Strategy.ROUND_ROBIN)
+# Every way acquire can wait: each strategy, with and without a sticky key (6 hashes to
+# worker 1, which never comes up here, so a sticky client moves once its grace is over).
+WAYS = [(strategy, key) for strategy in Strategy for key in (None, 6)]
+
+
+@pytest.mark.parametrize(("strategy", "key"), WAYS)
+async def test_first_request_waits_for_the_first_worker_to_come_online(
+        strategy, key, autojump_clock):
+    """Workers still starting (none has ever been online): the request waits, it is not
+    refused at once."""
+    dispatcher = Dispatcher(backends(2, online=False), strategy, sticky_grace=3)
+
+    async def bring_up():
+        await trio.sleep(10)
+        dispatcher.backends[1].online = True
+        dispatcher.changed()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(bring_up)
+        assert dispatcher.try_acquire(key, job="/x") is None
+        with trio.fail_after(30):  # as the proxy's worker_wait_timeout
+            lease = await dispatcher.acquire(key, job="/x")
+    assert lease.backend.worker_id == 2 and trio.current_time() == pytest.approx(10)
+    assert lease.backend.inflight == 1 and dispatcher.queued() == 0
+
+
+@pytest.mark.parametrize(("strategy", "key"), WAYS)
+async def test_caller_deadline_bounds_the_wait(strategy, key, autojump_clock):
+    dispatcher = Dispatcher(backends(2, online=False), strategy, sticky_grace=3)
     with pytest.raises(trio.TooSlowError):
         with trio.fail_after(5):
-            await dispatcher.acquire()
+            await dispatcher.acquire(key, job="/x")
+    assert trio.current_time() == pytest.approx(5) and dispatcher.queued() == 0
 
 
 async def test_least_busy_queues_fifo_and_hands_over_on_release(autojump_clock):

@@ -21,6 +21,7 @@ import trio
 
 from faucet.app import free_port
 from faucet.backend import Backend
+from faucet.config import Config
 from faucet.supervisor import RestartPolicy, WorkerProcess, stop_process_group, supervise_worker
 from faucet.workers import AppSpec, worker_argv, worker_env
 from tests.helpers import MARK, STANDIN, marked_processes, until
@@ -110,7 +111,8 @@ async def supervised(folder: Path, monkeypatch, *, rscript: Path | str = STANDIN
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(
             supervise_worker, watched.backend, spec(folder, rscript), watched.on_change,
-            startup_timeout=startup_timeout, worker_log=watched.log.logger,
+            Config(startup_timeout=startup_timeout, liveness_interval=0),
+            worker_log=watched.log.logger,
             policy=policy or RestartPolicy(initial=0.1, rng=Ceiling())))
         with trio.fail_after(20):  # a guard against hanging, not a measure of speed
             yield watched
@@ -211,7 +213,7 @@ async def test_stop_sends_sigterm_to_the_whole_process_group(tmp_path, monkeypat
 async def test_sigkill_follows_only_when_the_grace_runs_out(tmp_path, monkeypatch, ignores_term):
     ended = tmp_path / "child-ended-by"
     mark = uuid.uuid4().hex
-    env = worker_env({**os.environ, "STANDIN_CHILD": str(ended), MARK: mark}, 1)
+    env = worker_env({**os.environ, "STANDIN_CHILD": str(ended), MARK: mark}, 1, frozenset())
     if ignores_term:
         env["STANDIN_IGNORE_TERM"] = "1"
     process = WorkerProcess(worker_argv(spec(tmp_path), free_port()), tmp_path, env)

@@ -7,12 +7,14 @@ import attrs
 import pytest
 
 from faucet.app_kinds import KINDS
+from faucet.config import ENV_ALIASES, Config, TelemetryConfig, env_name, setting_keys
 from faucet.errors import ConfigError
 from faucet.supervisor import RestartPolicy, describe_exit
 from faucet.workers import (
     AppSpec,
     detect_kind,
     resolve_kind,
+    withheld_variables,
     worker_argv,
     worker_env,
 )
@@ -57,7 +59,37 @@ def test_worker_commands():
     fast = worker_argv(AppSpec("fast-api", Path("."), uv="/opt/uv"), 4004)
     assert fast == ["/opt/uv", "run", "fastapi", "run", "--workers", "1",
                     "--host", "127.0.0.1", "--port", "4004"]
-    assert worker_env({"A": "1"}, 3) == {"A": "1", "FAUCET_WORKER_ID": "3"}
+    assert worker_env({"A": "1"}, 3, frozenset()) == {"A": "1", "FAUCET_WORKER_ID": "3"}
+
+
+FAUCETS_OWN = {
+    "FAUCET_TELEMETRY_POSTGRES_STRING": "postgresql://faucet:s3cret@db/metrics",
+    "FAUCET_PG_CON_STRING": "postgresql://faucet:s3cret@db/metrics",  # the Rust name
+    "FAUCET_TELEMETRY_POSTGRES_SSLCERT": "/etc/ca.pem",  # the Rust server's, not ours
+    "FAUCET_TELEMETRY_SINK": "postgres",
+    "FAUCET_CONFIG": "/etc/faucet.toml",
+    "FAUCET_WORKERS": "4",
+    "FAUCET_LOG": "debug",
+    "FAUCET_STARTUP_TIMEOUT": "30",
+}
+THE_APPS = {"PATH": "/usr/bin", "HOME": "/home/app", "R_LIBS_USER": "/lib/R",
+            "FAUCET_MY_APP_FLAG": "1", "PGHOST": "db", "PGUSER": "app"}
+
+
+@pytest.mark.parametrize("postgres", [True, False])
+def test_workers_never_inherit_faucets_settings(postgres):
+    telemetry = TelemetryConfig(postgres_string="postgresql://db/m" if postgres else None)
+    credentials = {"PGPASSWORD": "s3cret", "PGPASSFILE": "/home/f/.pgpass"}
+    base = {**FAUCETS_OWN, **THE_APPS, **credentials, "FAUCET_WORKER_ID": "9"}
+    env = worker_env(base, 2, withheld_variables(Config(telemetry=telemetry)))
+    # With faucet's telemetry in PostgreSQL, libpq's credentials are faucet's; else the
+    # app's own (an R app may connect to its database with PGPASSWORD).
+    assert env == {**THE_APPS, **({} if postgres else credentials), "FAUCET_WORKER_ID": "2"}
+
+
+def test_every_setting_variable_is_withheld():
+    withheld = withheld_variables(Config())
+    assert {env_name(key) for key in setting_keys()} | set(ENV_ALIASES) <= withheld
 
 
 def test_every_runtime_is_an_app_spec_setting():

@@ -1,0 +1,36 @@
+"""A request that reaches faucet while its app's workers are still starting waits for
+the first one (up to worker_wait_timeout) under every strategy, against stand-in
+workers (no R) that take a second to start."""
+
+import sys
+
+import trio
+
+from faucet.router import RouteTable
+from faucet.routes_config import RouteConfig
+from faucet.strategy import Strategy
+from tests.helpers import ROOT, config_for, run_faucet
+
+STANDIN = ROOT / "tests" / "standin" / "Rscript"
+
+
+async def test_requests_wait_for_workers_still_starting(tmp_path):
+    slow_start = tmp_path / "Rscript"
+    slow_start.write_text(f'#!/bin/sh\nsleep 1\nexec {sys.executable} {STANDIN} "$@"\n')
+    slow_start.chmod(0o755)
+    routes = [RouteConfig(route=f"/{strategy}/", server_type="plumber", strategy=strategy,
+                          workdir=str(tmp_path)) for strategy in Strategy]
+    config = config_for(rscript=str(slow_start), route=routes, worker_wait_timeout=30)
+    async with run_faucet(config, routes=RouteTable(routes), wait=False) as faucet, \
+            faucet.client() as client:
+        answers = {}
+
+        async def ask(strategy):
+            answers[strategy] = await client.get(f"/{strategy}/x")
+
+        async with trio.open_nursery() as nursery:
+            assert not any(b.online for m in faucet.proxy_mounts for b in m.backends)
+            for strategy in Strategy:
+                nursery.start_soon(ask, strategy)
+    assert {s: (r.status_code, r.text) for s, r in answers.items()} == {
+        s: (200, "worker 1") for s in Strategy}

@@ -48,8 +48,13 @@ class RestartPolicy:
 
 
 # util-linux's setpriv (essential on Debian) makes the kernel SIGTERM the worker if faucet
-# itself dies, even by SIGKILL, so no worker outlives it.
-_DEATH_SIGNAL = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+# itself dies, even by SIGKILL, so no worker outlives it. Without it (macOS), a worker
+# outlives only a faucet killed by SIGKILL; every other exit stops its process group.
+DEATH_SIGNAL = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+# Linux 5.3+: a pidfd becomes readable when the process exits. Elsewhere (macOS) the exit
+# is polled for every EXIT_POLL seconds: workers exit rarely, so that costs nothing.
+USE_PIDFD = hasattr(os, "pidfd_open")
+EXIT_POLL = 0.1
 
 
 class WorkerProcess:
@@ -63,13 +68,13 @@ class WorkerProcess:
 
     def __init__(self, argv: list[str], cwd, env: dict[str, str]):
         popen = subprocess.Popen(
-            _DEATH_SIGNAL + argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
+            DEATH_SIGNAL + argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         self._popen = popen
         self.pid = popen.pid
         self.stdout = _stream(popen.stdout)
         self.stderr = _stream(popen.stderr)
-        self._exited = os.pidfd_open(popen.pid)
+        self._exited = _exit_fd(popen.pid)
 
     @property
     def returncode(self) -> int | None:
@@ -77,15 +82,30 @@ class WorkerProcess:
 
     async def wait(self) -> int:
         if self._popen.returncode is None:
-            await trio.lowlevel.wait_readable(self._exited)
-            self._popen.wait()
+            if self._exited is not None:
+                await trio.lowlevel.wait_readable(self._exited)
+                self._popen.wait()
+            else:
+                while self._popen.poll() is None:  # noqa: ASYNC110 (no event to wait on)
+                    await trio.sleep(EXIT_POLL)
         return self._popen.returncode
 
     def close(self) -> None:
         """Release the pipes and the pidfd once the process is gone."""
         self.stdout.close()
         self.stderr.close()
-        os.close(self._exited)
+        if self._exited is not None:
+            os.close(self._exited)
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A pidfd for ``pid`` where the platform has them (None: poll for the exit)."""
+    if not USE_PIDFD:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # a kernel older than 5.3
+        return None
 
 
 def _stream(pipe) -> trio.lowlevel.FdStream:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import trio
 
+from faucet import supervisor
 from faucet.app import free_port
 from faucet.backend import Backend
 from faucet.config import Config
@@ -148,7 +149,18 @@ async def test_online_only_once_the_worker_accepts_connections(tmp_path, monkeyp
         assert backend.restarts == 0
 
 
-async def test_crash_restarts_with_growing_backoff_and_a_new_generation(tmp_path, monkeypatch):
+@pytest.fixture(params=["linux", "portable"])
+def platform_calls(request, monkeypatch):
+    """Each test that takes this runs twice: with Linux's pidfd and setpriv, and with the
+    fallbacks faucet uses where they are missing (macOS): exits polled, no setpriv."""
+    if request.param == "portable":
+        monkeypatch.setattr(supervisor, "USE_PIDFD", False)
+        monkeypatch.setattr(supervisor, "DEATH_SIGNAL", [])
+    return request.param
+
+
+async def test_crash_restarts_with_growing_backoff_and_a_new_generation(tmp_path, monkeypatch,
+                                                                       platform_calls):
     monkeypatch.setenv("STANDIN_EXIT_AFTER", "1")
     policy = RestartPolicy(initial=0.2, cap=10, rng=Ceiling())
     async with supervised(tmp_path, monkeypatch, policy=policy) as worker:
@@ -198,7 +210,8 @@ async def test_missing_executable_is_retried_with_backoff_and_reported(tmp_path,
         assert not worker.backend.online and worker.changes == []
 
 
-async def test_stop_sends_sigterm_to_the_whole_process_group(tmp_path, monkeypatch):
+async def test_stop_sends_sigterm_to_the_whole_process_group(platform_calls, tmp_path,
+                                                             monkeypatch):
     ended = tmp_path / "child-ended-by"
     monkeypatch.setenv("STANDIN_CHILD", str(ended))
     async with supervised(tmp_path, monkeypatch) as worker:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import trio
 
+from faucet.app_events import WorkerEvents
 from faucet.backend import Backend
 from faucet.workers import AppSpec, worker_argv, worker_env
 
@@ -109,10 +110,13 @@ async def supervise_worker(
     startup_timeout: float,
     worker_log: logging.LoggerAdapter | logging.Logger,
     policy: RestartPolicy | None = None,
+    events: WorkerEvents | None = None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the worker until cancelled. ``on_change`` fires whenever it goes online or
-    offline. Started (for ``nursery.start``) once the first process is spawned."""
+    offline. Started (for ``nursery.start``) once the first process is spawned.
+    ``events``, if given, takes the app's event lines off stderr and records each start,
+    online, exit and restart."""
     policy = policy or RestartPolicy()
     argv = worker_argv(app, backend.port)
     env = worker_env(dict(os.environ), backend.worker_id)
@@ -130,14 +134,17 @@ async def supervise_worker(
             continue
         backend.pid = process.pid
         backend.generation += 1
+        if events:
+            events.started(argv, process.pid)
         task_status.started()
         task_status = trio.TASK_STATUS_IGNORED
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_relay, process.stdout, worker_log, logging.INFO, None)
-                nursery.start_soon(_relay, process.stderr, worker_log, logging.WARNING, tail)
+                nursery.start_soon(_relay, process.stderr, worker_log, logging.WARNING, tail,
+                                   events)
                 nursery.start_soon(_become_online, backend, process, on_change,
-                                   startup_timeout, worker_log)
+                                   startup_timeout, worker_log, events)
                 await process.wait()
                 # Output still in the pipes is relayed; a grandchild that keeps them
                 # open must not hold the restart up.
@@ -155,11 +162,15 @@ async def supervise_worker(
         last = "\n".join(tail) or "(no output on stderr)"
         worker_log.error("exited (%s) after %.1fs; restarting in %.1fs. Last stderr lines:\n%s",
                          describe_exit(process.returncode), uptime, delay, last)
+        if events:
+            events.exited(describe_exit(process.returncode), process.returncode, uptime, tail)
+            events.restarting(delay, backend.restarts)
         await trio.sleep(delay)
 
 
 async def _become_online(backend: Backend, process: WorkerProcess, on_change,
-                         startup_timeout: float, worker_log) -> None:
+                         startup_timeout: float, worker_log,
+                         events: WorkerEvents | None = None) -> None:
     """Online once the port accepts a connection; killed if that takes too long."""
     with trio.move_on_after(startup_timeout):
         while process.returncode is None:
@@ -171,6 +182,8 @@ async def _become_online(backend: Backend, process: WorkerProcess, on_change,
             await stream.aclose()
             backend.online = True
             worker_log.info("online on 127.0.0.1:%d (pid %d)", backend.port, process.pid)
+            if events:
+                events.online(backend.port, process.pid)
             on_change()
             return
         return
@@ -196,9 +209,11 @@ def _signal_group(process: WorkerProcess, signum: int) -> None:
         pass
 
 
-async def _relay(stream, worker_log, level: int, tail: deque | None) -> None:
+async def _relay(stream, worker_log, level: int, tail: deque | None,
+                 events: WorkerEvents | None = None) -> None:
     """Log the worker's output line by line at ``level`` (stdout INFO, stderr WARNING, as
-    the Rust server does) and keep stderr's last lines for the crash report."""
+    the Rust server does) and keep stderr's last lines for the crash report. A line
+    ``events`` records as an app event is not logged."""
     buffer = b""
     async for chunk in stream:
         buffer += chunk
@@ -208,7 +223,8 @@ async def _relay(stream, worker_log, level: int, tail: deque | None) -> None:
             buffer = b""
         for raw in lines:
             line = raw.decode("utf-8", "replace").rstrip("\r")
-            worker_log.log(level, "%s", line)
+            if not (events and events.output(line)):
+                worker_log.log(level, "%s", line)
             if tail is not None:
                 tail.append(line)
     if buffer:

@@ -19,6 +19,7 @@ from faucet.sinks.null import NullSink
 from faucet.sinks.stdout import StdoutSink
 from faucet.telemetry import serve_telemetry
 from tests.helpers import make_event, registered_sink
+from tests.test_telemetry import log_event
 
 
 def test_builtins_load_by_name():
@@ -73,6 +74,17 @@ async def test_stdout_sink_writes_json_lines(capsys):
         json.loads(make_event(i).to_json()) for i in range(3)
     ]
     assert json.loads(lines[2])["time"] == "2024-05-01T12:00:00.000002+00:00"
+
+
+async def test_stdout_sink_writes_log_events_with_their_type(capsys):
+    async with trio.open_nursery() as nursery:
+        recorder = await nursery.start(serve_telemetry, TelemetryConfig(sink="stdout"))
+        recorder.record(make_event(1))
+        recorder.record(log_event(2))
+        recorder.close()
+    http, log = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (http["type"], http["elapsed"]) == ("http", 1)
+    assert (log["type"], log["message"], log["level"]) == ("log", "event 2", "info")
 
 
 async def test_null_sink_counts():

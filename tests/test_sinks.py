@@ -138,3 +138,22 @@ async def test_a_stdout_nobody_reads_cannot_hold_shutdown(stalled_pipe, monkeypa
         recorder.close()
     assert (trio.current_time() - closed_at, recorder.statistics().failed) == (
         pytest.approx(2), 1000)
+
+
+async def test_example_plugin_writes_log_events_to_their_own_file(tmp_path):
+    pytest.importorskip("faucet_sink_jsonfile", reason="pip install -e examples/sink-plugin")
+    http_path, log_path = tmp_path / "http.jsonl", tmp_path / "log.jsonl"
+    config = TelemetryConfig(sink="jsonfile", sink_options={"path": str(http_path),
+                                                            "log_path": str(log_path)})
+    async with trio.open_nursery() as nursery:
+        recorder = await nursery.start(serve_telemetry, config)
+        for i in range(3):
+            recorder.record(make_event(i))
+            recorder.record(log_event(i))
+        recorder.close()
+    http = [json.loads(line) for line in http_path.read_text().splitlines()]
+    logs = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(row["type"], row["elapsed"]) for row in http] == [("http", 0), ("http", 1),
+                                                               ("http", 2)]
+    assert [(row["type"], row["message"]) for row in logs] == [
+        ("log", "event 0"), ("log", "event 1"), ("log", "event 2")]

@@ -18,12 +18,14 @@ from pathlib import Path
 import trio
 from attrs import frozen
 
+from faucet.app_events import WorkerEvents
 from faucet.app_kinds import KINDS, strategy_for
 from faucet.backend import Backend
 from faucet.balancer import StickyCookie
 from faucet.config import Config, parse_size
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
+from faucet.events import LogEvent
 from faucet.fd_limit import connection_budget, raise_open_file_limit
 from faucet.front import Limits
 from faucet.front import serve as serve_front
@@ -34,7 +36,7 @@ from faucet.proxy import Proxy
 from faucet.routes_config import RouteConfig
 from faucet.strategy import Strategy
 from faucet.supervisor import supervise_worker
-from faucet.telemetry import serve_telemetry
+from faucet.telemetry import Recorder, serve_telemetry
 from faucet.upstream import UpstreamPool
 from faucet.workers import AppSpec, check_executable, resolve_kind
 from faucet.ws_budget import WebSocketBudget
@@ -175,7 +177,8 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                         await front.start(partial(
                             supervise_worker, backend, app.spec,
                             mount.dispatcher.changed, config,
-                            worker_log=worker_logger(backend.worker_id, backend.route)))
+                            worker_log=worker_logger(backend.worker_id, backend.route),
+                            events=worker_events(recorder, backend)))
                 websockets = WebSocketBudget(parse_size(config.websocket_memory),
                                              config.max_websockets)
                 proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets,
@@ -185,6 +188,15 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 task_status.started(Serving(binds, mounts, recorder))
         finally:
             recorder.close()
+
+
+def worker_events(recorder: Recorder, backend: Backend) -> WorkerEvents | None:
+    """The worker's event recorder, None when the sink takes no ``LogEvent``s."""
+    if not recorder.wants(LogEvent):
+        return None
+    return WorkerEvents(recorder.record, namespace=recorder.namespace,
+                        version=recorder.version, worker_id=backend.worker_id,
+                        worker_route=backend.route)
 
 
 def front_limits(config: Config, open_files: int) -> Limits:

@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     telemetry = sub.add_parser("telemetry", parents=[common], help="telemetry tools")
     tsub = telemetry.add_subparsers(dest="telemetry_command", required=True, metavar="ACTION")
     init = tsub.add_parser("init", parents=[common],
-                           help="create faucet_http_events in the telemetry database")
+                           help="create faucet_http_events and faucet_log_events "
+                                "in the telemetry database")
     init.add_argument("--timescale", action="store_true", default=False,
                       help="also make it a TimescaleDB hypertable on time")
     for name, key in (("rscript", "Rscript"), ("uv", "uv")):

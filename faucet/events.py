@@ -1,4 +1,5 @@
-"""The telemetry record: one ``HttpEvent`` per finished HTTP exchange, and its request id.
+"""The telemetry records: one ``HttpEvent`` per finished HTTP exchange, a ``LogEvent``
+per structured app event or worker lifecycle step, and the request id.
 
 A leaf (no faucet imports), so a sink plugin can take the event type without pulling in
 the telemetry pipeline or trio.
@@ -7,11 +8,13 @@ the telemetry pipeline or trio.
 from __future__ import annotations
 
 import datetime
+import enum
 import ipaddress
 import json
 import os
 import time
 import uuid
+from typing import Any, ClassVar
 
 import attrs
 
@@ -36,12 +39,60 @@ class HttpEvent:
     elapsed: int  # milliseconds
     time: datetime.datetime  # timezone-aware, end of the request
 
+    TYPE: ClassVar[str] = "http"
+
     def to_json(self) -> str:
-        """One JSON object; UUID and IP address as strings, time in ISO 8601."""
-        return json.dumps(attrs.asdict(self, recurse=False), default=_json_default)
+        """One JSON object with ``"type": "http"``; UUID and IP address as strings, time
+        in ISO 8601."""
+        return _to_json(self)
+
+
+class Level(enum.StrEnum):
+    """A log event's level, stored lower-case as the Rust server stores it."""
+
+    ERROR = "error"
+    WARN = "warn"
+    INFO = "info"
+    DEBUG = "debug"
+    TRACE = "trace"
+
+
+@attrs.frozen
+class LogEvent:
+    """One structured event: an R app's ``faucet::info()``-style line, or a step in a
+    worker's life recorded by faucet itself; the fields are the ``faucet_log_events``
+    columns, in order. The first ten are the Rust server's table; ``worker_route`` and
+    ``worker_id`` (the columns ``faucet_http_events`` has) tell which worker it was."""
+
+    namespace: str
+    version: str | None
+    target: str  # the emitter's own: "shiny" (the R package's default), "faucet" for ours
+    time: datetime.datetime  # timezone-aware, when faucet read it
+    event_id: uuid.UUID
+    parent_event_id: uuid.UUID | None
+    level: Level
+    event_type: str  # "log" (the R package's default), "worker_start", ...
+    message: str
+    body: Any  # any JSON value; None is SQL NULL
+    worker_route: str | None  # the route in router mode, None in start mode
+    worker_id: int | None  # 1-based
+
+    TYPE: ClassVar[str] = "log"
+
+    def to_json(self) -> str:
+        """One JSON object with ``"type": "log"``; ids as strings, time in ISO 8601."""
+        return _to_json(self)
 
 
 COLUMNS = tuple(field.name for field in attrs.fields(HttpEvent))
+LOG_COLUMNS = tuple(field.name for field in attrs.fields(LogEvent))
+Event = HttpEvent | LogEvent
+
+
+def _to_json(event: Event) -> str:
+    return json.dumps(
+        {"type": event.TYPE, **attrs.asdict(event, recurse=False)}, default=_json_default
+    )
 
 
 def _json_default(value: object) -> str:

@@ -16,6 +16,7 @@ from functools import partial
 
 import trio
 
+from faucet.app_events import WorkerEvents
 from faucet.app_kinds import KINDS
 from faucet.backend import Backend, Phase
 from faucet.config import Config
@@ -133,10 +134,13 @@ async def supervise_worker(
     *,
     worker_log: logging.LoggerAdapter | logging.Logger,
     policy: RestartPolicy | None = None,
+    events: WorkerEvents | None = None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the worker until cancelled. ``on_change`` fires whenever it goes online or
-    offline. Started (for ``nursery.start``) once the first process is spawned."""
+    offline. Started (for ``nursery.start``) once the first process is spawned.
+    ``events``, if given, takes the app's event lines off stderr and records each start,
+    online, exit and restart."""
     policy = policy or RestartPolicy()
     argv = worker_argv(app, backend.port)
     env = worker_env(os.environ, backend.worker_id, withheld_variables(config))
@@ -156,6 +160,8 @@ async def supervise_worker(
         backend.pid = process.pid
         backend.generation += 1
         backend.enter(Phase.STARTING)
+        if events:
+            events.started(argv, process.pid)
         task_status.started()
         task_status = trio.TASK_STATUS_IGNORED
         run = trio.CancelScope()  # ended early when the watch finds the worker hung
@@ -164,11 +170,12 @@ async def supervise_worker(
         try:
             with run:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_relay, process.stdout, worker_log, logging.INFO, None)
-                    nursery.start_soon(_relay, process.stderr, worker_log, logging.WARNING,
-                                       tail)
+                    nursery.start_soon(relay_output, process.stdout, worker_log, logging.INFO, None)
+                    nursery.start_soon(relay_output, process.stderr, worker_log, logging.WARNING,
+                                       tail, events)
                     watching = await nursery.start(_look_after, backend, process, watch,
-                                                   on_change, config, busy_unseen, worker_log)
+                                                   on_change, config, busy_unseen, worker_log,
+                                                   events)
                     await process.wait()
                     watching.cancel()  # gone: nothing to bring online or check
                     # Output still in the pipes is relayed; a grandchild that keeps them
@@ -190,6 +197,9 @@ async def supervise_worker(
         last = "\n".join(tail) or "(no output on stderr)"
         worker_log.error("exited (%s) after %.1fs; restarting in %.1fs. Last stderr lines:\n%s",
                          describe_exit(process.returncode), uptime, delay, last)
+        if events:
+            events.exited(describe_exit(process.returncode), process.returncode, uptime, tail)
+            events.restarting(delay, backend.restarts)
         await trio.sleep(delay)
 
 
@@ -206,13 +216,14 @@ def _take_out_of_service(backend: Backend, on_change, worker_log, run: trio.Canc
 
 async def _look_after(backend: Backend, process: WorkerProcess, watch: Watch, on_change,
                       config: Config, busy_unseen: bool, worker_log,
+                      events: WorkerEvents | None = None,
                       task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Bring the worker online, then check it every liveness_interval (0: never).
     Started with the cancel scope that ends it once the process has exited."""
     with trio.CancelScope() as scope:
         task_status.started(scope)
         if await _become_online(backend, process, on_change, config.startup_timeout,
-                                worker_log):
+                                worker_log, events):
             while config.liveness_interval > 0:
                 await trio.sleep(config.liveness_interval)
                 await _check(backend, process.pid, watch, config, busy_unseen)
@@ -264,7 +275,8 @@ def process_stopped(pid: int) -> bool:
 
 
 async def _become_online(backend: Backend, process: WorkerProcess, on_change,
-                         startup_timeout: float, worker_log) -> bool:
+                         startup_timeout: float, worker_log,
+                         events: WorkerEvents | None = None) -> bool:
     """Online once the port accepts a connection (True); killed if that takes too long."""
     with trio.move_on_after(startup_timeout):
         while process.returncode is None:
@@ -276,6 +288,8 @@ async def _become_online(backend: Backend, process: WorkerProcess, on_change,
             await stream.aclose()
             backend.enter(Phase.ONLINE)
             worker_log.info("online on 127.0.0.1:%d (pid %d)", backend.port, process.pid)
+            if events:
+                events.online(backend.port, process.pid)
             on_change()
             return True
         return False
@@ -304,9 +318,11 @@ def _signal_group(process: WorkerProcess, signum: int) -> None:
         pass
 
 
-async def _relay(stream, worker_log, level: int, tail: deque | None) -> None:
+async def relay_output(stream, worker_log, level: int, tail: deque | None,
+                 events: WorkerEvents | None = None) -> None:
     """Log the worker's output line by line at ``level`` (stdout INFO, stderr WARNING, as
-    the Rust server does) and keep stderr's last lines for the crash report."""
+    the Rust server does) and keep stderr's last lines for the crash report. A line
+    ``events`` records as an app event is not logged."""
     buffer = b""
     async for chunk in stream:
         buffer += chunk
@@ -316,7 +332,8 @@ async def _relay(stream, worker_log, level: int, tail: deque | None) -> None:
             buffer = b""
         for raw in lines:
             line = raw.decode("utf-8", "replace").rstrip("\r")
-            worker_log.log(level, "%s", line)
+            if not (events and events.output(line)):
+                worker_log.log(level, "%s", line)
             if tail is not None:
                 tail.append(line)
     if buffer:

@@ -1,5 +1,7 @@
-"""One ``HttpEvent`` per proxied request: recorded without ever blocking the request,
-batched by size or age, and handed to the configured sink by one task.
+"""One ``HttpEvent`` per proxied request, and ``LogEvent``s from the workers: recorded
+without ever blocking the request, batched by size or age, and handed to the configured
+sink by one task. Batches may mix both types; a sink receives only the types it declares
+(``Sink.event_types``; a sink that declares none gets only ``HttpEvent``s, as before).
 
 The request path calls ``Recorder.record`` (a ``send_nowait`` on a bounded channel; a full
 channel counts a drop instead of waiting). ``serve_telemetry`` owns the other end: it
@@ -21,7 +23,7 @@ import attrs
 import trio
 
 from faucet.config import TelemetryConfig
-from faucet.events import HttpEvent
+from faucet.events import Event, HttpEvent
 from faucet.redact import error_text
 from faucet.sinks import Sink, SinkHung, SinkUnavailable, open_sink
 
@@ -66,18 +68,26 @@ class Recorder:
         self.enabled = config.enabled
         self._config = config
         self._sink = sink
-        self._send, self._receive = trio.open_memory_channel[HttpEvent](config.queue_size)
+        self._types = tuple(getattr(sink, "event_types", (HttpEvent,)))
+        self._send, self._receive = trio.open_memory_channel[Event](config.queue_size)
         # Cancelled at flush_timeout after close(), so an outage cannot stall shutdown.
         self._drain = trio.CancelScope()
-        self._batch: list[HttpEvent] = []
+        self._batch: list[Event] = []
         self._batch_born = 0.0
         self._accepted = self._written = self._dropped = self._failed = 0
         self._outage: tuple[float, int] | None = None  # (since, dropped by then)
         self._status = SinkStatus.OK
         self._last_error: tuple[str, str] | None = None  # (message, when)
 
-    def record(self, event: HttpEvent) -> None:
-        """Queue ``event`` for the sink; never waits, never raises."""
+    def wants(self, event_type: type) -> bool:
+        """Whether the sink takes events of ``event_type`` (others are not worth building)."""
+        return self.enabled and event_type in self._types
+
+    def record(self, event: Event) -> None:
+        """Queue ``event`` for the sink; never waits, never raises. An event of a type
+        the sink does not take is ignored (neither queued nor counted)."""
+        if not isinstance(event, self._types):
+            return
         try:
             self._send.send_nowait(event)
         except (trio.WouldBlock, trio.ClosedResourceError):

@@ -1,4 +1,5 @@
-"""``faucet telemetry init``: create ``faucet_http_events`` (and optionally a hypertable).
+"""``faucet telemetry init``: create ``faucet_http_events`` and ``faucet_log_events`` (and
+optionally a hypertable).
 
 The DDL lives in the repository's ``sql/`` directory, the one source users can also run
 with psql. ``faucet/sql`` links to it in a checkout and holds a copy in a wheel, so the
@@ -25,12 +26,13 @@ def init_table(
     timescale: bool,
     connect_timeout: int | None = None,
 ) -> None:
-    """Create the table if it does not exist; with ``timescale``, make it a hypertable.
+    """Create the tables that do not exist; with ``timescale``, make
+    ``faucet_http_events`` a hypertable.
 
     Blocking (run it outside trio). ConfigError, without the password, on any failure.
     No statement timeout: turning a full table into a hypertable may take long.
     """
-    scripts = [_read("faucet_http_events.sql")]
+    scripts = [_read("faucet_http_events.sql"), _read("faucet_log_events.sql")]
     if timescale:
         scripts.append(_read("timescaledb.sql"))
     settings = connection_settings(conn_string, sslmode, sslcert, connect_timeout=connect_timeout)

@@ -16,6 +16,7 @@ from tests.helpers import ROOT, make_event
 def test_event_as_json():
     event = make_event(7, ip_addr=ipaddress.ip_address("2001:db8::1"), version=None)
     assert json.loads(event.to_json()) == {
+        "type": "http",
         "request_uuid": "00000000-0000-0000-0000-000000000007",
         "namespace": "faucet",
         "version": None,

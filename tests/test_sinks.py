@@ -19,6 +19,7 @@ from faucet.sinks.null import NullSink
 from faucet.sinks.stdout import StdoutSink
 from faucet.telemetry import serve_telemetry
 from tests.helpers import make_event, registered_sink
+from tests.test_telemetry import log_event
 
 
 def test_builtins_load_by_name():
@@ -75,6 +76,17 @@ async def test_stdout_sink_writes_json_lines(capsys):
     assert json.loads(lines[2])["time"] == "2024-05-01T12:00:00.000002+00:00"
 
 
+async def test_stdout_sink_writes_log_events_with_their_type(capsys):
+    async with trio.open_nursery() as nursery:
+        recorder = await nursery.start(serve_telemetry, TelemetryConfig(sink="stdout"))
+        recorder.record(make_event(1))
+        recorder.record(log_event(2))
+        recorder.close()
+    http, log = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (http["type"], http["elapsed"]) == ("http", 1)
+    assert (log["type"], log["message"], log["level"]) == ("log", "event 2", "info")
+
+
 async def test_null_sink_counts():
     sink = NullSink({}, TelemetryConfig())
     await sink.write_batch([make_event(1), make_event(2)])
@@ -126,3 +138,22 @@ async def test_a_stdout_nobody_reads_cannot_hold_shutdown(stalled_pipe, monkeypa
         recorder.close()
     assert (trio.current_time() - closed_at, recorder.statistics().failed) == (
         pytest.approx(2), 1000)
+
+
+async def test_example_plugin_writes_log_events_to_their_own_file(tmp_path):
+    pytest.importorskip("faucet_sink_jsonfile", reason="pip install -e examples/sink-plugin")
+    http_path, log_path = tmp_path / "http.jsonl", tmp_path / "log.jsonl"
+    config = TelemetryConfig(sink="jsonfile", sink_options={"path": str(http_path),
+                                                            "log_path": str(log_path)})
+    async with trio.open_nursery() as nursery:
+        recorder = await nursery.start(serve_telemetry, config)
+        for i in range(3):
+            recorder.record(make_event(i))
+            recorder.record(log_event(i))
+        recorder.close()
+    http = [json.loads(line) for line in http_path.read_text().splitlines()]
+    logs = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(row["type"], row["elapsed"]) for row in http] == [("http", 0), ("http", 1),
+                                                               ("http", 2)]
+    assert [(row["type"], row["message"]) for row in logs] == [
+        ("log", "event 0"), ("log", "event 1"), ("log", "event 2")]

@@ -9,11 +9,14 @@ import threading
 import pytest
 import trio
 
+from faucet.app_events import parse_line
 from faucet.config import TelemetryConfig, load_config
 from faucet.errors import ConfigError
+from faucet.events import HttpEvent, LogEvent
 from faucet.sinks import SinkHung, SinkUnavailable
 from faucet.telemetry import RETRY_MAX, Recorder, serve_telemetry
 from tests.helpers import make_event, registered_sink
+from tests.test_app_events import NOW, marker, r_fields
 
 
 def config(**settings) -> TelemetryConfig:
@@ -265,3 +268,33 @@ def test_timeouts_have_one_name_everywhere():
         "telemetry.statement_timeout = 0.0 (from --telemetry-statement-timeout): "
         "must be greater than 0",
     ]
+
+
+def log_event(i: int) -> LogEvent:
+    return parse_line(marker(r_fields(message=[f"event {i}"])), namespace="faucet",
+                      version=None, worker_id=1, worker_route=None, now=NOW)
+
+
+async def test_a_sink_without_event_types_gets_http_events_only(sink, autojump_clock):
+    """A sink written before LogEvent existed is never handed one."""
+    async with trio.open_nursery() as nursery:
+        recorder = await start(nursery)
+        assert recorder.wants(HttpEvent) and not recorder.wants(LogEvent)
+        recorder.record(log_event(1))
+        recorder.record(make_event(2))
+        recorder.close()
+    assert sink.events == [make_event(2)]
+    stats = recorder.statistics()
+    assert (stats.written, stats.dropped, stats.failed) == (1, 0, 0)
+
+
+async def test_a_sink_declaring_both_types_gets_mixed_batches_in_order(sink, autojump_clock):
+    sink.event_types = (HttpEvent, LogEvent)
+    async with trio.open_nursery() as nursery:
+        recorder = await start(nursery, batch_size=10)
+        assert recorder.wants(LogEvent)
+        events = [make_event(1), log_event(2), make_event(3), log_event(4)]
+        for event in events:
+            recorder.record(event)
+        recorder.close()
+    assert sink.batches == [events]

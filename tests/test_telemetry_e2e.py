@@ -37,6 +37,8 @@ pytestmark = pytest.mark.slow
 SECRET = "pw-e2e-Secret-9921"
 SELECT_ALL = f"SELECT {', '.join(COLUMNS)} FROM faucet_http_events"
 UTC = datetime.UTC
+# Each worker that comes up also records two log events: its start and online.
+LIFE = 2
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -196,9 +198,9 @@ def test_sigterm_writes_every_queued_event(pg_dsn):
                    for _ in range(count)]
             stats = client.get("/__faucet__/health").json()["telemetry"]
         assert stats["written"] == 0
-        assert stats["queued"] + stats["pending"] == count
+        assert stats["queued"] + stats["pending"] == count + LIFE
         _out, err = faucet.stop()
-        assert f"{count} events written, 0 dropped, 0 failed" in err
+        assert f"{count + LIFE} events written, 0 dropped, 0 failed" in err
     rows = rows_of(pg_dsn)
     assert sorted(str(r["request_uuid"]) for r in rows) == sorted(ids)
     assert {(r["namespace"], r["version"], r["status"]) for r in rows} == {
@@ -268,7 +270,7 @@ async def test_killed_connection_and_unreachable_database_lose_nothing(pg_dsn, p
         outer.cancel_scope.cancel()
     stats = recorder.statistics()
     assert traffic.statuses == {200: traffic.done}
-    assert (stats.written, stats.dropped, stats.failed) == (traffic.done, 0, 0)
+    assert (stats.written, stats.dropped, stats.failed) == (traffic.done + 2 * LIFE, 0, 0)
     rows = await db_rows(pg_dsn)
     assert len(rows) == len({r["request_uuid"] for r in rows}) == traffic.done
     assert sorted(int(r["query_params"].removeprefix("msg=")) for r in rows) == list(
@@ -324,9 +326,12 @@ async def test_full_queue_drops_and_counts_without_touching_requests(gated_sink)
 def check_json_events(lines: list[str], ids: list[str], namespace: str = "faucet",
                       version: str | None = None) -> None:
     events = [json.loads(line) for line in lines]
+    life = [(e["event_type"], e["worker_id"]) for e in events if e["type"] == "log"]
+    assert life == [("worker_start", 1), ("worker_online", 1)]
+    events = [e for e in events if e["type"] == "http"]
     assert [e["request_uuid"] for e in events] == ids
     for event in events:
-        assert list(event) == list(COLUMNS)
+        assert list(event) == ["type", *COLUMNS]
         assert (event["namespace"], event["version"]) == (namespace, version)
         assert (event["target"], event["worker_id"], event["worker_route"]) == (
             "Worker::1", 1, None)
@@ -366,7 +371,7 @@ def test_plugin_sink_by_entry_point_name_with_options_from_faucet_toml(tmp_path)
                                      "--telemetry-sink", "jsonfile",
                                      "--telemetry-flush-interval", "0.05")
     assert out == ""
-    assert "telemetry (jsonfile): 5 events written" in err
+    assert f"telemetry (jsonfile): {5 + LIFE} events written" in err
     check_json_events(events.read_text().splitlines(), ids, namespace="plugged")
 
 
@@ -421,5 +426,6 @@ def test_password_never_reaches_the_logs(tmp_path, form):
         faucet.read += wait_for_line(faucet.proc, "keeping events and retrying")
         out, err = faucet.stop()
     assert f"127.0.0.1:{closed}/test unreachable at start-up" in err
-    assert "1 events not written before the flush deadline" in err
+    # The 503 and the worker's start (it never comes online).
+    assert "2 events not written before the flush deadline" in err
     assert SECRET not in err and SECRET not in out

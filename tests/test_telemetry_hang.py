@@ -31,6 +31,8 @@ def test_sigterm_ends_faucet_while_a_statement_waits_on_a_lock(pg_dsn):
     with hanging_faucet("--telemetry-postgres-string",
                         make_conninfo(pg_dsn, application_name=name),
                         "--telemetry-statement-timeout", "600") as faucet:
+        wait_until(lambda: query(pg_dsn, "SELECT count(*) FROM faucet_log_events") == [(2,)],
+                   "the worker's start and online events are written")
         locker = lock_table(pg_dsn)
         with contextlib.closing(locker):
             assert httpx.get(f"{faucet.url}/x").status_code == 200
@@ -38,7 +40,7 @@ def test_sigterm_ends_faucet_while_a_statement_waits_on_a_lock(pg_dsn):
                        "the COPY waits on the lock")
             _out, err = faucet.stop()
     assert "1 events not written before the flush deadline" in err
-    assert "0 events written, 0 dropped, 1 failed" in err
+    assert "2 events written, 0 dropped, 1 failed" in err
     # The abandoned COPY sends no rows, even now that the lock is gone.
     wait_until(lambda: query(pg_dsn, SESSIONS, (name,)) == [(0,)], "its session ends")
     assert query(pg_dsn, "SELECT count(*) FROM faucet_http_events") == [(0,)]
@@ -62,5 +64,5 @@ def test_health_shows_a_database_that_never_answers_and_sigterm_ends_faucet():
         False, "connection timeout expired")
     assert datetime.datetime.fromisoformat(health["last_error_at"]).tzinfo == datetime.UTC
     assert "telemetry sink 'postgres' hung: connection timeout expired" in err
-    assert "1 events not written before the flush deadline" in err
+    assert "3 events not written before the flush deadline" in err  # request, start, online
     assert SECRET not in err and SECRET not in out

@@ -22,7 +22,7 @@ from faucet.errors import ConfigError
 
 if TYPE_CHECKING:
     from faucet.config import TelemetryConfig
-    from faucet.events import HttpEvent
+    from faucet.events import Event
 
 ENTRY_POINT_GROUP = "faucet.sinks"
 _BUILTINS = {
@@ -34,10 +34,15 @@ _REGISTRY: dict[str, SinkFactory] = {}
 
 
 class Sink(Protocol):
-    """Receives batches from faucet's one sink task, never concurrently."""
+    """Receives batches from faucet's one sink task, never concurrently.
 
-    async def write_batch(self, events: Sequence[HttpEvent]) -> None:
-        """Store ``events`` durably, or raise.
+    A sink may declare ``event_types``, the event classes it stores (e.g.
+    ``(HttpEvent, LogEvent)``); without it, it is given ``HttpEvent``s only, so a sink
+    written before ``LogEvent`` existed keeps working unchanged.
+    """
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        """Store ``events`` (in the order recorded, types mixed) durably, or raise.
 
         Raise ``SinkUnavailable`` (or let an ``OSError`` through) when the destination is
         unreachable for now, ``SinkHung`` when it stopped answering: faucet keeps the

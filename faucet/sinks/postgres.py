@@ -1,4 +1,5 @@
-"""The ``postgres`` sink: binary COPY into ``faucet_http_events``.
+"""The ``postgres`` sink: binary COPY into ``faucet_http_events`` and ``faucet_log_events``
+(one transaction per batch, so a retried batch is never stored twice).
 
 psycopg's ``AsyncConnection`` needs asyncio, so the sink drives a sync connection of its
 own from worker threads. A database that stops answering must stall neither the batches
@@ -27,7 +28,7 @@ import trio
 from psycopg import errors, sql
 
 from faucet.errors import ConfigError
-from faucet.events import COLUMNS
+from faucet.events import COLUMNS, LOG_COLUMNS, HttpEvent, LogEvent
 from faucet.redact import error_text
 from faucet.sinks import SinkError, SinkHung, SinkUnavailable
 from faucet.sinks.pg_conninfo import ConnectionSettings, connection_settings
@@ -36,24 +37,36 @@ if TYPE_CHECKING:
     from outcome import Outcome
 
     from faucet.config import TelemetryConfig
-    from faucet.events import HttpEvent
+    from faucet.events import Event
 
 logger = logging.getLogger("faucet.telemetry")
 
-TABLE = "faucet_http_events"
-# Binary COPY sends typed values, so these must be exactly the table's column types.
-COLUMN_TYPES = dict(
-    zip(
-        COLUMNS,
-        ("uuid", "text", "text", "text", "text", "int4", "inet", "text", "text", "text",
-         "text", "int2", "text", "int8", "timestamptz"),
-        strict=True,
-    )
+class _Table:
+    """Where one event type goes: the table, its columns with their types (binary COPY
+    sends typed values, so these must be exactly the table's), the COPY and the row."""
+
+    def __init__(self, name: str, columns: Sequence[str], types: Sequence[str]) -> None:
+        self.name = name
+        self.types = dict(zip(columns, types, strict=True))
+        self.copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        self.row = operator.attrgetter(*columns)
+
+
+HTTP_TABLE = _Table(
+    "faucet_http_events",
+    COLUMNS,
+    ("uuid", "text", "text", "text", "text", "int4", "inet", "text", "text", "text",
+     "text", "int2", "text", "int8", "timestamptz"),
 )  # fmt: skip
-_COPY = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-    sql.Identifier(TABLE), sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
-)
-_ROW = operator.attrgetter(*COLUMNS)
+LOG_TABLE = _Table(
+    "faucet_log_events",
+    LOG_COLUMNS,
+    ("text", "text", "text", "timestamptz", "uuid", "uuid", "text", "text", "text", "jsonb",
+     "text", "int4"),
+)  # fmt: skip
+TABLES = {HttpEvent: HTTP_TABLE, LogEvent: LOG_TABLE}
 # Each expected column with what the table has under that name (NULL: no such column).
 _COLUMNS_CHECK = """
 SELECT e.name, e.type::regtype::text, a.atttypid::regtype::text
@@ -74,6 +87,8 @@ class SchemaMismatch(SinkUnavailable):
 
 class PostgresSink:
     """Binary COPY of each batch on one connection, reconnecting after failures."""
+
+    event_types = tuple(TABLES)
 
     def __init__(self, settings: ConnectionSettings, patience: float) -> None:
         self._settings = settings
@@ -110,7 +125,7 @@ class PostgresSink:
             )
         return sink
 
-    async def write_batch(self, events: Sequence[HttpEvent]) -> None:
+    async def write_batch(self, events: Sequence[Event]) -> None:
         await self._call(self._copy, events)
 
     async def aclose(self) -> None:
@@ -151,15 +166,14 @@ class PostgresSink:
                 raise _unavailable(exc) from None
         return call.conn
 
-    def _copy(self, call: _Call, events: Sequence[HttpEvent]) -> None:
+    def _copy(self, call: _Call, events: Sequence[Event]) -> None:
         conn = self._connect(call)
         try:
-            with conn.cursor() as cursor, cursor.copy(_COPY) as copy:
-                if call.abandoned:  # the batch is being retried elsewhere: send CopyFail
-                    raise _Abandoned
-                copy.set_types(list(COLUMN_TYPES.values()))
-                for event in events:
-                    copy.write_row(_ROW(event))
+            with conn.transaction(), conn.cursor() as cursor:
+                for event_type, table in TABLES.items():
+                    rows = [table.row(event) for event in events if type(event) is event_type]
+                    if rows:
+                        _copy_rows(call, cursor, table, rows)
         except psycopg.OperationalError as exc:
             raise _unavailable(exc) from None
         except psycopg.Error as exc:
@@ -168,6 +182,15 @@ class PostgresSink:
             call.drop()
             self._connect(call)
             raise SinkError(error_text(exc)) from None
+
+
+def _copy_rows(call: _Call, cursor: psycopg.Cursor, table: _Table, rows: list) -> None:
+    with cursor.copy(table.copy) as copy:
+        if call.abandoned:  # the batch is being retried elsewhere: send CopyFail
+            raise _Abandoned
+        copy.set_types(list(table.types.values()))
+        for row in rows:
+            copy.write_row(row)
 
 
 class _Abandoned(Exception):
@@ -262,21 +285,28 @@ def _unavailable(exc: psycopg.Error) -> SinkUnavailable:
 
 
 def _check_table(conn: psycopg.Connection) -> None:
-    """SchemaMismatch unless ``faucet_http_events`` has every column with its type."""
-    names, types = list(COLUMN_TYPES), list(COLUMN_TYPES.values())
+    """SchemaMismatch unless each of faucet's tables has every column with its type."""
+    for table in TABLES.values():
+        _check_columns(conn, table)
+
+
+def _check_columns(conn: psycopg.Connection, table: _Table) -> None:
+    names, types = list(table.types), list(table.types.values())
     found, search_path = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL, current_setting('search_path')", (TABLE,)
+        "SELECT to_regclass(%s) IS NOT NULL, current_setting('search_path')", (table.name,)
     ).fetchone()
     if not found:
         raise SchemaMismatch(
-            f"table {TABLE} not found (search_path: {search_path}); "
+            f"table {table.name} not found (search_path: {search_path}); "
             "create it with `faucet telemetry init`"
         )
-    rows = conn.execute(_COLUMNS_CHECK, (names, types, TABLE)).fetchall()
+    rows = conn.execute(_COLUMNS_CHECK, (names, types, table.name)).fetchall()
     problems = [
         f"{name} is {actual}, expected {expected}" if actual else f"{name} ({expected}) is missing"
         for name, expected, actual in rows
         if actual != expected
     ]
     if problems:
-        raise SchemaMismatch(f"table {TABLE} does not match faucet's schema: {'; '.join(problems)}")
+        raise SchemaMismatch(
+            f"table {table.name} does not match faucet's schema: {'; '.join(problems)}"
+        )

@@ -1,4 +1,5 @@
-"""The ``stdout`` sink: one JSON object per event and line, for log shippers and debugging."""
+"""The ``stdout`` sink: one JSON object per event and line, for log shippers and debugging;
+its ``type`` field (``http``, ``log``) tells the two kinds of event apart."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from faucet.events import HttpEvent, LogEvent
+
 if TYPE_CHECKING:
     from faucet.config import TelemetryConfig
-    from faucet.events import HttpEvent
+    from faucet.events import Event
 
 
 class StdoutSink:
+    event_types = (HttpEvent, LogEvent)
+
     def __init__(self, options: Mapping[str, Any], config: TelemetryConfig) -> None:
         pass
 
-    async def write_batch(self, events: Sequence[HttpEvent]) -> None:
+    async def write_batch(self, events: Sequence[Event]) -> None:
         text = "".join(event.to_json() + "\n" for event in events)
         # A pipe to a slow reader blocks; keep that off the event loop, and let the
         # shutdown flush deadline abandon a write to a reader that stopped for good

@@ -1,4 +1,6 @@
-"""An example faucet telemetry sink: each event as one JSON line appended to a file.
+"""An example faucet telemetry sink: each event as one JSON line appended to a file,
+HTTP events to ``path`` and app/worker log events to ``log_path`` (default: ``path`` too;
+each line's ``type`` field tells them apart).
 
 Configure it with::
 
@@ -7,6 +9,7 @@ Configure it with::
 
     [telemetry.sink_options]
     path = "/var/log/faucet/events.jsonl"
+    log_path = "/var/log/faucet/app-events.jsonl"
 """
 
 from __future__ import annotations
@@ -18,31 +21,48 @@ import trio
 
 from faucet.config import TelemetryConfig
 from faucet.errors import ConfigError
-from faucet.events import HttpEvent
+from faucet.events import Event, HttpEvent, LogEvent
 
 
 class JsonFileSink:
-    def __init__(self, file: Any) -> None:  # a trio async file, from trio.open_file
-        self._file = file
+    # The event types this sink stores; without this attribute faucet would hand it
+    # HttpEvents only.
+    event_types = (HttpEvent, LogEvent)
+
+    def __init__(self, files: dict[type, Any]) -> None:  # trio async files, by event type
+        self._files = files
 
     @classmethod
     async def open(cls, options: Mapping[str, Any], config: TelemetryConfig) -> JsonFileSink:
-        """The factory faucet calls at start-up: check the options, open the file."""
-        unknown = set(options) - {"path"}
-        if unknown or not isinstance(options.get("path"), str):
+        """The factory faucet calls at start-up: check the options, open the files."""
+        unknown = set(options) - {"path", "log_path"}
+        path = options.get("path")
+        paths = {"path": path, "log_path": options.get("log_path", path)}
+        if unknown or not all(isinstance(path, str) for path in paths.values()):
             raise ConfigError(
-                "telemetry.sink_options: the jsonfile sink takes one string option, path"
+                "telemetry.sink_options: the jsonfile sink takes a string option path "
+                "and optionally log_path"
             )
+        opened: dict[str, Any] = {}
         try:
-            file = await trio.open_file(options["path"], "a", encoding="utf-8")
+            for path in dict.fromkeys(paths.values()):  # one file object per distinct path
+                opened[path] = await trio.open_file(path, "a", encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"telemetry.sink_options.path: {exc}") from None
-        return cls(file)
+            for file in opened.values():
+                await file.aclose()
+            raise ConfigError(f"telemetry.sink_options: {exc}") from None
+        return cls({HttpEvent: opened[paths["path"]], LogEvent: opened[paths["log_path"]]})
 
-    async def write_batch(self, events: Sequence[HttpEvent]) -> None:
-        # An OSError here (disk full...) makes faucet keep the batch and retry it later.
-        await self._file.write("".join(event.to_json() + "\n" for event in events))
-        await self._file.flush()
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        # An OSError here (disk full...) makes faucet keep the batch and retry it later
+        # (whole: lines already written to one file are then written again).
+        lines: dict[Any, list[str]] = {}
+        for event in events:
+            lines.setdefault(self._files[type(event)], []).append(event.to_json() + "\n")
+        for file, text in lines.items():
+            await file.write("".join(text))
+            await file.flush()
 
     async def aclose(self) -> None:
-        await self._file.aclose()
+        for file in set(self._files.values()):
+            await file.aclose()

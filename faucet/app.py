@@ -29,6 +29,7 @@ from faucet.logs import worker_logger
 from faucet.mount import Mount
 from faucet.proxy import Proxy
 from faucet.routes_config import RouteConfig
+from faucet.session_host import SessionHost
 from faucet.strategy import Strategy
 from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
@@ -115,7 +116,8 @@ def build_mounts(config: Config, plan: Plan) -> list[Mount]:
                     for i in range(1, app.workers + 1)]
         dispatcher = Dispatcher(backends, app.strategy, max_inflight=config.max_inflight,
                                 max_queue=config.max_queue, sticky_grace=config.sticky_grace)
-        mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends]))
+        mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends],
+                            session_app=KINDS[app.spec.kind].sessions))
     return mounts
 
 
@@ -163,7 +165,9 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                             supervise_worker, backend, app.spec,
                             mount.dispatcher.changed, startup_timeout=config.startup_timeout,
                             worker_log=worker_logger(backend.worker_id, backend.route)))
-                proxy = Proxy(config, mounts, recorder, shutdown.stopping,
+                sessions = SessionHost(config, shutdown.stopping)
+                await front.start(sessions.run)
+                proxy = Proxy(config, mounts, recorder, shutdown.stopping, sessions,
                               routes=routes)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))

@@ -44,6 +44,8 @@ class AppKind:
     # Sets of file names; a folder holding every file of any one set is this kind.
     detected_by: tuple[tuple[str, ...], ...] = ()
     needs_qmd: bool = False
+    # Its WebSockets are Shiny sessions faucet holds across reconnects (docs/shiny.md).
+    sessions: bool = False
     # How the Rust server's frouter.toml may also spell ``server_type``.
     rust_spellings: tuple[str, ...] = ()
 
@@ -64,6 +66,7 @@ KINDS = {kind.name: kind for kind in (
                         'shiny::runApp({app_dir}, host="127.0.0.1", launch.browser=FALSE)'),
         Strategy.COOKIE_HASH,
         detected_by=(("app.R",), ("ui.R", "server.R")),
+        sessions=True,
         rust_spellings=("Shiny",),
     ),
     AppKind(
@@ -73,6 +76,7 @@ KINDS = {kind.name: kind for kind in (
         ("{exe}", "serve", "--port", "{port}", "--host", "127.0.0.1", "{qmd}"),
         Strategy.COOKIE_HASH,
         needs_qmd=True,
+        sessions=True,
         rust_spellings=("quarto_shiny", "QuartoShiny"),
     ),
     AppKind(

@@ -17,6 +17,7 @@ class Backend:
     inflight: int = 0
     slow_inflight: int = 0  # of those, requests not known to be quick (least-busy)
     served: int = 0
+    sessions: int = 0  # live Shiny sessions held on it (faucet.sessions.Registry)
     restarts: int = 0
     pid: int | None = None
     # Bumped on every (re)start so pooled upstream connections to a dead process are dropped.
@@ -41,5 +42,6 @@ class Backend:
             "port": self.port,
             "inflight": self.inflight,
             "served": self.served,
+            "sessions": self.sessions,
             "restarts": self.restarts,
         }

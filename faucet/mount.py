@@ -16,6 +16,7 @@ class Mount:
     route: str | None
     dispatcher: Dispatcher
     pools: list[UpstreamPool]
+    session_app: bool = False  # its WebSockets are Shiny sessions (faucet.session_host)
 
     @property
     def backends(self) -> list[Backend]:

@@ -35,13 +35,17 @@ from faucet.health import HEALTH_PATH, health
 from faucet.http1 import encode_head
 from faucet.hypercorn_adapter import DEFAULT_MAX_MESSAGE
 from faucet.mount import Mount
+from faucet.page_script import SCRIPT_SUFFIX, with_script
 from faucet.router import Redirect, RouteTable
+from faucet.session_host import SessionHost
+from faucet.sessions import BY_STRATEGY, Placement, full_page, with_session_id
 from faucet.strategy import Strategy
 from faucet.telemetry import Recorder
 from faucet.upstream import UpstreamError
 from faucet.websocket import open_session, relay, worker_handshake
 
 RETRY_AFTER = b"5"
+SESSIONS_RETRY_AFTER = 10  # seconds, when every worker has max_sessions sessions
 
 
 @define(eq=False)
@@ -49,7 +53,7 @@ class Admitted:
     """A request that has a backend: what forwarding it needs, and its slot to release."""
 
     mount: Mount
-    lease: Lease
+    lease: Lease | None  # None: a reconnect for a session faucet no longer holds
     request: ClientRequest
     path: bytes  # as the worker sees it
     query: bytes
@@ -57,11 +61,12 @@ class Admitted:
     ip: object
     draft: EventDraft
     chosen: float  # perf_counter when the backend was chosen (telemetry's elapsed)
+    placement: Placement = BY_STRATEGY  # a Shiny app's session, if the request has one
     released: bool = False
 
     @property
-    def backend(self) -> Backend:
-        return self.lease.backend
+    def backend(self) -> Backend | None:
+        return self.lease.backend if self.lease is not None else None
 
     @property
     def target(self) -> bytes:
@@ -71,7 +76,7 @@ class Admitted:
     def release(self, worker_seconds: float | None = None) -> None:
         """Give the backend's slot back, once: early when the worker has answered (with
         how long it took), else when the exchange ends."""
-        if not self.released:
+        if not self.released and self.lease is not None:
             self.released = True
             self.mount.dispatcher.release(self.lease, worker_seconds)
 
@@ -80,11 +85,13 @@ class Proxy:
     """The ASGI application the front door (faucet.front, hypercorn for upgrades) serves."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
-                 stopping: trio.Event, routes: RouteTable | None = None):
+                 stopping: trio.Event, sessions: SessionHost,
+                 routes: RouteTable | None = None):
         """``stopping`` is set when a shutdown begins, so open WebSocket sessions close
-        at once."""
+        at once; ``sessions`` holds the Shiny apps' sessions."""
         self.config = config
         self.stopping = stopping
+        self.sessions = sessions
         self.mounts = list(mounts)
         self.recorder = recorder
         self.routes = routes
@@ -114,8 +121,13 @@ class Proxy:
     async def http(self, scope, receive, send) -> None:
         started = time.perf_counter()
         if scope["path"] == HEALTH_PATH:
-            status, body = health(self.mounts, self.recorder.statistics())
+            status, body = health(self.mounts, self.recorder.statistics(),
+                                  self.sessions.statistics())
             await respond(send, status, json.dumps(body).encode(), b"application/json")
+            return
+        if scope["path"].endswith(SCRIPT_SUFFIX):  # Shiny's reconnect script, under any prefix
+            await respond(send, 200, self.sessions.script, b"text/javascript",
+                          extra=[(b"cache-control", b"no-cache")])
             return
         admitted = await self.admit(scope, send, started)
         if admitted is None:
@@ -153,8 +165,15 @@ class Proxy:
         admitted = await self.admit(scope, deny, started)
         if admitted is None:
             return
+        placement = admitted.placement
         status = 0
         try:
+            if placement.session is not None or placement.refusal == "gone":
+                # A Shiny session's reconnect: faucet.session_host resumes it or refuses it.
+                admitted.release()
+                status = 101
+                await self.sessions.join(placement, scope, receive, send)
+                return
             handshake = worker_handshake(admitted.request, admitted.target,
                                          self.headers_for(scope, admitted), scope)
             try:
@@ -167,7 +186,9 @@ class Proxy:
                 return
             finally:
                 admitted.release()  # the slot covers the handshake, not the session
-            if worker is not None:
+            if worker is not None and placement.opens:
+                await self.sessions.open(placement, admitted.backend, worker, receive, send)
+            elif worker is not None:
                 await relay(worker, receive, send, self.max_message, self.stopping)
         finally:
             self.record(admitted.draft, status, admitted.backend, admitted.chosen)
@@ -198,10 +219,23 @@ class Proxy:
             self.record(draft, status, None, started)
             return None
         dispatcher = mount.dispatcher
+        # -- Shiny apps: faucet.sessions places sessions and what belongs to them --
+        placement = self.sessions.place(mount, scope, path) if mount.session_app else BY_STRATEGY
+        if placement.refusal == "full":
+            status = await respond(send, 503, full_page(SESSIONS_RETRY_AFTER), b"text/html",
+                                   extra=[(b"retry-after", str(SESSIONS_RETRY_AFTER).encode())])
+            self.record(draft, status, None, started)
+            return None
+        if placement.refusal == "gone":
+            return Admitted(mount, None, request, path, query, prefix, ip, draft,
+                            time.perf_counter(), placement)
+        # -- end of the Shiny hook --
         key = self.sticky_key(dispatcher.strategy, request, ip)
         try:
             # Most requests find a worker at once, without the cost of a cancel scope.
-            lease = dispatcher.try_acquire(key, job=path)
+            lease = (dispatcher.try_acquire_on(placement.backend, job=path)
+                     if placement.backend is not None else None)
+            lease = lease or dispatcher.try_acquire(key, job=path)
             if lease is None:
                 with trio.fail_after(self.config.worker_wait_timeout):
                     lease = await dispatcher.acquire(key, job=path)
@@ -213,7 +247,7 @@ class Proxy:
             self.record(draft, status, None, started)
             return None
         return Admitted(mount, lease, request, path, query, prefix, ip, draft,
-                        time.perf_counter())
+                        time.perf_counter(), placement)
 
     def sticky_key(self, strategy: Strategy, request: ClientRequest, ip) -> int | None:
         if strategy == Strategy.COOKIE_HASH and request.cookie is not None:
@@ -225,10 +259,15 @@ class Proxy:
         return None
 
     def headers_for(self, scope, admitted: Admitted) -> list[tuple[bytes, bytes]]:
-        """The headers the worker receives for an admitted request."""
-        return upstream_headers(admitted.request, scheme=scope["scheme"], peer=peer(scope),
-                                trust_forwarded=self.trust_forwarded, prefix=admitted.prefix,
-                                request_uuid=admitted.draft.request_uuid)
+        """The headers the worker receives for an admitted request (a Shiny app's with
+        the session's FAUCET_SESSION_ID)."""
+        headers = upstream_headers(admitted.request, scheme=scope["scheme"], peer=peer(scope),
+                                   trust_forwarded=self.trust_forwarded,
+                                   prefix=admitted.prefix,
+                                   request_uuid=admitted.draft.request_uuid)
+        if admitted.mount.session_app:
+            headers = with_session_id(headers, admitted.placement.session_id)
+        return headers
 
     async def forward(self, scope, receive, send, admitted: Admitted, extra) -> int:
         """Send the request to the admitted backend and stream its response back; the
@@ -248,6 +287,9 @@ class Proxy:
         try:
             with trio.fail_after(self.config.response_timeout):
                 conn, response = await pool.exchange(head, method, body, request.chunked)
+                source = conn  # where the body comes from
+                if admitted.mount.session_app:  # a Shiny page gets the reconnect script
+                    response, source = await with_script(response, conn)
         except trio.TooSlowError:
             return await respond(send, 504, b"Gateway Timeout: the worker did not answer within "
                                  + f"{self.config.response_timeout:g}s\n".encode())
@@ -260,8 +302,8 @@ class Proxy:
                         "headers": response_headers(response.headers) + extra})
             # One chunk of lookahead: the last one goes out with more_body=False, which
             # saves the front a whole message per response (most bodies are one chunk).
-            body = await conn.body_chunk()
-            while chunk := await conn.body_chunk():
+            body = await source.body_chunk()
+            while chunk := await source.body_chunk():
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 body = chunk
             pool.put_back(conn)

@@ -1,16 +1,21 @@
-"""A TCP relay the tests can cut and restore, to play an unreachable PostgreSQL."""
+"""A TCP relay the tests can cut, stall and restore: an unreachable PostgreSQL, or a
+network between a browser and faucet that drops."""
 
 import trio
 
 
 class Forwarder:
-    """A TCP relay to PostgreSQL that the test can cut (resetting every connection and
-    refusing new ones) and restore; it knows the local ports of its upstream connections,
-    which is how the test finds faucet's backend in pg_stat_activity."""
+    """A TCP relay to ``host:port`` that the test can cut (resetting every connection and
+    refusing new ones), stall (carrying nothing more while every connection stays open,
+    as when packets are dropped: no FIN, no RST) and restore; it knows the local ports
+    of its upstream connections, which is how a test finds faucet's backend in
+    pg_stat_activity."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
         self._scopes: set[trio.CancelScope] = set()
+        self._flowing = trio.Event()
+        self._flowing.set()
         self.upstream_ports: set[int] = set()
         self.up = True
 
@@ -24,8 +29,14 @@ class Forwarder:
         for scope in self._scopes:
             scope.cancel()
 
+    def stall(self) -> None:
+        """Hold every byte from now on, in both directions, closing nothing."""
+        if self._flowing.is_set():
+            self._flowing = trio.Event()
+
     def restore(self) -> None:
         self.up = True
+        self._flowing.set()
 
     async def _relay(self, client: trio.SocketStream) -> None:
         async with client:
@@ -39,18 +50,20 @@ class Forwarder:
                         self.upstream_ports.add(port)
                         try:
                             async with trio.open_nursery() as nursery:
-                                nursery.start_soon(_pipe, client, server, nursery.cancel_scope)
-                                nursery.start_soon(_pipe, server, client, nursery.cancel_scope)
+                                nursery.start_soon(self._pipe, client, server,
+                                                   nursery.cancel_scope)
+                                nursery.start_soon(self._pipe, server, client,
+                                                   nursery.cancel_scope)
                         finally:
                             self.upstream_ports.discard(port)
                 finally:
                     self._scopes.discard(scope)
 
-
-async def _pipe(source, sink, done: trio.CancelScope) -> None:
-    try:
-        async for data in source:
-            await sink.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    done.cancel()
+    async def _pipe(self, source, sink, done: trio.CancelScope) -> None:
+        try:
+            async for data in source:
+                await self._flowing.wait()
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        done.cancel()

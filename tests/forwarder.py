@@ -1,6 +1,8 @@
 """A TCP relay the tests can cut, stall and restore: an unreachable PostgreSQL, or a
 network between a browser and faucet that drops."""
 
+import threading
+
 import trio
 
 
@@ -67,3 +69,43 @@ class Forwarder:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         done.cancel()
+
+
+class ThreadedForwarder:
+    """A Forwarder on a trio loop of its own thread, for synchronous tests (Playwright's
+    sync API): ``with ThreadedForwarder(host, port) as forwarder: forwarder.port``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.forwarder = Forwarder(host, port)
+        self.port = 0
+        self._token = None
+        self._thread = None
+        self._stop = None
+
+    def __enter__(self) -> "ThreadedForwarder":
+        ready = threading.Event()
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                self.port = await nursery.start(self.forwarder.serve)
+                self._token = trio.lowlevel.current_trio_token()
+                self._stop = nursery.cancel_scope
+                ready.set()
+
+        self._thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        trio.from_thread.run_sync(self._stop.cancel, trio_token=self._token)
+        self._thread.join(10)
+
+    def cut(self) -> None:
+        trio.from_thread.run_sync(self.forwarder.cut, trio_token=self._token)
+
+    def stall(self) -> None:
+        trio.from_thread.run_sync(self.forwarder.stall, trio_token=self._token)
+
+    def restore(self) -> None:
+        trio.from_thread.run_sync(self.forwarder.restore, trio_token=self._token)

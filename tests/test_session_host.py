@@ -13,6 +13,8 @@ import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
 from faucet.config import TelemetryConfig
+from faucet.router import RouteTable
+from faucet.routes_config import RouteConfig
 from tests.forwarder import Forwarder
 from tests.helpers import run_faucet
 from tests.shiny_client import ResumingClient, SessionGone
@@ -35,13 +37,14 @@ async def until_health(faucet, predicate, deadline: float = 10) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def network(faucet):
-    """A Forwarder before faucet, and the WebSocket URL Shiny's page would use through it."""
+async def network(faucet, page: str = "/"):
+    """A Forwarder before faucet, and the WebSocket URL Shiny's page at ``page`` would use
+    through it."""
     port = int(faucet.url.rsplit(":", 1)[1])
     forwarder = Forwarder("127.0.0.1", port)
     async with trio.open_nursery() as nursery:
         listening = await nursery.start(forwarder.serve)
-        yield forwarder, f"ws://127.0.0.1:{listening}/websocket/"
+        yield forwarder, f"ws://127.0.0.1:{listening}{page}websocket/"
         nursery.cancel_scope.cancel()
 
 
@@ -251,3 +254,23 @@ async def test_the_reconnect_script_is_served_under_any_prefix(tmp_path):
                 assert answer.status_code == 200
                 assert answer.headers["content-type"] == "text/javascript"
                 assert b"Shiny.createSocket" in answer.content
+
+
+async def test_a_routed_app_resumes_under_its_prefix(tmp_path):
+    route = RouteConfig("/app/", "shiny", workers=1, workdir=str(tmp_path))
+    config = standin_config(tmp_path, route=[route])
+    async with (run_faucet(config, routes=RouteTable([route])) as faucet,
+                network(faucet, "/app/") as (forwarder, url), trio.open_nursery() as legs):
+        async with faucet.client() as http:
+            assert (await http.get("/app/__faucet__/reconnect.js")).status_code == 200
+        client = ResumingClient(url)
+        await client.connect(legs)
+        await token_of(client)
+        await client.send("m1")
+        forwarder.cut()
+        await dropped(client)
+        forwarder.restore()
+        await client.connect(legs)
+        await client.send("log")
+        assert json.loads(await client.receive()) == ["m1"]
+        legs.cancel_scope.cancel()

@@ -6,7 +6,8 @@ Commands, one text message each: ``log`` -> a JSON list of the messages this ses
 received before it; ``headers`` -> a JSON object of its handshake's headers; ``emit TOKEN
 K`` -> the session with Shiny token TOKEN (this one or another of this worker) sends ``n:1``,
 ``n:2``... (its count goes on across commands) K more times, or until it is closed, then
-this one gets ``emitted``; ``close CODE REASON`` -> the session closes. Anything else is only recorded.
+this one gets ``emitted``; ``close CODE REASON`` -> the session closes. Anything else is
+only recorded.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from faucet.page_script import script_body
 from faucet.sessions import (
     BUFFER_FULL,
     CLIENT_LOST,
+    FAILED,
     GRACE_OVER,
     NO_HEARTBEAT,
     PING,
@@ -202,19 +203,21 @@ class SessionHost:
             await send({"type": "websocket.close", "code": SESSION_GONE,
                         "reason": "faucet: the session expired"})
             return
-        scope = trio.CancelScope()
+        leg_scope = trio.CancelScope()
         while live.leg is not None:  # an older leg is still attached: close it first
             live.leg.cancel()
             await live.attachment.wait()
-        live.attach(scope)
+        live.attach(leg_scope)
         log.info("session %s: client reconnected (worker %d)", live.state.id,
                  live.state.backend.worker_id)
-        await self._serve_leg(live, scope, receive, send, placement.received, resumed=True)
+        await self._serve_leg(live, leg_scope, receive, send, placement.received,
+                              resumed=True)
 
     # -- the session task ------------------------------------------------------------
 
     async def _run(self, live: LiveSession, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Hold the session until one of its parts ends it; then close the worker's leg."""
+        """Hold the session until one of its parts ends it; then close the worker's leg.
+        A failure of faucet's own ends this session only, never the others."""
         state = live.state
         self.registry.add(live)
         ending = SHUTTING_DOWN  # if cancelled (an immediate shutdown)
@@ -224,6 +227,9 @@ class SessionHost:
                 lambda: self._from_worker(live), lambda: self._to_worker(live),
                 lambda: self._keep_waiting(live), lambda: self._asked(live),
                 self._until_stopping)
+        except* Exception:
+            log.exception("session %s: faucet failed", state.id)
+            ending = FAILED
         finally:
             state.ending = ending
             self.registry.remove(live)

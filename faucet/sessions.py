@@ -152,6 +152,8 @@ BUFFER_FULL = Ending("the worker's messages for the absent client outgrew the bu
                      (SESSION_GONE, "faucet: the session expired"),
                      (1001, "the client went away"))
 CLIENT_LOST = Ending("the client went away", None, (1001, "the client went away"))
+FAILED = Ending("faucet failed (see the traceback)", (1011, "faucet: internal error"),
+                (1011, "faucet: internal error"), deliver=False)
 SHUTTING_DOWN = Ending("faucet is shutting down", (RESTARTING, "faucet is restarting"),
                        (1001, "faucet is shutting down"), deliver=False)
 

@@ -40,14 +40,22 @@ class Forwarder:
         self.up = True
         self._flowing.set()
 
+    def retarget(self, host: str, port: int) -> None:
+        """Relay new connections to ``host:port`` (a server that moved)."""
+        self._target = (host, port)
+
     async def _relay(self, client: trio.SocketStream) -> None:
         async with client:
             if not self.up:
                 return
+            try:
+                server = await trio.open_tcp_stream(*self._target)
+            except OSError:
+                return  # nothing listens there (yet): the client sees its connection close
             with trio.CancelScope() as scope:
                 self._scopes.add(scope)
                 try:
-                    async with await trio.open_tcp_stream(*self._target) as server:
+                    async with server:
                         port = server.socket.getsockname()[1]
                         self.upstream_ports.add(port)
                         try:
@@ -109,3 +117,6 @@ class ThreadedForwarder:
 
     def restore(self) -> None:
         trio.from_thread.run_sync(self.forwarder.restore, trio_token=self._token)
+
+    def retarget(self, host: str, port: int) -> None:
+        trio.from_thread.run_sync(self.forwarder.retarget, host, port, trio_token=self._token)

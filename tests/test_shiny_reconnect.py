@@ -32,13 +32,38 @@ WAIT = 20_000  # ms: Playwright's deadline for what R and the reconnects do
 
 @attrs.define
 class Counter:
-    """faucet serving the counter, and the way a browser reaches it."""
+    """faucet serving the counter (a new faucet after each ``start``), and the forwarder
+    a browser reaches it through."""
 
-    url: str  # faucet itself
-    page_url: str  # through the forwarder
-    forwarder: ThreadedForwarder
-    log: Path
-    ticks: Path
+    tmp_path: Path
+    flags: tuple[str, ...]
+    workers: int
+    procs: list = attrs.Factory(list)
+    url: str = ""  # the current faucet itself
+    log: Path | None = None
+    forwarder: ThreadedForwarder | None = None
+
+    @property
+    def ticks(self) -> Path:
+        return self.tmp_path / "ticks"
+
+    @property
+    def page_url(self) -> str:
+        return f"http://127.0.0.1:{self.forwarder.port}/"
+
+    def start(self) -> None:
+        """Start a faucet, wait for its workers and point the forwarder at it."""
+        self.log = self.tmp_path / f"faucet-{len(self.procs)}.log"
+        self.procs.append(faucet_process(
+            "start", "--dir", str(COUNTER), "--workers", str(self.workers), "--host",
+            "127.0.0.1:0", "--log-file", str(self.log), *self.flags,
+            env={"COUNTER_TICKS_FILE": str(self.ticks)}))
+        self.until(lambda: self.log.exists() and "faucet listening on" in self.log.read_text(),
+                   60)
+        self.url = re.search(r"faucet listening on (\S+)", self.log.read_text()).group(1)
+        self.until(lambda: self.health()["online"] == self.workers, 60)
+        if self.forwarder is not None:
+            self.forwarder.retarget("127.0.0.1", int(self.url.rsplit(":", 1)[1]))
 
     def health(self) -> dict:
         try:
@@ -62,22 +87,15 @@ class Counter:
 
 @contextlib.contextmanager
 def counter_faucet(tmp_path: Path, *flags: str, workers: int = 2):
-    log, ticks = tmp_path / "faucet.log", tmp_path / "ticks"
-    proc = faucet_process("start", "--dir", str(COUNTER), "--workers", str(workers),
-                          "--host", "127.0.0.1:0", "--log-file", str(log), *flags,
-                          env={"COUNTER_TICKS_FILE": str(ticks)})
+    app = Counter(tmp_path, flags, workers)
     try:
-        app = Counter("", "", None, log, ticks)
-        app.until(lambda: log.exists() and "faucet listening on" in log.read_text(), 60)
-        app.url = re.search(r"faucet listening on (\S+)", log.read_text()).group(1)
-        app.until(lambda: app.health()["online"] == workers, 60)
-        port = int(app.url.rsplit(":", 1)[1])
-        with ThreadedForwarder("127.0.0.1", port) as forwarder:
+        app.start()
+        with ThreadedForwarder("127.0.0.1", int(app.url.rsplit(":", 1)[1])) as forwarder:
             app.forwarder = forwarder
-            app.page_url = f"http://127.0.0.1:{forwarder.port}/"
             yield app
     finally:
-        kill_session(proc)
+        for proc in app.procs:
+            kill_session(proc)
 
 
 @contextlib.contextmanager
@@ -174,3 +192,18 @@ def test_pages_carry_the_script_and_r_sees_the_session_id(tmp_path):
             with urlopen(request, timeout=10) as answer:
                 assert answer.headers.get("Content-Encoding") is None
                 assert b'<script src="__faucet__/reconnect.js"></script></head>' in answer.read()
+
+
+def test_a_restarted_faucet_reloads_the_page_into_a_fresh_session(tmp_path):
+    with counter_faucet(tmp_path) as app, counter_page(app) as (page, expect):
+        page.click("#add")
+        expect(page.locator("#count")).to_have_text("1")
+        before = token(page)
+        app.procs[-1].send_signal(signal.SIGTERM)  # a graceful shutdown: 1012 to the page
+        app.procs[-1].wait(30)
+        expect(page.locator("#faucet-reconnecting")).to_have_text("Restarting\u2026",
+                                                                timeout=WAIT)
+        with page.expect_navigation(timeout=WAIT):  # the new faucet cannot resume: reload
+            app.start()
+        expect(page.locator("#count")).to_have_text("0", timeout=WAIT)
+        assert token(page) != before

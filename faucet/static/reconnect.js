@@ -76,6 +76,7 @@
     this._done = false; // given up, or closed for good
     this._downSince = null;
     this._failures = 0;
+    this._restarting = false; // faucet said it is restarting (1012) since we were last up
     this._notice = new Notice();
     this._connect();
     var self = this;
@@ -151,6 +152,7 @@
     this._live = true;
     this._downSince = null;
     this._failures = 0;
+    this._restarting = false;
     this._notice.hide();
     if (!this._opened) {
       this._opened = true;
@@ -170,13 +172,14 @@
       return;
     }
     if (code === APP_CLOSED) return this._giveUp(event);
+    if (code === RESTARTING) this._restarting = true;
     var now = Date.now();
     if (this._downSince === null) this._downSince = now;
     if (now - this._downSince > GIVE_UP_AFTER) return this._giveUp(event);
     var delay = Math.min(5000, 250 * Math.pow(2, this._failures++)) * (0.5 + Math.random() / 2);
     setTimeout(function () {
       if (!self._live && !self._done) {
-        self._notice.show(code === RESTARTING ? "Restarting\u2026" : "Reconnecting\u2026");
+        self._notice.show(self._restarting ? "Restarting\u2026" : "Reconnecting\u2026");
       }
     }, NOTICE_AFTER);
     this._retryTimer = setTimeout(function () { self._connect(); }, delay);

@@ -284,6 +284,8 @@ class SessionHost:
                 await live.attachment.wait()
             if not live.state.resumable:
                 return live.asked or CLIENT_LOST
+            log.info("session %s: client away; waiting up to %gs for it", live.state.id,
+                     self.grace)
             self._freed()  # a session over its buffer bound without a client ends now
             with trio.move_on_after(self.grace):
                 while not live.attached:

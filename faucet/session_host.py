@@ -124,19 +124,28 @@ class LiveSession:
 
 
 class _ClientLeg:
-    """One client connection of a session: sends go through a lock (the reader answers
-    pings while the writer sends the outbox), and the outbox positions of the pings not
-    yet answered."""
+    """One client connection of a session. Three tasks send on it (the outbox, pings,
+    pongs), so sends take a lock; under it, a ping records how many of the outbox's
+    messages went out before it, which its pong will acknowledge."""
 
-    def __init__(self, send):
+    def __init__(self, send, sent: int):
         self._send = send
         self._lock = trio.Lock()
-        self.pings: deque[int] = deque()
+        self.sent = sent  # the outbox's messages sent on this leg (or had before it)
+        self.pings: deque[int] = deque()  # ``sent`` at each ping not yet answered
         self.closed = False
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, number: int | None = None) -> None:
+        """Send ``message``, the outbox's message ``number`` if it is one."""
         async with self._lock:
             await self._send(client_message(message))
+            if number is not None:
+                self.sent = number
+
+    async def ping(self) -> None:
+        async with self._lock:
+            self.pings.append(self.sent)
+            await self._send(client_message(PING))
 
     async def close(self, code: int, reason: str) -> None:
         async with self._lock:
@@ -311,14 +320,15 @@ class SessionHost:
                          received: int, *, resumed: bool) -> None:
         """Serve one client leg until the client goes, the session ends or a newer leg
         takes over; then close the client as that calls for."""
-        leg = _ClientLeg(send)
+        leg = _ClientLeg(send, received)
         close: tuple[int, str] | None = (RESTARTING, "faucet is restarting")  # if cancelled
         try:
             with scope:
                 if resumed:
                     await leg.send(f"{RESUME}{live.state.forwarded}")
                 close = await first_to_end(lambda: self._read_client(live, leg, receive),
-                                           lambda: self._write_client(live, leg, received))
+                                           lambda: self._write_client(live, leg),
+                                           lambda: self._heartbeat(live, leg))
             if scope.cancelled_caught:
                 close = (REPLACED, "faucet: a newer connection took over")
         finally:
@@ -357,30 +367,32 @@ class SessionHost:
                 await live.to_worker.send(data)
                 state.forwarded += 1
 
-    async def _write_client(self, live: LiveSession, leg: _ClientLeg,
-                            cursor: int) -> tuple[int, str] | None:
-        """The outbox to the client from ``cursor`` on, with heartbeat pings; once the
-        session ends, the close its client gets."""
+    async def _write_client(self, live: LiveSession,
+                            leg: _ClientLeg) -> tuple[int, str] | None:
+        """The outbox to the client from where it is; once the session ends, the close its
+        client gets. Pings early when the unacknowledged messages fill half the buffer."""
         state = live.state
         outbox = state.outbox
-        interval = self.interval if state.resumable else math.inf
-        next_ping = trio.current_time() + interval
         while True:
-            while cursor < outbox.last and (state.ending is None or state.ending.deliver):
-                cursor += 1
-                await leg.send(outbox.get(cursor))
+            while leg.sent < outbox.last and (state.ending is None or state.ending.deliver):
+                number = leg.sent + 1
+                await leg.send(outbox.get(number), number)
                 if not state.resumable:
-                    outbox.ack(cursor)
+                    outbox.ack(number)
                     self._freed()
             if state.ending is not None:
                 return state.ending.client
-            if state.resumable and (trio.current_time() >= next_ping or (
-                    outbox.size > self.per_session // 2 and (not leg.pings
-                                                             or leg.pings[-1] < cursor))):
-                leg.pings.append(cursor)
-                await leg.send(PING)
-                next_ping = trio.current_time() + interval
+            if (state.resumable and outbox.size > self.per_session // 2
+                    and (not leg.pings or leg.pings[-1] < leg.sent)):
+                await leg.ping()
             news = live.news
-            with trio.move_on_at(next_ping):
-                await news.wait()
+            await news.wait()
+
+    async def _heartbeat(self, live: LiveSession, leg: _ClientLeg) -> None:
+        """A ping every ``heartbeat_interval`` (with the reconnect script only)."""
+        if not live.state.resumable:
+            await trio.sleep_forever()
+        while True:
+            await trio.sleep(self.interval)
+            await leg.ping()
 

@@ -38,7 +38,7 @@ from faucet.mount import Mount
 from faucet.page_script import SCRIPT_SUFFIX, with_script
 from faucet.router import Redirect, RouteTable
 from faucet.session_host import SessionHost
-from faucet.sessions import BY_STRATEGY, Placement, full_page, with_session_id
+from faucet.sessions import BY_STRATEGY, Placement, Reservation, full_page, with_session_id
 from faucet.strategy import Strategy
 from faucet.telemetry import Recorder
 from faucet.upstream import UpstreamError
@@ -166,6 +166,8 @@ class Proxy:
         if admitted is None:
             return
         placement = admitted.placement
+        # A new Shiny session counts on its worker from now on (faucet.sessions.Reservation).
+        reservation = Reservation(admitted.backend) if placement.opens else None
         status = 0
         try:
             if placement.session is not None or placement.refusal == "gone":
@@ -186,11 +188,13 @@ class Proxy:
                 return
             finally:
                 admitted.release()  # the slot covers the handshake, not the session
-            if worker is not None and placement.opens:
-                await self.sessions.open(placement, admitted.backend, worker, receive, send)
+            if worker is not None and reservation is not None:
+                await self.sessions.open(placement, reservation, worker, receive, send)
             elif worker is not None:
                 await relay(worker, receive, send, self.max_message, self.stopping)
         finally:
+            if reservation is not None:
+                reservation.release()
             self.record(admitted.draft, status, admitted.backend, admitted.chosen)
 
     async def admit(self, scope, send, started: float) -> Admitted | None:

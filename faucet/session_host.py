@@ -32,7 +32,6 @@ from collections import deque
 import trio
 from wsproto.events import CloseConnection
 
-from faucet.backend import Backend
 from faucet.config import Config, parse_size
 from faucet.hypercorn_adapter import DEFAULT_MAX_MESSAGE
 from faucet.mount import Mount
@@ -57,6 +56,7 @@ from faucet.sessions import (
     Outbox,
     Placement,
     Registry,
+    Reservation,
     SessionState,
     SessionStatistics,
     client_closed,
@@ -189,14 +189,15 @@ class SessionHost:
                      websocket=scope["type"] == "websocket", method=scope["method"],
                      path=path, query=scope["query_string"], headers=scope["headers"])
 
-    async def open(self, placement: Placement, backend: Backend, worker: WorkerLeg,
+    async def open(self, placement: Placement, reservation: Reservation, worker: WorkerLeg,
                    receive, send) -> None:
-        """A new session on ``worker`` (its client already accepted): hold it, and serve
-        its first client leg until that ends."""
-        state = SessionState(placement.session_id, backend, Outbox(self.budget),
+        """A new session on ``worker`` (its client already accepted): hold it (which
+        ends the reservation), and serve its first client leg until that ends."""
+        state = SessionState(placement.session_id, reservation.backend, Outbox(self.budget),
                              placement.resumable and self.grace > 0)
         live = LiveSession(state, worker)
         await self._nursery.start(self._run, live)
+        reservation.release()
         await self._serve_leg(live, live.leg, receive, send, 0, resumed=False)
 
     async def join(self, placement: Placement, scope: dict, receive, send) -> None:

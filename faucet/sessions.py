@@ -242,6 +242,21 @@ class Registry:
             del self._by_token[state.token]
 
 
+class Reservation:
+    """A session being opened on ``backend``, counted there from its placement until it
+    is held (or has failed), so sessions placed at once spread evenly."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self._held = True
+        backend.sessions += 1
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self.backend.sessions -= 1
+
+
 def fewest_sessions(backends: Sequence[Backend], limit: int | None) -> Backend | None:
     """The online backend with the fewest live sessions, below ``limit`` (None: no
     limit); among equals the one with the fewest requests in flight, then the first."""

@@ -194,9 +194,14 @@ async def test_sessions_spread_evenly_and_a_full_pool_gets_the_503_page(tmp_path
     config = standin_config(tmp_path, workers=2, max_sessions=2)
     async with run_faucet(config) as faucet, trio.open_nursery() as legs:
         clients = [ResumingClient(direct_url(faucet)) for _ in range(4)]
-        for client in clients:
+
+        async def open_session(client: ResumingClient) -> None:
             await client.connect(legs)
             await token_of(client)
+
+        async with trio.open_nursery() as at_once:
+            for client in clients:
+                at_once.start_soon(open_session, client)
         body = await health(faucet)
         assert [w["sessions"] for w in body["workers"]] == [2, 2]
         with pytest.raises(ConnectionRejected) as rejected:

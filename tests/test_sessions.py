@@ -10,6 +10,7 @@ from faucet.sessions import (
     Budget,
     Outbox,
     Registry,
+    Reservation,
     SessionState,
     client_closed,
     config_token,
@@ -88,6 +89,15 @@ def test_fewest_sessions_places_evenly_below_the_limit_and_skips_offline_workers
     assert fewest_sessions(pool, None) is pool[1]
     assert fewest_sessions(pool, 1) is None  # every online worker is full
     assert fewest_sessions(backends(0, 0, online=False), None) is None
+
+
+def test_a_reservation_counts_a_session_being_opened_until_released_once():
+    pool = backends(0, 0)
+    reservation = Reservation(pool[0])
+    assert fewest_sessions(pool, None) is pool[1]
+    reservation.release()
+    reservation.release()
+    assert pool[0].sessions == 0
 
 
 def test_a_new_websocket_opens_a_session_on_the_emptiest_worker():

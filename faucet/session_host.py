@@ -194,7 +194,7 @@ class SessionHost:
         """A new session on ``worker`` (its client already accepted): hold it (which
         ends the reservation), and serve its first client leg until that ends."""
         state = SessionState(placement.session_id, reservation.backend, Outbox(self.budget),
-                             placement.resumable and self.grace > 0)
+                             placement.resumable)
         live = LiveSession(state, worker)
         await self._nursery.start(self._run, live)
         reservation.release()

@@ -279,3 +279,23 @@ async def test_a_routed_app_resumes_under_its_prefix(tmp_path):
         await client.send("log")
         assert json.loads(await client.receive()) == ["m1"]
         legs.cancel_scope.cancel()
+
+
+async def test_without_grace_a_session_ends_with_its_connection_and_keeps_its_heartbeat(
+        tmp_path):
+    config = standin_config(tmp_path, workers=1, reconnect_grace=0, heartbeat_interval=0.2,
+                            heartbeat_timeout=1)
+    async with (run_faucet(config) as faucet, network(faucet) as (forwarder, url),
+                trio.open_nursery() as legs):
+        client = ResumingClient(url)
+        await client.connect(legs)
+        await token_of(client)
+        with trio.fail_after(5):  # the page's watchdog needs faucet's pings
+            assert await client.ws.get_message() == "ping"
+        forwarder.cut()
+        await until_health(faucet, lambda body: body["sessions"]["live"] == 0)
+        forwarder.restore()
+        with pytest.raises(SessionGone) as gone:
+            await client.connect(legs)
+        assert gone.value.code == 4001
+        legs.cancel_scope.cancel()

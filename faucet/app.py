@@ -18,13 +18,16 @@ from pathlib import Path
 import trio
 from attrs import frozen
 
-from faucet.app_kinds import KINDS
+from faucet.app_kinds import KINDS, strategy_for
 from faucet.backend import Backend
-from faucet.config import Config
+from faucet.balancer import StickyCookie
+from faucet.config import Config, parse_size
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
+from faucet.fd_limit import connection_budget, raise_open_file_limit
+from faucet.front import Limits
 from faucet.front import serve as serve_front
-from faucet.hypercorn_adapter import hypercorn_config, install_close_code_fix
+from faucet.hypercorn_adapter import hypercorn_config, install_websocket_stream
 from faucet.logs import worker_logger
 from faucet.mount import Mount
 from faucet.proxy import Proxy
@@ -35,6 +38,7 @@ from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
 from faucet.upstream import UpstreamPool
 from faucet.workers import AppSpec, check_executable, resolve_kind
+from faucet.ws_budget import WebSocketBudget
 
 log = logging.getLogger("faucet")
 _BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
@@ -71,18 +75,25 @@ def plan_start(config: Config) -> Plan:
     workdir = Path(config.dir).resolve()
     kind = resolve_kind(config.type, workdir, config.app_dir)
     spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
-    strategy = Strategy(config.strategy) if config.strategy else KINDS[kind].default_strategy
+    strategy = _strategy(kind, Strategy(config.strategy) if config.strategy else None, "strategy")
     return Plan([PlannedApp(None, spec, strategy, config.workers)])
 
 
 def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
     """``faucet router``: one app per ``[[route]]``; workdirs are already resolved."""
     apps = []
-    for route in routes:
+    for index, route in enumerate(routes):
         spec = _spec(config, route.server_type, Path(route.workdir), route.app_dir, route.qmd)
-        apps.append(PlannedApp(route, spec, route.strategy or
-                               KINDS[route.server_type].default_strategy, route.workers))
+        strategy = _strategy(route.server_type, route.strategy, f"route[{index}].strategy")
+        apps.append(PlannedApp(route, spec, strategy, route.workers))
     return Plan(apps)
+
+
+def _strategy(kind: str, chosen: Strategy | None, key: str) -> Strategy:
+    strategy, warning = strategy_for(kind, chosen, key)
+    if warning:
+        log.warning("%s", warning)
+    return strategy
 
 
 def _spec(config: Config, kind: str, workdir: Path, app_dir, qmd) -> AppSpec:
@@ -117,6 +128,8 @@ def build_mounts(config: Config, plan: Plan) -> list[Mount]:
         dispatcher = Dispatcher(backends, app.strategy, max_inflight=config.max_inflight,
                                 max_queue=config.max_queue, sticky_grace=config.sticky_grace)
         mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends],
+                            websockets=KINDS[app.spec.kind].websockets,
+                            cookie=StickyCookie.for_route(name),
                             session_app=KINDS[app.spec.kind].sessions))
     return mounts
 
@@ -165,9 +178,11 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                             supervise_worker, backend, app.spec,
                             mount.dispatcher.changed, startup_timeout=config.startup_timeout,
                             worker_log=worker_logger(backend.worker_id, backend.route)))
-                sessions = SessionHost(config, shutdown.stopping)
+                websockets = WebSocketBudget(parse_size(config.websocket_memory),
+                                             config.max_websockets)
+                sessions = SessionHost(config, shutdown.stopping, websockets)
                 await front.start(sessions.run)
-                proxy = Proxy(config, mounts, recorder, shutdown.stopping, sessions,
+                proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets, sessions,
                               routes=routes)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))
@@ -176,12 +191,27 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
             recorder.close()
 
 
+def front_limits(config: Config, open_files: int) -> Limits:
+    """The front door's limits from the config; ``max_connections`` lowered (with a
+    warning) to what ``open_files`` descriptors can carry."""
+    budget = connection_budget(open_files)
+    connections = config.max_connections
+    if connections > budget:
+        log.warning("max_connections = %d: the open-file limit (%d) carries only %d client "
+                    "connections; using %d (raise `ulimit -n` to allow more)",
+                    connections, open_files, budget, budget)
+        connections = budget
+    return Limits(max_body=parse_size(config.max_body_size), max_connections=connections,
+                  head_timeout=config.head_timeout, send_timeout=config.send_timeout)
+
+
 async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
                      front: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown has drained the connections, then stop the workers."""
     try:
-        install_close_code_fix()  # hypercorn 0.18 reports client close codes as 1006
-        await serve_front(proxy, hypercorn_config(config), shutdown.stopping,
+        install_websocket_stream(proxy.websockets)
+        limits = front_limits(config, raise_open_file_limit())
+        await serve_front(proxy, hypercorn_config(config), shutdown.stopping, limits,
                           task_status=task_status)
     except* OSError as group:
         reasons = [e.strerror for e in leaves(group) if e.errno in _BIND_ERRORS]

@@ -44,6 +44,8 @@ class AppKind:
     # Sets of file names; a folder holding every file of any one set is this kind.
     detected_by: tuple[tuple[str, ...], ...] = ()
     needs_qmd: bool = False
+    # Whether its apps serve WebSockets (a plumber API never does: upgrades are refused).
+    websockets: bool = True
     # Its WebSockets are Shiny sessions faucet holds across reconnects (docs/shiny.md).
     sessions: bool = False
     # How the Rust server's frouter.toml may also spell ``server_type``.
@@ -58,6 +60,7 @@ KINDS = {kind.name: kind for kind in (
                         'plumber::pr_run(plumber::plumb(), host="127.0.0.1")'),
         Strategy.ROUND_ROBIN,
         detected_by=(("plumber.R",), ("entrypoint.R",)),
+        websockets=False,
         rust_spellings=("Plumber",),
     ),
     AppKind(
@@ -88,3 +91,21 @@ KINDS = {kind.name: kind for kind in (
         rust_spellings=("FastAPI",),
     ),
 )}
+
+
+def strategy_for(kind: str, chosen: Strategy | None, key: str
+                 ) -> tuple[Strategy, str | None]:
+    """The strategy an app of ``kind`` runs with, and a warning when it is not ``chosen``.
+
+    A kind whose default is sticky (Shiny: a session lives in one R process) gets that
+    default instead of a non-sticky choice (round-robin, least-busy), which would break
+    its sessions; the warning names ``key`` and the value. The Rust server switches such a
+    choice to ip-hash, and only at debug level.
+    """
+    default = KINDS[kind].default_strategy
+    if chosen is None:
+        return default, None
+    if default.sticky and not chosen.sticky:
+        return default, (f"{key} = {str(chosen)!r} is not sticky, but a {kind} session must "
+                         f"stay on its worker process: using {default} instead")
+    return chosen, None

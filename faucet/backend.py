@@ -15,9 +15,9 @@ class Backend:
     route: str | None = None
     online: bool = False
     inflight: int = 0
+    sessions: int = 0  # live WebSocket sessions (a Shiny session is one)
     slow_inflight: int = 0  # of those, requests not known to be quick (least-busy)
     served: int = 0
-    sessions: int = 0  # live Shiny sessions held on it (faucet.sessions.Registry)
     restarts: int = 0
     pid: int | None = None
     # Bumped on every (re)start so pooled upstream connections to a dead process are dropped.
@@ -41,7 +41,7 @@ class Backend:
             "pid": self.pid,
             "port": self.port,
             "inflight": self.inflight,
-            "served": self.served,
             "sessions": self.sessions,
+            "served": self.served,
             "restarts": self.restarts,
         }

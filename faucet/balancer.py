@@ -6,8 +6,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import re
 import uuid
 from collections.abc import Sequence
+
+from attrs import frozen
 
 from faucet.backend import Backend
 
@@ -41,6 +44,20 @@ def next_online(backends: Sequence[Backend], start: int) -> Backend | None:
         if backend.online:
             return backend
     return None
+
+
+def least_loaded(backends: Sequence[Backend], start: int) -> Backend | None:
+    """Where a new sticky client goes: the online backend with the fewest live sessions,
+    then the fewest requests in flight; ties go to the first at or after ``start``, so
+    new clients from one address (a proxy in front) still spread over the workers."""
+    best = None
+    count = len(backends)
+    for offset in range(count):
+        backend = backends[(start + offset) % count]
+        if backend.online and (best is None or (backend.sessions, backend.inflight)
+                               < (best.sessions, best.inflight)):
+            best = backend
+    return best
 
 
 def least_busy(backends: Sequence[Backend], start: int, limit: int) -> Backend | None:
@@ -81,11 +98,29 @@ def cookie_for_index(index: int, count: int) -> uuid.UUID:
             return candidate
 
 
-def parse_cookie(header: bytes) -> uuid.UUID | None:
-    """The ``FAUCET_LB_COOKIE`` UUID from a Cookie header; None if absent or not a UUID."""
+@frozen
+class StickyCookie:
+    """The cookie that keeps a client on its worker: ``FAUCET_LB_COOKIE`` on ``/`` (the
+    Rust server's), and in router mode one per route, named and scoped by the route, so
+    a client moved off a worker on one route keeps its place on every other."""
+
+    name: str = LB_COOKIE
+    path: str = "/"
+
+    @classmethod
+    def for_route(cls, route: str | None) -> StickyCookie:
+        mount = (route or "/").rstrip("/")
+        if not mount:
+            return cls()
+        return cls(LB_COOKIE + "_" + re.sub(r"[^A-Za-z0-9]", "_", mount.strip("/")), mount)
+
+
+def parse_cookie(header: bytes, cookie: StickyCookie = StickyCookie()) -> uuid.UUID | None:
+    """The sticky cookie's UUID from a Cookie header; None if absent or not a UUID."""
+    wanted = cookie.name.encode()
     for part in header.split(b";"):
         name, _, value = part.strip().partition(b"=")
-        if name == LB_COOKIE.encode():
+        if name == wanted:
             try:
                 return uuid.UUID(value.strip(b'"').decode("ascii"))
             except ValueError:
@@ -93,8 +128,8 @@ def parse_cookie(header: bytes) -> uuid.UUID | None:
     return None
 
 
-def set_cookie_header(value: uuid.UUID) -> bytes:
-    return f"{LB_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax".encode()
+def set_cookie_header(value: uuid.UUID, cookie: StickyCookie = StickyCookie()) -> bytes:
+    return f"{cookie.name}={value}; Path={cookie.path}; HttpOnly; SameSite=Lax".encode()
 
 
 def client_ip(peer: str | None, mode: str, forwarded_for: bytes | None,

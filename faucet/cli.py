@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -19,17 +20,12 @@ from pathlib import Path
 import trio
 
 from faucet.app import Shutdown, plan_router, plan_start, serve
-from faucet.config import (
-    CLI_ALIASES,
-    Config,
-    config_path,
-    flag_name,
-    load_config,
-    parse_size,
-    setting_keys,
-)
+from faucet.config import Config, config_path, env_warnings, load_config, setting_keys
+from faucet.env_files import load_env_files
 from faucet.errors import ConfigError, leaves
+from faucet.flags import SHORT_FLAGS, START_SHORT_FLAGS, flags, help_line
 from faucet.logs import reopen_on_sigusr1, setup_logging
+from faucet.redact import redact
 from faucet.router import RouteTable
 from faucet.routes_config import load_routes
 from faucet.telemetry_init import init_table
@@ -37,27 +33,32 @@ from faucet.telemetry_init import init_table
 log = logging.getLogger("faucet")
 EXIT_CONFIG = 2
 RUNNERS = ("rscript", "uv")
+_VALUELESS = ("-h", "--help", "-V", "--version")
 
 
-def _options() -> argparse.ArgumentParser:
+def _options(short: dict[str, str]) -> argparse.ArgumentParser:
     """Every setting as a flag; SUPPRESS so only flags actually given become overrides."""
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--config", metavar="PATH",
-                        help="faucet.toml to read (default: ./faucet.toml when present)")
+                        help="faucet.toml to read [env: FAUCET_CONFIG] "
+                             "[default: ./faucet.toml when present]")
     for key in setting_keys():
-        common.add_argument(flag_name(key), dest=key, metavar="VALUE")
-    for flag, key in CLI_ALIASES.items():
-        common.add_argument(flag, dest=key, metavar="VALUE", help=f"alias of {flag_name(key)}")
+        common.add_argument(*flags(key, short), dest=key,
+                            metavar=key.rpartition(".")[2].upper(), help=help_line(key))
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _options()
+    common, start = _options(SHORT_FLAGS), _options(START_SHORT_FLAGS)
     parser = argparse.ArgumentParser(
         prog="faucet", parents=[common],
-        description="Run R web apps (Plumber, Shiny, Quarto-Shiny) in production.")
+        description="Run R web apps (Plumber, Shiny, Quarto-Shiny) in production.",
+        epilog="Every option is also a faucet.toml key and a FAUCET_* variable; .Renviron "
+               "and .env in the working directory are loaded too. Precedence: default < "
+               "faucet.toml < environment < flag.")
+    parser.add_argument("-V", "--version", action="version", version=f"faucet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("start", parents=[common], help="serve one app from --dir")
+    sub.add_parser("start", parents=[start], help="serve one app from --dir")
     sub.add_parser("router", parents=[common],
                    help="serve several apps by path prefix from --conf (frouter.toml)")
     telemetry = sub.add_parser("telemetry", parents=[common], help="telemetry tools")
@@ -71,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("faucet-r")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"
+
+
 def split_runner(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """For ``faucet [OPTIONS] rscript|uv ARGS...``: (faucet's part, the child's ARGS).
 
@@ -82,10 +90,11 @@ def split_runner(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         token = argv[index]
         if token in RUNNERS:
             return list(argv[: index + 1]), list(argv[index + 1 :])
-        if token.startswith("--") and "=" not in token and token != "--help":
-            index += 1  # skip the option's value
-        elif not token.startswith("-"):
+        if not token.startswith("-"):
             break
+        if token not in _VALUELESS and "=" not in token and (
+                token.startswith("--") or len(token) == 2):
+            index += 1  # skip the option's value: --rscript R, -r R (not -rR, --x=y)
         index += 1
     return list(argv), []
 
@@ -103,8 +112,9 @@ def parse(argv: Sequence[str], environ) -> tuple[argparse.Namespace, Config]:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        notes = load_env_files(Path.cwd(), os.environ)
         args, config = parse(argv, os.environ)
-        sys.exit(_dispatch(args, config))
+        sys.exit(_dispatch(args, config, notes))
     except ConfigError as exc:
         _print_problems(exc)
     except BaseExceptionGroup as group:
@@ -119,15 +129,17 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _print_problems(*errors: ConfigError) -> None:
     for error in errors:
         for line in error.problems:
-            print(f"faucet: {line}", file=sys.stderr)
+            print(f"faucet: {redact(line)}", file=sys.stderr)
     sys.exit(EXIT_CONFIG)
 
 
-def _dispatch(args: argparse.Namespace, config: Config) -> int:
+def _dispatch(args: argparse.Namespace, config: Config, notes: list[str]) -> int:
+    """Run the command; ``notes`` are warnings from before logging was set up."""
     if args.command in ("start", "router"):
-        max_bytes = parse_size(config.max_log_file_size) if config.max_log_file_size else None
-        handle = setup_logging(config.log_level, config.log_file, max_bytes,
-                               config.log_file_backups, config.log_format)
+        handle = setup_logging(config.log_level, config.log_file, config.max_log_file_size,
+                               config.log_file_backups, config.log_format, config.log_stderr)
+        for line in notes + env_warnings(os.environ):
+            log.warning("%s", line)
         try:
             trio.run(_run, args.command, config, handle)
         finally:
@@ -138,7 +150,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         if not t.postgres_string:
             raise ConfigError("telemetry.postgres_string: required for `faucet telemetry init`; "
                               "pass --telemetry-postgres-string postgresql://...")
-        init_table(t.postgres_string, t.sslmode, t.sslcert, args.timescale)
+        init_table(t.postgres_string, t.sslmode, t.sslcert, args.timescale, t.connect_timeout)
         return 0
     executable = config.rscript if args.command == "rscript" else config.uv
     return _exec(args.command, executable, args.args)

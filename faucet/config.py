@@ -9,11 +9,12 @@ came from and what is allowed.
 
 from __future__ import annotations
 
-import os
+import difflib
 import re
 from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NewType
 
 import attrs
 import cattrs
@@ -21,28 +22,52 @@ from attrs import field, frozen
 
 from faucet.app_kinds import KINDS
 from faucet.config_source import problem_line, read_toml
+from faucet.cpus import available_cpus
 from faucet.errors import ConfigError
+from faucet.log_spec import parse_log_spec
+from faucet.redact import redact
 from faucet.routes_config import RouteConfig, normalise_route_tables
 from faucet.strategy import Strategy
 
 IP_FROM = ("client", "x-forwarded-for", "x-real-ip")
 SHUTDOWN = ("graceful", "immediate")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
+             "on": True, "off": False}
+_PREFIXES = "kmgtpe"
+_NUMBER = re.compile(r"\d+(\.\d*)?(e[+-]?\d+)?", re.IGNORECASE)
+_SIZE_HELP = ("expected a size like 10M, 1.5G or 512Ki (K, M, G, T: powers of 1000; "
+              "Ki, Mi, Gi, Ti: powers of 1024)")
+# The bytes a size setting holds once parsed: ``10M`` in faucet.toml, env or a flag.
+ByteSize = NewType("ByteSize", int)
 
 
 def parse_size(text: str | int) -> int:
-    """Bytes from ``10M``, ``1GB``, ``512k`` or a plain integer (powers of 1024)."""
+    """Bytes from ``10M``, ``1.5GB``, ``512Ki`` or a plain number, as the Rust server reads
+    them (its ``parse-size`` crate): K, M, G, T, P, E are powers of 1000 and Ki, Mi... powers
+    of 1024, in any case; the trailing ``B`` is optional; fractions round to the nearest
+    byte; ``_`` and spaces inside the number are ignored."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise ValueError(_SIZE_HELP)
     if isinstance(text, int):
         return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ValueError(f"expected a size like 10M, 1GB or 1048576, got {text!r}")
-    number, unit, _ = match.groups()
-    return int(number) * 1024 ** " kmgt".index(unit.lower() or " ")
+    rest = text.strip()
+    if rest[-1:] in ("b", "B"):
+        rest = rest[:-1]
+    base = 1000
+    if rest[-1:] in ("i", "I"):
+        rest, base = rest[:-1], 1024
+    power = 0
+    if rest[-1:] and rest[-1].lower() in _PREFIXES:
+        power = _PREFIXES.index(rest[-1].lower()) + 1
+        rest = rest[:-1]
+    number = rest.replace("_", "").replace(" ", "")
+    if not _NUMBER.fullmatch(number):
+        raise ValueError(_SIZE_HELP)
+    exact = Decimal(number) * base**power
+    return int(exact.to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def _one_of(choices: tuple[str, ...]):
@@ -117,6 +142,10 @@ class TelemetryConfig:
     batch_size: int = setting(5_000, _at_least(1))
     flush_interval: float = setting(1.0, _positive)
     flush_timeout: float = setting(10.0, _positive)
+    # postgres sink: seconds to get a connection (libpq counts whole seconds, at least 2)
+    # and to run one statement; a call silent for both together is abandoned as hung.
+    connect_timeout: int = setting(5, _at_least(2))
+    statement_timeout: float = setting(10.0, _positive)
     sink_options: dict[str, Any] = field(factory=dict)
 
     @property
@@ -135,7 +164,8 @@ class Config:
     """Everything ``faucet start`` / ``faucet router`` need; see faucet.example.toml."""
 
     host: str = setting("127.0.0.1:3838", _host_port)
-    workers: int = setting(attrs.Factory(lambda: os.cpu_count() or 1), _at_least(1))
+    # Default: the CPUs this process may use (affinity and cgroup quota), as the Rust server.
+    workers: int = setting(attrs.Factory(available_cpus), _at_least(1))
     # None: the app kind's default (app_kinds.KINDS): sticky for Shiny, else round-robin.
     strategy: str | None = setting(None, _one_of(tuple(Strategy)))
     type: str = setting("auto", _one_of(("auto", *KINDS)))
@@ -148,10 +178,13 @@ class Config:
     ip_from: str = setting("client", _one_of(IP_FROM))
     shutdown: str = setting("graceful", _one_of(SHUTDOWN))
     shutdown_timeout: float = setting(30.0, _at_least(0))
-    max_message_size: int | None = setting(None, _at_least(1))
-    log_level: str = setting("info", _one_of(LOG_LEVELS))
+    max_message_size: ByteSize | None = setting(None, _at_least(1))
+    # A level or env_logger directives: "warn", "faucet=debug,hypercorn=warn" (log_spec).
+    log_level: str = setting("info", parse_log_spec)
     log_file: str | None = None
-    max_log_file_size: str | None = setting(None, parse_size)
+    # With log_file, also write every line to stderr (as the Rust server does).
+    log_stderr: bool = True
+    max_log_file_size: ByteSize | None = setting(None, _at_least(1))
     log_file_backups: int = setting(5, _at_least(0))
     log_format: str = setting("text", _one_of(LOG_FORMATS))
     conf: str = "frouter.toml"
@@ -161,6 +194,17 @@ class Config:
     max_inflight: int = setting(1, _at_least(1))
     max_queue: int = setting(1024, _at_least(1))
     sticky_grace: float = setting(3.0, _at_least(0))
+    # The edge: what one client may hold (README "Limits").
+    max_connections: int = setting(4096, _at_least(1))
+    head_timeout: float = setting(10.0, _positive)
+    client_body_timeout: float = setting(60.0, _positive)
+    send_timeout: float = setting(60.0, _positive)
+    max_body_size: str = setting("1G", parse_size)
+    proxy_buffer_size: str = setting("1M", parse_size)
+    max_spool_size: str = setting("1G", parse_size)
+    max_websockets: int = setting(1024, _at_least(1))
+    websocket_memory: str = setting("64M", parse_size)
+    health_details: str = setting("loopback", _one_of(("loopback", "all", "none")))
     # Shiny sessions (docs/shiny.md): how long one waits for its client to come back,
     # what it may buffer meanwhile (each, and all together), the heartbeat that finds
     # clients gone silent, and how many one worker holds (None: no limit).
@@ -178,9 +222,19 @@ class Config:
 ENV_ALIASES = {
     "FAUCET_LOG": "log_level",
     "FAUCET_ROUTER_CONF": "conf",
+    "FAUCET_TELEMETRY_POSTGRES_SSLMODE": "telemetry.sslmode",
+    "FAUCET_TELEMETRY_POSTGRES_SSLCERT": "telemetry.sslcert",
     "FAUCET_PG_CON_STRING": "telemetry.postgres_string",
     "FAUCET_PG_SSLMODE": "telemetry.sslmode",
     "FAUCET_PG_SSLCERT": "telemetry.sslcert",
+}
+# FAUCET_* names that are no setting but are not mistakes either: FAUCET_CONFIG chooses
+# faucet.toml, faucet gives each worker its FAUCET_WORKER_ID, and the Rust server's install
+# instructions set FAUCET_VERSION.
+OTHER_ENV = frozenset({"FAUCET_CONFIG", "FAUCET_WORKER_ID", "FAUCET_VERSION"})
+# The Rust server's names for what faucet does not do: warned about, not applied.
+NOT_APPLIED_ENV = {
+    "FAUCET_MAX_RPS": "it sets the Rust server's rps strategy, which faucet does not have",
 }
 CLI_ALIASES = {
     "--pg-con-string": "telemetry.postgres_string",
@@ -224,13 +278,23 @@ def _converter() -> cattrs.Converter:
             raise ValueError("expected a number")
         return float(value)
 
+    def strict_bool(value, _type):
+        # bool("false") is True: only real booleans and their usual spellings count.
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _BOOLEANS:
+            return _BOOLEANS[value.lower()]
+        raise ValueError("expected true or false")
+
     def strict_str(value, _type):
         if not isinstance(value, str):
             raise ValueError("expected a string")
         return value
 
     conv.register_structure_hook(int, strict_int)
+    conv.register_structure_hook(ByteSize, lambda value, _type: parse_size(value))
     conv.register_structure_hook(float, strict_float)
+    conv.register_structure_hook(bool, strict_bool)
     conv.register_structure_hook(str, strict_str)
     return conv
 
@@ -255,6 +319,26 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """Dotted key -> value for every ``FAUCET_*`` variable that names a setting."""
     names = {env_name(key): key for key in setting_keys()} | ENV_ALIASES
     return {names[k]: v for k, v in environ.items() if k in names and v != ""}
+
+
+def env_warnings(environ: Mapping[str, str]) -> list[str]:
+    """A line for each ``FAUCET_*`` variable faucet ignores; a misspelt one gets the
+    closest setting's name."""
+    settings = {env_name(key) for key in setting_keys()} | set(ENV_ALIASES)
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith("FAUCET_") or name in settings or name in OTHER_ENV:
+            continue
+        if name in NOT_APPLIED_ENV:
+            lines.append(f"{name} is ignored: {NOT_APPLIED_ENV[name]}")
+            continue
+        # Compared without the prefix every name shares, which would make all look close.
+        close = difflib.get_close_matches(
+            name.removeprefix("FAUCET_"), [known.removeprefix("FAUCET_") for known in settings],
+            n=1)
+        hint = f"did you mean FAUCET_{close[0]}?" if close else "faucet --help lists them"
+        lines.append(f"{name} is not a faucet setting and is ignored; {hint}")
+    return lines
 
 
 def config_path(environ: Mapping[str, str], cli_path: str | None) -> Path | None:
@@ -311,8 +395,9 @@ def load_config(
 
 
 def _line(key: str, shown_value: str | None, message: str, origin: Mapping[str, str]) -> str:
+    """A problem line, masked: a connection string may be the bad value, whatever the key."""
     source = origin.get(key) or origin.get(key.split("[")[0], "")
-    return problem_line(key, shown_value, message, source)
+    return redact(problem_line(key, shown_value, message, source))
 
 
 def _env_label(key: str, environ: Mapping[str, str]) -> str:

@@ -27,7 +27,7 @@ import trio
 from attrs import define
 
 from faucet.backend import Backend
-from faucet.balancer import least_busy, next_online, pipeline_target, sticky_index
+from faucet.balancer import least_busy, least_loaded, next_online, pipeline_target, sticky_index
 from faucet.strategy import Strategy
 
 QUICK_JOB = 0.02  # seconds: a job this quick may wait behind another quick one
@@ -116,8 +116,9 @@ class Dispatcher:
         elif self.sticky and key is not None:
             backend = self.backends[sticky_index(key, len(self.backends))]
             backend = backend if backend.online else None
-        else:
-            backend = next_online(self.backends, self._next)
+        else:  # round-robin, or a sticky client's first request: place it by load
+            place = least_loaded if self.sticky else next_online
+            backend = place(self.backends, self._next)
             if backend is not None:
                 self._next = backend.index + 1
         return None if backend is None else Lease(self._take(backend, slow), False, slow, job)

@@ -19,8 +19,10 @@ requests with ``Connection: close``, then cancel what is left after the graceful
 
 from __future__ import annotations
 
+import errno
 import logging
-from functools import partial
+import math
+import re
 from http import HTTPStatus
 from urllib.parse import unquote
 
@@ -38,13 +40,23 @@ H2_PREFACE = b"PRI * HTTP/2.0"
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 _DISCONNECT = {"type": "http.disconnect"}
+_HEAD_END = re.compile(rb"\n\r?\n")  # where h11 finds the end of a head
+
+
+# accept() errors that mean "out of resources for now": wait and try again.
+_ACCEPT_CAPACITY = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY = 0.1  # seconds
+ACCEPT_LOG_EVERY = 10.0  # seconds between two log lines about accept errors
 
 
 @frozen
 class Limits:
-    """What one client may ask of the front door."""
+    """What clients may ask of the front door."""
 
     max_body: int = 1024 ** 3  # bytes of request body (413 above it)
+    max_connections: int = 4096  # open client connections (more wait in the backlog)
+    head_timeout: float = 10.0  # seconds for a whole request head, once begun (408)
+    send_timeout: float = 60.0  # seconds a client may take to accept a write
 
 
 async def serve(app, config: HypercornConfig, stopping: trio.Event, limits: Limits = Limits(),
@@ -55,8 +67,8 @@ async def serve(app, config: HypercornConfig, stopping: trio.Event, limits: Limi
     front = Front(app, config, stopping, limits)
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as accepting:
-            accepting.start_soon(partial(trio.serve_listeners, front.serve_connection,
-                                         bound, handler_nursery=connections))
+            for listener in bound:
+                accepting.start_soon(front.accept, listener, connections)
             task_status.started(binds)
             await stopping.wait()
             accepting.cancel_scope.cancel()
@@ -75,6 +87,31 @@ class Front:
         self.max_head = config.h11_max_incomplete_size
         self.waiting: set[trio.CancelScope] = set()  # connections between requests
         self.hand_off = HandOff(app, config)
+        self.slots = trio.Semaphore(limits.max_connections)
+        self.accept_errors = RateLimitedLog(ACCEPT_LOG_EVERY)
+
+    async def accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept connections while fewer than ``max_connections`` are open (the rest wait
+        in the kernel's backlog). Running out of file descriptors or memory is logged at
+        most once per ``ACCEPT_LOG_EVERY`` seconds, with a count, and retried. The
+        listener closes when this is cancelled (shutdown: no new connections)."""
+        async with listener:
+            await self._accept(listener, nursery)
+
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            await self.slots.acquire()
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                self.slots.release()
+                if exc.errno not in _ACCEPT_CAPACITY:
+                    raise
+                self.accept_errors.note(f"cannot accept connections: {exc.strerror}; "
+                                        "raise the open-file limit or lower max_connections")
+                await trio.sleep(ACCEPT_RETRY)
+                continue
+            nursery.start_soon(self.serve_connection, stream)
 
     async def close_idle(self) -> None:
         for scope in list(self.waiting):
@@ -87,6 +124,7 @@ class Front:
         except _BROKEN:
             pass  # the client went away
         finally:
+            self.slots.release()
             await trio.aclose_forcefully(stream)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
@@ -102,7 +140,11 @@ class Front:
                 await _refuse(stream, conn, exc)
                 return
             if event is h11.NEED_DATA:
-                data = await self._receive_head(stream)
+                data = await self._receive_head(stream, raw)
+                if data is None:
+                    await _send_quietly(stream, _plain(408, "Request Timeout: the request "
+                                        f"head took over {self.limits.head_timeout:g}s"))
+                    return
                 if not data:  # end of stream, keep-alive timeout or shutdown
                     return
                 if first and data.startswith(H2_PREFACE):
@@ -123,7 +165,7 @@ class Front:
                 return
             if not _has_body(event.headers):
                 conn.next_event()  # h11 ends a request without a body at once
-            exchange = _Exchange(conn, stream, self.stopping, self.limits.max_body)
+            exchange = _Exchange(conn, stream, self.stopping, self.limits)
             await self._call_app(exchange, _scope(event, client, server))
             if not exchange.reusable() or self.stopping.is_set():
                 return
@@ -148,18 +190,37 @@ class Front:
                                    f"{self.limits.max_body} bytes")
         return None
 
-    async def _receive_head(self, stream: trio.SocketStream) -> bytes:
-        """Bytes of the next request head; b"" when the client closes, the keep-alive
-        timeout passes first, or shutdown begins."""
+    async def _receive_head(self, stream: trio.SocketStream, begun: bytearray) -> bytes | None:
+        """Bytes that end the request head ``begun`` holds the start of (or a new one).
+
+        b"" when the client closes, the keep-alive timeout passes before a head begins, or
+        shutdown begins; None when a head misses its deadline, ``head_timeout`` after its
+        first byte (a total, not reset by each byte: slowloris). Bytes are gathered here
+        until the head's blank line arrives (or the head is over the limit), so a head
+        trickled a byte at a time costs one read each, not a parse and a timer each.
+        """
         if self.stopping.is_set():
             return b""
-        with trio.move_on_after(self.keep_alive) as scope:
+        got = bytearray()
+        now = trio.current_time()
+        timeout = self.limits.head_timeout if begun else self.keep_alive
+        with trio.CancelScope(deadline=now + timeout) as scope:
             self.waiting.add(scope)
             try:
-                return await stream.receive_some(RECEIVE_SIZE)
+                while True:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                    if not data:
+                        return bytes(got)
+                    if not begun and not got:  # the head's first byte: its clock starts
+                        scope.deadline = trio.current_time() + self.limits.head_timeout
+                    got += data
+                    # (the HTTP/2 preface ends with a blank line too)
+                    if (_HEAD_END.search(begun[-3:] + got[-len(data) - 3:])
+                            or len(begun) + len(got) > self.max_head):
+                        return bytes(got)
             finally:
                 self.waiting.discard(scope)
-        return b""
+        return None if (begun or got) and not self.stopping.is_set() else b""
 
     async def _call_app(self, exchange: _Exchange, scope: dict) -> None:
         try:
@@ -206,15 +267,16 @@ def _scope(request: h11.Request, client, server) -> dict:
 class _Exchange:
     """One request/response on a connection: the ASGI ``receive`` and ``send``."""
 
-    __slots__ = ("conn", "stream", "stopping", "body_left", "status", "headers", "started",
-                 "complete", "gone")
+    __slots__ = ("conn", "stream", "stopping", "body_left", "send_timeout", "status", "headers",
+                 "started", "complete", "gone")
 
     def __init__(self, conn: h11.Connection, stream: trio.SocketStream, stopping: trio.Event,
-                 max_body: int):
+                 limits: Limits):
         self.conn = conn
         self.stream = stream
         self.stopping = stopping
-        self.body_left = max_body
+        self.body_left = limits.max_body
+        self.send_timeout = limits.send_timeout
         self.status = 500
         self.headers: list = []
         self.started = False  # the response head has been written
@@ -295,12 +357,18 @@ class _Exchange:
         return not self.gone and conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
     async def _write(self, data: bytes) -> None:
+        """Write to the client; one that has gone, or has not taken a write within
+        ``send_timeout``, is given up on: the app goes on, its writes go nowhere, and the
+        connection closes (the app, and the R worker behind it, are never held)."""
         if self.gone:
             return
-        try:
-            await self.stream.send_all(data)
-        except _BROKEN:
-            self.gone = True  # like hypercorn: the app goes on, its writes go nowhere
+        with trio.move_on_after(self.send_timeout):
+            try:
+                await self.stream.send_all(data)
+                return
+            except _BROKEN:
+                pass
+        self.gone = True
 
 
 def _plain(status: int, text: str) -> bytes:
@@ -325,6 +393,24 @@ async def _send_quietly(stream: trio.SocketStream, data: bytes) -> None:
         await stream.send_all(data)
     except _BROKEN:
         pass
+
+
+class RateLimitedLog:
+    """Logs a recurring error at most once per ``every`` seconds, with how many times it
+    happened since the last line (not a traceback each time)."""
+
+    def __init__(self, every: float):
+        self.every = every
+        self.next_line = -math.inf
+        self.unlogged = 0
+
+    def note(self, message: str) -> None:
+        self.unlogged += 1
+        now = trio.current_time()
+        if now >= self.next_line:
+            log.error("%s (%d occurrences since the last report)", message, self.unlogged)
+            self.unlogged = 0
+            self.next_line = now + self.every
 
 
 class _Replay:

@@ -14,8 +14,6 @@ from email.utils import formatdate
 
 from attrs import define
 
-from faucet.balancer import parse_cookie
-
 Headers = list[tuple[bytes, bytes]]
 
 # RFC 9110 7.6.1: connection-specific fields never forwarded (plus those that
@@ -48,7 +46,7 @@ class ClientRequest:
     forwarded_for: bytes | None = None
     real_ip: bytes | None = None
     host: bytes | None = None
-    cookie: uuid.UUID | None = None
+    cookies: bytes | None = None  # the Cookie header(s), for the sticky cookie
     user_agent: str | None = None
     proto: bytes | None = None
     forwarded_host: bytes | None = None
@@ -91,7 +89,7 @@ def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> ClientRequest:
         elif name == b"host":
             request.host = value
         elif name == b"cookie":
-            request.cookie = request.cookie or parse_cookie(value)
+            request.cookies = value if request.cookies is None else request.cookies + b"; " + value
         elif name == b"user-agent":
             request.user_agent = value.decode("latin-1")
         forwarded.append((name, value))

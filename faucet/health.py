@@ -11,13 +11,22 @@ from faucet.mount import Mount
 HEALTH_PATH = "/__faucet__/health"
 
 
-def health(mounts: Sequence[Mount], telemetry, sessions) -> tuple[int, dict]:
-    """200 while any worker is online, else 503; every worker's state, the requests
-    waiting for one, and telemetry's and the Shiny sessions' statistics."""
+# What only a trusted client sees (``health_details``): where the processes are.
+_DETAILS = ("pid", "port")
+
+
+def health(mounts: Sequence[Mount], telemetry, websockets: dict, sessions,
+           details: bool = True) -> tuple[int, dict]:
+    """200 while any worker is online, else 503; every worker's state (pids and ports
+    only with ``details``), the requests waiting for one, WebSocket sessions and their
+    memory, the Shiny sessions faucet holds, and telemetry's statistics."""
     workers = [b.state() for m in mounts for b in m.backends]
+    if not details:
+        workers = [{k: v for k, v in w.items() if k not in _DETAILS} for w in workers]
     online = sum(w["online"] for w in workers)
     body = {"status": "ok" if online else "unavailable", "online": online,
             "workers": workers,
             "queued": sum(m.dispatcher.queued() for m in mounts),
-            "telemetry": attrs.asdict(telemetry), "sessions": attrs.asdict(sessions)}
+            "websockets": websockets, "sessions": attrs.asdict(sessions),
+            "telemetry": attrs.asdict(telemetry)}
     return (200 if online else 503), body

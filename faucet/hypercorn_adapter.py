@@ -15,7 +15,12 @@ import hypercorn.protocol.h11
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.protocol.events import StreamClosed
-from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+from hypercorn.protocol.ws_stream import (
+    ASGIWebsocketState,
+    FrameTooLargeError,
+    WebsocketBuffer,
+    WSStream,
+)
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
@@ -23,6 +28,7 @@ from hypercorn.utils import repr_socket_addr
 from wsproto.events import CloseConnection
 
 from faucet.config import Config
+from faucet.ws_budget import WebSocketBudget
 
 HypercornConfig = hypercorn.config.Config
 # hypercorn's own limit on the client's leg when ``max_message_size`` is unset.
@@ -73,13 +79,47 @@ class HandOff:
         await self._context.terminated.set()
 
 
-class _CloseCodeWSStream(WSStream):
-    """hypercorn 0.18 reports every close the client starts, and its own 1009, to the app
-    as 1006 (pgjones/hypercorn#127). This stream remembers the close frame it sent while
-    the app was connected (the echo of the client's close, or its own 1009) and reports
-    that code and reason instead, so they reach the worker."""
+class _BudgetedBuffer(WebsocketBuffer):
+    """hypercorn's buffer of a client's unfinished message, charged to the shared
+    WebSocketBudget: hypercorn alone lets every connection hold up to the per-message
+    limit (16 MiB by default), so 20 connections grew faucet by 300 MiB."""
 
+    def __init__(self, max_length: int, budget: WebSocketBudget):
+        super().__init__(max_length)
+        self.budget = budget
+
+    def extend(self, event) -> None:
+        size = len(event.data)
+        if not self.budget.take(size):
+            raise FrameTooLargeError()
+        before = self.length
+        try:
+            super().extend(event)
+        finally:
+            self.budget.give(size - (self.length - before))  # whatever was not kept
+
+    def clear(self) -> None:
+        self.budget.give(self.length)
+        super().clear()
+
+
+class _FaucetWSStream(WSStream):
+    """hypercorn's WebSocket stream with two changes.
+
+    Close codes: hypercorn 0.18 reports every close the client starts, and its own 1009,
+    to the app as 1006 (pgjones/hypercorn#127). This stream remembers the close frame it
+    sent while the app was connected (the echo of the client's close, or its own 1009)
+    and reports that code and reason instead, so they reach the worker.
+
+    Memory: the unfinished message is charged to ``budget`` (set by ``install``).
+    """
+
+    budget = WebSocketBudget(memory=1 << 62, sessions=1 << 62)
     _close_frame: tuple[int, str | None] | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer = _BudgetedBuffer(self.buffer.max_length, self.budget)
 
     async def _send_wsproto_event(self, event) -> None:
         if isinstance(event, CloseConnection) and self.state is ASGIWebsocketState.CONNECTED:
@@ -87,6 +127,8 @@ class _CloseCodeWSStream(WSStream):
         await super()._send_wsproto_event(event)
 
     async def handle(self, event) -> None:
+        if isinstance(event, StreamClosed):
+            self.buffer.clear()  # a message the client never finished
         if (isinstance(event, StreamClosed) and self._close_frame is not None
                 and not self.closed and self.app_put is not None):
             self.closed = True
@@ -96,8 +138,9 @@ class _CloseCodeWSStream(WSStream):
             await super().handle(event)
 
 
-def install_close_code_fix() -> None:
-    """Make hypercorn's HTTP/1.1 and HTTP/2 protocols use ``_CloseCodeWSStream``; call
-    once before serving (idempotent)."""
-    hypercorn.protocol.h11.WSStream = _CloseCodeWSStream
-    hypercorn.protocol.h2.WSStream = _CloseCodeWSStream
+def install_websocket_stream(budget: WebSocketBudget) -> None:
+    """Make hypercorn's HTTP/1.1 and HTTP/2 protocols use ``_FaucetWSStream`` charging
+    ``budget``; call before serving (idempotent)."""
+    _FaucetWSStream.budget = budget
+    hypercorn.protocol.h11.WSStream = _FaucetWSStream
+    hypercorn.protocol.h2.WSStream = _FaucetWSStream

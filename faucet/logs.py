@@ -1,15 +1,18 @@
-"""Operator logging: text or JSON lines, to stderr or a size-rotated file.
+"""Operator logging: text or JSON lines, to stderr and/or a size-rotated file.
 
-Everything goes through the ``faucet`` logger: ``faucet.access`` carries one line per
-request, ``faucet.worker`` the workers' stdout (INFO) and stderr (WARNING) prefixed with
-their target (``Worker::2``, ``[/api/]::Worker::2`` in router mode).
+The handler sits on the root logger, so faucet's own loggers and any library's are filtered
+by one ``log_level`` spec (env_logger syntax, see log_spec). Faucet's own lines go through
+the ``faucet`` logger: ``faucet.access`` carries one line per request, ``faucet.worker``
+the workers' stdout (INFO) and stderr (WARNING) prefixed with their target (``Worker::2``,
+``[/api/]::Worker::2`` in router mode).
 
 Lines are written from the calling thread, event loop included. Measured here (2 cores,
 Python 3.11, one access line every ~100 us of other work): ~9 us (text) / ~15 us (JSON)
 median per line, of which the ``write()`` into the page cache is ~1 us. A QueueHandler +
 writer thread (formatting in either thread) did not lower the median and, handing the GIL
 back and forth, raised p99.9 from ~0.1 ms to 0.2-4 ms; so there is no thread. A stderr
-pipe that nobody reads would block the loop: use ``--log-file`` in such setups.
+pipe that nobody reads would block the loop: use ``--log-file`` with ``log_stderr = false``
+in such setups.
 """
 
 from __future__ import annotations
@@ -24,12 +27,8 @@ from typing import IO, Any, Literal
 
 import trio
 
-LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
+from faucet.log_spec import parse_log_spec
+
 log = logging.getLogger("faucet")
 access_log = logging.getLogger("faucet.access")
 
@@ -68,16 +67,19 @@ class JsonFormatter(logging.Formatter):
 class SizeRotatingFile(logging.Handler):
     """Append to ``path``; past ``max_bytes`` rename it to ``path.1`` (keeping ``backups``
     old files) or, with no backups, truncate it. ``reopen()`` follows logrotate's rename.
+    Each line is also written to ``echo`` (stderr) when given, formatted once for both.
 
     Unlike RotatingFileHandler (which formats each record twice and calls stat() twice
     per line: ~20 us a line against ~10 us here) it counts the bytes it writes.
     """
 
-    def __init__(self, path: str, max_bytes: int | None, backups: int):
+    def __init__(self, path: str, max_bytes: int | None, backups: int,
+                 echo: IO[str] | None = None):
         super().__init__()
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
+        self.echo = echo
         self._file, self._size = self._open("ab")
 
     def _open(self, mode: str) -> tuple[IO[bytes], int]:
@@ -86,11 +88,15 @@ class SizeRotatingFile(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            data = (self.format(record) + "\n").encode()
+            line = self.format(record) + "\n"
+            data = line.encode()
             if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
                 self._rotate()
             self._file.write(data)
             self._size += len(data)
+            if self.echo is not None:
+                self.echo.write(line)
+                self.echo.flush()
         except Exception:
             self.handleError(record)
 
@@ -122,8 +128,9 @@ class SizeRotatingFile(logging.Handler):
 class LogHandle:
     """What ``setup_logging`` installed: ``reopen()`` for logrotate, ``close()`` at exit."""
 
-    def __init__(self, handler: logging.Handler):
+    def __init__(self, handler: logging.Handler, saved_levels: dict[str, int]):
         self.handler = handler
+        self.saved_levels = saved_levels
 
     def reopen(self) -> None:
         """Reopen the log file by name (no-op on stderr); call after logrotate's rename."""
@@ -131,22 +138,26 @@ class LogHandle:
             self.handler.reopen()
 
     def close(self) -> None:
-        """Detach from the ``faucet`` logger and close the file."""
-        log.removeHandler(self.handler)
+        """Detach from the root logger, put the levels back and close the file."""
+        logging.getLogger().removeHandler(self.handler)
+        for name, level in self.saved_levels.items():
+            logging.getLogger(name).setLevel(level)
         self.handler.close()
 
 
 def setup_logging(
-    level: str = "info",
+    spec: str = "info",
     log_file: str | None = None,
     max_bytes: int | None = None,
     backups: int = 5,
     fmt: Literal["text", "json"] = "text",
+    stderr: bool = True,
 ) -> LogHandle:
-    """Send the ``faucet`` logger to stderr or ``log_file``, replacing earlier handlers."""
-    for old in list(log.handlers):
-        log.removeHandler(old)
-        old.close()
+    """Send every logger to stderr and/or ``log_file``, filtered by ``spec`` (log_spec).
+
+    With a log file, each line also goes to stderr unless ``stderr`` is False, as the Rust
+    server does (containers read stderr).
+    """
     # Skip per-record work our formats never show (logging HOWTO, "Optimization"): the
     # caller-frame lookup and thread/process names; 9.0 -> 6.4 us a line, measured.
     logging._srcfile = None
@@ -155,12 +166,17 @@ def setup_logging(
     if log_file is None:
         handler = logging.StreamHandler(sys.stderr)
     else:
-        handler = SizeRotatingFile(log_file, max_bytes, backups)
+        handler = SizeRotatingFile(log_file, max_bytes, backups, sys.stderr if stderr else None)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    log.addHandler(handler)
-    log.setLevel(LEVELS[level])
-    log.propagate = False
-    return LogHandle(handler)
+    parsed = parse_log_spec(spec)
+    if parsed.pattern is not None:
+        handler.addFilter(lambda record: parsed.pattern.search(record.getMessage()) is not None)
+    levels = {"root": parsed.default, **dict(parsed.targets)}
+    saved = {name: logging.getLogger(name).level for name in levels}
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().addHandler(handler)
+    return LogHandle(handler, saved)
 
 
 async def reopen_on_sigusr1(handle: LogHandle, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

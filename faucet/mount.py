@@ -5,6 +5,7 @@ from __future__ import annotations
 from attrs import define
 
 from faucet.backend import Backend
+from faucet.balancer import StickyCookie
 from faucet.dispatch import Dispatcher
 from faucet.upstream import UpstreamPool
 
@@ -16,6 +17,8 @@ class Mount:
     route: str | None
     dispatcher: Dispatcher
     pools: list[UpstreamPool]
+    websockets: bool = True  # whether its app kind serves WebSockets (plumber does not)
+    cookie: StickyCookie = StickyCookie()  # cookie-hash's cookie for this app
     session_app: bool = False  # its WebSockets are Shiny sessions (faucet.session_host)
 
     @property

@@ -9,15 +9,17 @@ breaks the exchange before answering, 504 when it does not answer within
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
+import uuid
 from collections.abc import Sequence
 
 import trio
 from attrs import define
 
 from faucet.accounting import EventDraft, record_exchange
-from faucet.asgi import ClientGone, body_piece, handshake_responder, peer, respond
+from faucet.asgi import ClientGone, handshake_responder, peer, respond
 from faucet.backend import Backend
 from faucet.balancer import (
     BadClientIp,
@@ -25,9 +27,10 @@ from faucet.balancer import (
     cookie_for_index,
     cookie_key,
     ip_key,
+    parse_cookie,
     set_cookie_header,
 )
-from faucet.config import Config
+from faucet.config import Config, parse_size
 from faucet.dispatch import Lease, QueueFull
 from faucet.errors import BadRequestBody, ResponseRejected
 from faucet.headers import ClientRequest, read_request, response_headers, upstream_headers
@@ -35,33 +38,45 @@ from faucet.health import HEALTH_PATH, health
 from faucet.http1 import encode_head
 from faucet.hypercorn_adapter import DEFAULT_MAX_MESSAGE
 from faucet.mount import Mount
-from faucet.page_script import SCRIPT_SUFFIX, with_script
+from faucet.page_script import SCRIPT_SUFFIX, page_request_headers, with_script
+from faucet.request_body import RequestBody
 from faucet.router import Redirect, RouteTable
 from faucet.session_host import SessionHost
 from faucet.sessions import BY_STRATEGY, Placement, Reservation, full_page, with_session_id
+from faucet.spool import ResponseSpool
 from faucet.strategy import Strategy
 from faucet.telemetry import Recorder
 from faucet.upstream import UpstreamError
 from faucet.websocket import open_session, relay, worker_handshake
+from faucet.ws_budget import WebSocketBudget
 
 RETRY_AFTER = b"5"
 SESSIONS_RETRY_AFTER = 10  # seconds, when every worker has max_sessions sessions
 
 
 @define(eq=False)
-class Admitted:
-    """A request that has a backend: what forwarding it needs, and its slot to release."""
+class Arrival:
+    """A request faucet will serve: who sent it, which app, and its telemetry draft."""
 
-    mount: Mount
-    lease: Lease | None  # None: a reconnect for a session faucet no longer holds
     request: ClientRequest
+    ip: object
+    mount: Mount
     path: bytes  # as the worker sees it
     query: bytes
     prefix: bytes | None  # the route's mount point, for X-Forwarded-Prefix
-    ip: object
     draft: EventDraft
-    chosen: float  # perf_counter when the backend was chosen (telemetry's elapsed)
+    started: float  # perf_counter when the request arrived
+    cookie: uuid.UUID | None = None  # the client's sticky cookie (cookie-hash)
     placement: Placement = BY_STRATEGY  # a Shiny app's session, if the request has one
+
+
+@define(eq=False)
+class Admitted:
+    """A request that has a backend: what forwarding it needs, and its slot to release."""
+
+    arrival: Arrival
+    lease: Lease | None  # None: a reconnect for a session faucet no longer holds
+    chosen: float  # perf_counter when the backend was chosen (telemetry's elapsed)
     released: bool = False
 
     @property
@@ -71,32 +86,45 @@ class Admitted:
     @property
     def target(self) -> bytes:
         """The request target as the worker sees it."""
-        return self.path + b"?" + self.query if self.query else self.path
+        arrival = self.arrival
+        return arrival.path + b"?" + arrival.query if arrival.query else arrival.path
 
     def release(self, worker_seconds: float | None = None) -> None:
         """Give the backend's slot back, once: early when the worker has answered (with
         how long it took), else when the exchange ends."""
         if not self.released and self.lease is not None:
             self.released = True
-            self.mount.dispatcher.release(self.lease, worker_seconds)
+            self.arrival.mount.dispatcher.release(self.lease, worker_seconds)
 
 
 class Proxy:
     """The ASGI application the front door (faucet.front, hypercorn for upgrades) serves."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
-                 stopping: trio.Event, sessions: SessionHost,
+                 stopping: trio.Event, websockets: WebSocketBudget, sessions: SessionHost,
                  routes: RouteTable | None = None):
         """``stopping`` is set when a shutdown begins, so open WebSocket sessions close
-        at once; ``sessions`` holds the Shiny apps' sessions."""
+        at once; ``websockets`` bounds their number and memory; ``sessions`` holds the
+        Shiny apps' sessions."""
+        self.websockets = websockets
+        self.sessions = sessions
         self.config = config
         self.stopping = stopping
-        self.sessions = sessions
         self.mounts = list(mounts)
         self.recorder = recorder
         self.routes = routes
         self.trust_forwarded = config.ip_from != "client"
         self.max_message = config.max_message_size or DEFAULT_MAX_MESSAGE
+        self.buffer_size = parse_size(config.proxy_buffer_size)
+        self.spool_size = parse_size(config.max_spool_size)
+
+    def health_details(self, scope) -> bool:
+        """Whether this client may see worker pids and ports (``health_details``)."""
+        setting = self.config.health_details
+        if setting != "loopback":
+            return setting == "all"
+        address = peer(scope)
+        return address is not None and ipaddress.ip_address(address).is_loopback
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -122,35 +150,44 @@ class Proxy:
         started = time.perf_counter()
         if scope["path"] == HEALTH_PATH:
             status, body = health(self.mounts, self.recorder.statistics(),
-                                  self.sessions.statistics())
+                                  self.websockets.statistics(), self.sessions.statistics(),
+                                  details=self.health_details(scope))
             await respond(send, status, json.dumps(body).encode(), b"application/json")
             return
         if scope["path"].endswith(SCRIPT_SUFFIX):  # Shiny's reconnect script, under any prefix
             await respond(send, 200, self.sessions.script, b"text/javascript",
                           extra=[(b"cache-control", b"no-cache")])
             return
-        admitted = await self.admit(scope, send, started)
+        arrival = await self.arrive(scope, send, started)
+        if arrival is None:
+            return
+        body = await self.buffer_body(scope, receive, send, arrival)
+        if body is False:
+            return
+        admitted = await self.claim(arrival, send)
         if admitted is None:
             return
-        dispatcher = admitted.mount.dispatcher
+        dispatcher = arrival.mount.dispatcher
         backend = admitted.backend
         extra = []
         if dispatcher.strategy == Strategy.COOKIE_HASH and (admitted.lease.moved or
-                                                     admitted.request.cookie is None):
+                                                            arrival.cookie is None):
             count = len(dispatcher.backends)
-            extra.append((b"set-cookie",
-                          set_cookie_header(cookie_for_index(backend.index, count))))
+            extra.append((b"set-cookie", set_cookie_header(
+                cookie_for_index(backend.index, count), arrival.mount.cookie)))
         status = 0
         try:
-            status = await self.forward(scope, receive, send, admitted, extra)
+            status = await self.forward(scope, send, admitted, body, extra)
         except BadRequestBody as exc:
             # The client's fault, found while its body went on: the worker never got a
             # complete request, so the event names no worker.
             backend = None
             status = await respond(send, exc.status, f"{exc}\n".encode())
+        except ClientGone:
+            status = 499
         finally:
             admitted.release()
-            self.record(admitted.draft, status, backend, admitted.chosen)
+            self.record(arrival.draft, status, backend, admitted.chosen)
 
     async def websocket(self, scope, receive, send) -> None:
         """Admit the handshake like HTTP, open the worker's leg, relay the session. One
@@ -162,10 +199,31 @@ class Proxy:
         # The handshake as the HTTP GET it is: telemetry's method, X-Forwarded-Proto's scheme.
         scope = {**scope, "method": "GET",
                  "scheme": "https" if scope["scheme"] == "wss" else "http"}
-        admitted = await self.admit(scope, deny, started)
+        arrival = await self.arrive(scope, deny, started)
+        if arrival is None:
+            return
+        if not arrival.mount.websockets:
+            status = await respond(deny, 400, b"Bad Request: this app serves no WebSockets\n")
+            self.record(arrival.draft, status, None, started)
+            return
+        if not self.websockets.open_session():
+            status = await respond(deny, 503, f"Service Unavailable: "
+                                   f"{self.websockets.sessions} WebSocket sessions are open, "
+                                   "the most allowed\n".encode(),
+                                   extra=[(b"retry-after", RETRY_AFTER)])
+            self.record(arrival.draft, status, None, started)
+            return
+        try:
+            await self.websocket_session(scope, receive, send, arrival)
+        finally:
+            self.websockets.close_session()
+
+    async def websocket_session(self, scope, receive, send, arrival: Arrival) -> None:
+        deny = handshake_responder(send)
+        admitted = await self.claim(arrival, deny)
         if admitted is None:
             return
-        placement = admitted.placement
+        placement = arrival.placement
         # A new Shiny session counts on its worker from now on (faucet.sessions.Reservation).
         reservation = Reservation(admitted.backend) if placement.opens else None
         status = 0
@@ -176,8 +234,8 @@ class Proxy:
                 status = 101
                 await self.sessions.join(placement, scope, receive, send)
                 return
-            handshake = worker_handshake(admitted.request, admitted.target,
-                                         self.headers_for(scope, admitted), scope)
+            handshake = worker_handshake(arrival.request, admitted.target,
+                                         self.headers_for(scope, arrival), scope)
             try:
                 with trio.fail_after(self.config.response_timeout):
                     worker, status = await open_session(admitted.backend, handshake, send)
@@ -191,18 +249,20 @@ class Proxy:
             if worker is not None and reservation is not None:
                 await self.sessions.open(placement, reservation, worker, receive, send)
             elif worker is not None:
-                await relay(worker, receive, send, self.max_message, self.stopping)
+                admitted.backend.sessions += 1
+                try:
+                    await relay(worker, receive, send, self.max_message, self.stopping,
+                                self.websockets)
+                finally:
+                    admitted.backend.sessions -= 1
         finally:
             if reservation is not None:
                 reservation.release()
-            self.record(admitted.draft, status, admitted.backend, admitted.chosen)
+            self.record(arrival.draft, status, admitted.backend, admitted.chosen)
 
-    async def admit(self, scope, send, started: float) -> Admitted | None:
-        """Everything before the worker: the client's IP, the route and a backend.
-
-        Refusals (400, 404, 308, 503) are answered through ``send`` and recorded here;
-        ``send`` may be a WebSocket handshake's HTTP-response adapter.
-        """
+    async def arrive(self, scope, send, started: float) -> Arrival | None:
+        """The client's IP and the route. Refusals (400, 404, 308) are answered through
+        ``send`` and recorded here; ``send`` may be a WebSocket handshake's responder."""
         request = read_request(scope["headers"])
         try:
             ip = client_ip(peer(scope), self.config.ip_from, request.forwarded_for,
@@ -222,7 +282,9 @@ class Proxy:
                 status = await respond(send, 404, b"Not Found: no route matches this path\n")
             self.record(draft, status, None, started)
             return None
-        dispatcher = mount.dispatcher
+        cookie = None
+        if mount.dispatcher.strategy == Strategy.COOKIE_HASH and request.cookies:
+            cookie = parse_cookie(request.cookies, mount.cookie)
         # -- Shiny apps: faucet.sessions places sessions and what belongs to them --
         placement = self.sessions.place(mount, scope, path) if mount.session_app else BY_STRATEGY
         if placement.refusal == "full":
@@ -230,90 +292,124 @@ class Proxy:
                                    extra=[(b"retry-after", str(SESSIONS_RETRY_AFTER).encode())])
             self.record(draft, status, None, started)
             return None
-        if placement.refusal == "gone":
-            return Admitted(mount, None, request, path, query, prefix, ip, draft,
-                            time.perf_counter(), placement)
-        # -- end of the Shiny hook --
-        key = self.sticky_key(dispatcher.strategy, request, ip)
+        return Arrival(request, ip, mount, path, query, prefix, draft, started, cookie,
+                       placement)
+
+    async def buffer_body(self, scope, receive, send, arrival: Arrival):
+        """The request body read up to ``proxy_buffer_size`` before a worker is claimed,
+        so a slow upload does not hold one: a RequestBody, None without a body, or False
+        when the client failed (answered and recorded here)."""
+        request = arrival.request
+        unframed = scope["http_version"] == "2" and request.content_length is None
+        if not (request.has_body or unframed):
+            return None
+        body = RequestBody(receive, self.config.client_body_timeout)
         try:
-            # Most requests find a worker at once, without the cost of a cancel scope.
-            lease = (dispatcher.try_acquire_on(placement.backend, job=path)
+            await body.prefetch(self.buffer_size)
+        except BadRequestBody as exc:
+            status = await respond(send, exc.status, f"{exc}\n".encode())
+            self.record(arrival.draft, status, None, arrival.started)
+            return False
+        except ClientGone:
+            self.record(arrival.draft, 499, None, arrival.started)
+            return False
+        if body.complete:  # goes on with its length, whatever the client's framing
+            request.chunked = False
+            request.has_body = body.size > 0
+            request.content_length = str(body.size).encode() if body.size or not unframed \
+                else None
+            return body if body.size else None
+        if request.content_length is None:
+            request.chunked = True  # HTTP/2 frames bodies itself; HTTP/1.1 needs chunks
+        return body
+
+    async def claim(self, arrival: Arrival, send) -> Admitted | None:
+        """A backend for the request; 503 + Retry-After (answered and recorded here) when
+        none frees up within ``worker_wait_timeout`` or the queue is full."""
+        dispatcher = arrival.mount.dispatcher
+        placement = arrival.placement
+        if placement.refusal == "gone":  # a reconnect faucet refuses: no worker needed
+            return Admitted(arrival, None, time.perf_counter())
+        key = self.sticky_key(dispatcher.strategy, arrival)
+        try:
+            # Most requests find a worker at once, without the cost of a cancel scope; a
+            # Shiny session's requests go to its worker (faucet.sessions.place).
+            lease = (dispatcher.try_acquire_on(placement.backend, job=arrival.path)
                      if placement.backend is not None else None)
-            lease = lease or dispatcher.try_acquire(key, job=path)
+            lease = lease or dispatcher.try_acquire(key, job=arrival.path)
             if lease is None:
                 with trio.fail_after(self.config.worker_wait_timeout):
-                    lease = await dispatcher.acquire(key, job=path)
+                    lease = await dispatcher.acquire(key, job=arrival.path)
         except (trio.TooSlowError, QueueFull) as exc:
             why = ("the queue of waiting requests is full" if isinstance(exc, QueueFull)
                    else f"no worker was free within {self.config.worker_wait_timeout:g}s")
             status = await respond(send, 503, f"Service Unavailable: {why}\n".encode(),
                                    extra=[(b"retry-after", RETRY_AFTER)])
-            self.record(draft, status, None, started)
+            self.record(arrival.draft, status, None, arrival.started)
             return None
-        return Admitted(mount, lease, request, path, query, prefix, ip, draft,
-                        time.perf_counter(), placement)
+        return Admitted(arrival, lease, time.perf_counter())
 
-    def sticky_key(self, strategy: Strategy, request: ClientRequest, ip) -> int | None:
-        if strategy == Strategy.COOKIE_HASH and request.cookie is not None:
-            return cookie_key(request.cookie)
-        if strategy.sticky and ip is not None:
-            # A browser's first requests carry no cookie yet: hashing its address puts
-            # them all on the worker its new cookie will point to.
-            return ip_key(ip)
+    def sticky_key(self, strategy: Strategy, arrival: Arrival) -> int | None:
+        """The key a sticky strategy maps to a worker; None places the request by load
+        (a browser without a cookie yet gets one for the worker chosen)."""
+        if strategy == Strategy.COOKIE_HASH:
+            return cookie_key(arrival.cookie) if arrival.cookie is not None else None
+        if strategy == Strategy.IP_HASH and arrival.ip is not None:
+            return ip_key(arrival.ip)
         return None
 
-    def headers_for(self, scope, admitted: Admitted) -> list[tuple[bytes, bytes]]:
-        """The headers the worker receives for an admitted request (a Shiny app's with
-        the session's FAUCET_SESSION_ID)."""
-        headers = upstream_headers(admitted.request, scheme=scope["scheme"], peer=peer(scope),
-                                   trust_forwarded=self.trust_forwarded,
-                                   prefix=admitted.prefix,
-                                   request_uuid=admitted.draft.request_uuid)
-        if admitted.mount.session_app:
-            headers = with_session_id(headers, admitted.placement.session_id)
+    def headers_for(self, scope, arrival: Arrival) -> list[tuple[bytes, bytes]]:
+        """The headers the worker receives for a request (a Shiny app's with the session's
+        FAUCET_SESSION_ID, and a page it asks for uncompressed: faucet.page_script)."""
+        headers = upstream_headers(arrival.request, scheme=scope["scheme"], peer=peer(scope),
+                                   trust_forwarded=self.trust_forwarded, prefix=arrival.prefix,
+                                   request_uuid=arrival.draft.request_uuid)
+        if arrival.mount.session_app:
+            headers = page_request_headers(
+                with_session_id(headers, arrival.placement.session_id), scope["method"])
         return headers
 
-    async def forward(self, scope, receive, send, admitted: Admitted, extra) -> int:
+    async def forward(self, scope, send, admitted: Admitted, body: RequestBody | None,
+                      extra) -> int:
         """Send the request to the admitted backend and stream its response back; the
         status sent. The backend's slot is released as soon as the worker has answered
-        completely, before the last write to the client, so a queued request can reach
-        the (single-threaded) R process without waiting on the client."""
-        request = admitted.request
+        completely, before the client has read the answer: a response up to
+        ``proxy_buffer_size`` is read whole first, a longer one goes through a spool of
+        that much memory and up to ``max_spool_size`` on disk, so a slow reader holds a
+        worker only for what exceeds both."""
+        arrival = admitted.arrival
         method = scope["method"]
-        body = (lambda: body_piece(receive)) if request.has_body else None
-        try:
-            if scope["http_version"] == "2" and request.content_length is None:
-                body = await _h2_body(request, receive)
-        except ClientGone:
-            return 499
-        head = encode_head(method, admitted.target, self.headers_for(scope, admitted))
-        pool = admitted.mount.pools[admitted.backend.index]
-        try:
-            with trio.fail_after(self.config.response_timeout):
-                conn, response = await pool.exchange(head, method, body, request.chunked)
-                source = conn  # where the body comes from
-                if admitted.mount.session_app:  # a Shiny page gets the reconnect script
-                    response, source = await with_script(response, conn)
-        except trio.TooSlowError:
+        head = encode_head(method, admitted.target, self.headers_for(scope, arrival))
+        pool = arrival.mount.pools[admitted.backend.index]
+        timeout = self.config.response_timeout
+        with trio.move_on_after(timeout) as clock:
+            if body is not None:
+                body.pause_while_reading(clock, timeout)
+            try:
+                conn, response = await pool.exchange(
+                    head, method, body.next_piece if body is not None else None,
+                    arrival.request.chunked)
+                # A Shiny page gets the reconnect script: (response, whole body) or None.
+                page = await with_script(response, conn) if arrival.mount.session_app else None
+            except UpstreamError as exc:
+                return await respond(send, 502, f"Bad Gateway: {exc}\n".encode())
+        if clock.cancelled_caught:
             return await respond(send, 504, b"Gateway Timeout: the worker did not answer within "
-                                 + f"{self.config.response_timeout:g}s\n".encode())
-        except UpstreamError as exc:
-            return await respond(send, 502, f"Bad Gateway: {exc}\n".encode())
-        except ClientGone:
-            return 499
+                                 + f"{timeout:g}s\n".encode())
+        if page is not None:
+            response = page[0]
         try:
             await send({"type": "http.response.start", "status": response.status,
                         "headers": response_headers(response.headers) + extra})
-            # One chunk of lookahead: the last one goes out with more_body=False, which
-            # saves the front a whole message per response (most bodies are one chunk).
-            body = await source.body_chunk()
-            while chunk := await source.body_chunk():
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-                body = chunk
-            pool.put_back(conn)
-            conn = None
-            admitted.release(time.perf_counter() - admitted.chosen)
-            await send({"type": "http.response.body", "body": body, "more_body": False})
+            if page is not None or (response.length is not None
+                                    and response.length <= self.buffer_size):
+                data = page[1] if page is not None else await conn.read_body()
+                self._done(pool, conn, admitted)
+                conn = None
+                await send({"type": "http.response.body", "body": data, "more_body": False})
+            else:
+                conn, pumped = None, conn  # the pump owns it now
+                await self._pump(pool, pumped, admitted, send)
         except ResponseRejected:
             return 502  # the front answered it: the worker's head is not valid HTTP
         finally:
@@ -321,22 +417,37 @@ class Proxy:
                 pool.put_back(conn)  # closes it: the exchange did not complete
         return response.status
 
+    def _done(self, pool, conn, admitted: Admitted) -> None:
+        """The worker's response has been read whole: its connection and slot are free."""
+        pool.put_back(conn)
+        admitted.release(time.perf_counter() - admitted.chosen)
+
+    async def _pump(self, pool, conn, admitted: Admitted, send) -> None:
+        """Relay a long or open-ended response body through a ResponseSpool: one task
+        reads the worker (and frees it once the body is complete), the other writes to
+        the client at the client's pace."""
+        spool = ResponseSpool(self.buffer_size, self.spool_size)
+
+        async def read_worker() -> None:
+            try:
+                while chunk := await conn.body_chunk():
+                    await spool.put(chunk)
+            except BaseException:
+                pool.put_back(conn)  # closes it: the exchange did not complete
+                raise
+            spool.close()
+            self._done(pool, conn, admitted)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_worker)
+                while chunk := await spool.get():
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+        finally:
+            await spool.aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
     def record(self, draft: EventDraft, status: int, backend: Backend | None,
                since: float) -> None:
         record_exchange(self.recorder, draft, status, backend, since)
-
-
-async def _h2_body(request: ClientRequest, receive):
-    """The body source of an HTTP/2 request without content-length (HTTP/2 frames bodies
-    itself): None when it has none, else one that starts with the piece read here, and
-    the request goes to the worker chunked."""
-    first = await body_piece(receive)
-    if first == (b"", False):
-        return None
-    request.has_body = request.chunked = True
-    pending = [first]
-
-    async def next_piece() -> tuple[bytes, bool]:
-        return pending.pop() if pending else await body_piece(receive)
-
-    return next_piece

@@ -45,7 +45,6 @@ from faucet.sessions import (
     PING,
     PONG,
     REPLACED,
-    RESTARTING,
     RESUME,
     SESSION_GONE,
     SHUTTING_DOWN,
@@ -74,6 +73,7 @@ from faucet.websocket import (
     first_to_end,
     worker_message,
 )
+from faucet.ws_budget import WebSocketBudget
 
 log = logging.getLogger("faucet.sessions")
 INBOX = 64  # client messages waiting for the worker; the client leg waits beyond that
@@ -158,7 +158,10 @@ class SessionHost:
     """Holds the Shiny sessions of every app: run ``run`` in a nursery that outlives the
     client connections, then ``open`` a session per new WebSocket and ``join`` it."""
 
-    def __init__(self, config: Config, stopping: trio.Event):
+    def __init__(self, config: Config, stopping: trio.Event, websockets: WebSocketBudget):
+        """``websockets`` bounds the memory of messages still arriving, as for every
+        WebSocket; the sessions' own buffers have budgets of their own."""
+        self.websockets = websockets
         self.registry = Registry()
         self.budget = Budget(parse_size(config.reconnect_buffer_total))
         self.per_session = parse_size(config.reconnect_buffer)
@@ -260,7 +263,7 @@ class SessionHost:
         state = live.state
         try:
             while True:
-                message = await live.worker.receive_message(self.max_message)
+                message = await live.worker.receive_message(self.max_message, self.websockets)
                 if isinstance(message, CloseConnection):
                     return worker_closed(message.code, message.reason)
                 if state.token is None and (token := config_token(message)) is not None:
@@ -271,8 +274,8 @@ class SessionHost:
                     await self._room.wait()  # until acknowledgements free some
                 state.outbox.append(message)
                 live.wake()
-        except MessageTooBig:
-            return message_too_big(self.max_message)
+        except MessageTooBig as exc:
+            return message_too_big(str(exc))
         except WorkerGone as exc:
             log.warning("session %s: %s", state.id, exc)
             return WORKER_GONE
@@ -322,7 +325,7 @@ class SessionHost:
         """Serve one client leg until the client goes, the session ends or a newer leg
         takes over; then close the client as that calls for."""
         leg = _ClientLeg(send, received)
-        close: tuple[int, str] | None = (RESTARTING, "faucet is restarting")  # if cancelled
+        close = SHUTTING_DOWN.client_close(live.state.resumable)  # if cancelled
         try:
             with scope:
                 if resumed:
@@ -382,7 +385,7 @@ class SessionHost:
                     outbox.ack(number)
                     self._freed()
             if state.ending is not None:
-                return state.ending.client
+                return state.ending.client_close(state.resumable)
             if (state.resumable and outbox.size > self.per_session // 2
                     and (not leg.pings or leg.pings[-1] < leg.sent)):
                 await leg.ping()

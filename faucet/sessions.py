@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 from attrs import define, frozen
 
 from faucet.backend import Backend
+from faucet.page_script import is_page_load
 
 PING = "ping"
 PONG = "pong"
@@ -135,16 +136,22 @@ class Outbox:
 class Ending:
     """How a session ends: the close its client gets if one is attached (after the
     worker's messages still buffered, when ``deliver``), and the close the worker gets
-    (None: the worker is gone, or it closed and was answered)."""
+    (None: the worker is gone, or it closed and was answered). A client without the
+    reconnect script gets ``plain`` where set: the codes any WebSocket client knows
+    (websocket.relay's), not those that make the script reload or wait."""
 
     why: str
     client: tuple[int, str] | None
     worker: tuple[int, str] | None
     deliver: bool = True
+    plain: tuple[int, str] | None = None
+
+    def client_close(self, resumable: bool) -> tuple[int, str] | None:
+        return self.client if resumable or self.plain is None else self.plain
 
 
 WORKER_GONE = Ending("the worker went away", (WORKER_LOST, "faucet: the worker went away"),
-                     None)
+                     None, plain=(1011, "the worker went away"))
 GRACE_OVER = Ending("the client did not come back within reconnect_grace",
                     (SESSION_GONE, "faucet: the session expired"),
                     (1001, "the client went away"))
@@ -155,7 +162,8 @@ CLIENT_LOST = Ending("the client went away", None, (1001, "the client went away"
 FAILED = Ending("faucet failed (see the traceback)", (1011, "faucet: internal error"),
                 (1011, "faucet: internal error"), deliver=False)
 SHUTTING_DOWN = Ending("faucet is shutting down", (RESTARTING, "faucet is restarting"),
-                       (1001, "faucet is shutting down"), deliver=False)
+                       (1001, "faucet is shutting down"), deliver=False,
+                       plain=(1001, "faucet is shutting down"))
 
 
 def sendable(code: int, reason: str | None) -> tuple[int, str]:
@@ -179,8 +187,8 @@ def client_closed(code: int, reason: str | None) -> Ending:
     return Ending(f"the client closed it ({code})", None, sendable(code, reason))
 
 
-def message_too_big(limit: int) -> Ending:
-    reason = f"a message from the worker exceeds {limit} bytes"
+def message_too_big(reason: str) -> Ending:
+    """A message from the worker over ``max_message_size`` or faucet's WebSocket memory."""
     return Ending(reason, (1009, reason), (1009, reason), deliver=False)
 
 
@@ -289,12 +297,6 @@ def config_token(message: Message) -> str | None:
     except (ValueError, KeyError, TypeError):
         return None
     return token if isinstance(token, str) else None
-
-
-def is_page_load(method: str, headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    """A browser asking for a page (where a "sessions full" answer is readable)."""
-    return method == "GET" and any(name == b"accept" and b"text/html" in value
-                                   for name, value in headers)
 
 
 def with_session_id(headers: list[tuple[bytes, bytes]],

@@ -4,14 +4,17 @@ batched by size or age, and handed to the configured sink by one task.
 The request path calls ``Recorder.record`` (a ``send_nowait`` on a bounded channel; a full
 channel counts a drop instead of waiting). ``serve_telemetry`` owns the other end: it
 collects up to ``batch_size`` events or whatever arrived within ``flush_interval`` of the
-first one, and writes the batch. While the sink is unreachable it keeps that batch and
-retries with capped exponential backoff, so nothing is lost as long as the backlog fits
-the channel. On shutdown it flushes what is queued within ``flush_timeout``.
+first one, and writes the batch. While the sink is unreachable (or hung: connected but
+silent) it keeps that batch and retries with capped exponential backoff, so nothing is lost
+as long as the backlog fits the channel. On shutdown it flushes what is queued within
+``flush_timeout``; what is still unwritten then is counted as failed and logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import enum
 import logging
 
 import attrs
@@ -19,13 +22,22 @@ import trio
 
 from faucet.config import TelemetryConfig
 from faucet.events import HttpEvent
-from faucet.sinks import Sink, SinkUnavailable, open_sink
+from faucet.redact import error_text
+from faucet.sinks import Sink, SinkHung, SinkUnavailable, open_sink
 
 logger = logging.getLogger("faucet.telemetry")
 
 # Backoff between attempts while the sink is unavailable (seconds).
 RETRY_INITIAL = 0.1
 RETRY_MAX = 5.0
+
+
+class SinkStatus(enum.StrEnum):
+    """How the sink's last write went."""
+
+    OK = "ok"  # written (or nothing tried yet)
+    UNAVAILABLE = "unavailable"  # refused or unreachable: retrying
+    HUNG = "hung"  # connected but no answer in time: retrying
 
 
 @attrs.frozen
@@ -35,7 +47,10 @@ class TelemetryStatistics:
     written: int  # stored by the sink
     dropped: int  # not accepted: channel full, or recorded after close()
     failed: int  # rejected by the sink, or still unwritten at the flush deadline
-    sink_available: bool  # False during an outage
+    sink_available: bool  # False during an outage (sink_status is not ok)
+    sink_status: SinkStatus
+    last_error: str | None  # the sink's latest error, passwords masked
+    last_error_at: str | None  # when, ISO 8601 in UTC
 
 
 class Recorder:
@@ -58,6 +73,8 @@ class Recorder:
         self._batch_born = 0.0
         self._accepted = self._written = self._dropped = self._failed = 0
         self._outage: tuple[float, int] | None = None  # (since, dropped by then)
+        self._status = SinkStatus.OK
+        self._last_error: tuple[str, str] | None = None  # (message, when)
 
     def record(self, event: HttpEvent) -> None:
         """Queue ``event`` for the sink; never waits, never raises."""
@@ -84,7 +101,10 @@ class Recorder:
             written=self._written,
             dropped=self._dropped,
             failed=self._failed,
-            sink_available=self._outage is None,
+            sink_available=self._status is SinkStatus.OK,
+            sink_status=self._status,
+            last_error=self._last_error and self._last_error[0],
+            last_error_at=self._last_error and self._last_error[1],
         )
 
     async def _run(self) -> None:
@@ -129,7 +149,7 @@ class Recorder:
                     "telemetry sink %r rejected %d events: %s",
                     self._config.sink_name,
                     len(self._batch),
-                    exc,
+                    self._note(exc),
                 )
             else:
                 self._written += len(self._batch)
@@ -137,16 +157,27 @@ class Recorder:
             self._batch = []
             return
 
+    def _note(self, exc: Exception) -> str:
+        """Remember ``exc`` as the last error (for health); its text, masked."""
+        text = error_text(exc)
+        when = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+        self._last_error = (text, when)
+        return text
+
     def _outage_begins(self, exc: Exception) -> None:
+        self._status = SinkStatus.HUNG if isinstance(exc, SinkHung) else SinkStatus.UNAVAILABLE
+        text = self._note(exc)
         if self._outage is None:
             self._outage = (trio.current_time(), self._dropped)
             logger.warning(
-                "telemetry sink %r unavailable: %s; keeping events and retrying",
+                "telemetry sink %r %s: %s; keeping events and retrying",
                 self._config.sink_name,
-                exc,
+                self._status,
+                text,
             )
 
     def _outage_ends(self) -> None:
+        self._status = SinkStatus.OK
         if self._outage is not None:
             since, dropped = self._outage
             self._outage = None

@@ -1,45 +1,48 @@
 """``faucet telemetry init``: create ``faucet_http_events`` (and optionally a hypertable).
 
 The DDL lives in the repository's ``sql/`` directory, the one source users can also run
-with psql; it is read from there (faucet is installed from a checkout, editable).
+with psql. ``faucet/sql`` links to it in a checkout and holds a copy in a wheel, so the
+scripts are package data however faucet is installed.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 import psycopg
 
 from faucet.errors import ConfigError
-from faucet.sinks.postgres import connection_settings
+from faucet.redact import error_text
+from faucet.sinks.pg_conninfo import connection_settings
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = files("faucet") / "sql"
 
 
-def init_table(conn_string: str, sslmode: str | None, sslcert: str | None, timescale: bool) -> None:
+def init_table(
+    conn_string: str,
+    sslmode: str | None,
+    sslcert: str | None,
+    timescale: bool,
+    connect_timeout: int | None = None,
+) -> None:
     """Create the table if it does not exist; with ``timescale``, make it a hypertable.
 
     Blocking (run it outside trio). ConfigError, without the password, on any failure.
+    No statement timeout: turning a full table into a hypertable may take long.
     """
     scripts = [_read("faucet_http_events.sql")]
     if timescale:
         scripts.append(_read("timescaledb.sql"))
-    settings = connection_settings(conn_string, sslmode, sslcert)
+    settings = connection_settings(conn_string, sslmode, sslcert, connect_timeout=connect_timeout)
     try:
         with settings.connect() as conn:
             for script in scripts:
                 conn.execute(script)
     except psycopg.Error as exc:
         raise ConfigError(
-            f"telemetry init on {settings.describe()}: {settings.redact(str(exc))}"
+            f"telemetry init on {settings.describe()}: {error_text(exc)}"
         ) from None
 
 
 def _read(name: str) -> str:
-    try:
-        return (SQL_DIR / name).read_text()
-    except OSError:
-        raise ConfigError(
-            f"{SQL_DIR / name} not found: install faucet from its source checkout, or run "
-            "the scripts in the repository's sql/ directory with psql"
-        ) from None
+    return (SQL_DIR / name).read_text()

@@ -46,15 +46,22 @@ class UpstreamError(Exception):
     """The worker could not be reached or broke the exchange (the proxy answers 502)."""
 
 
+class ClosedBeforeAnswer(UpstreamError):
+    """The worker closed the connection before sending a single byte of a response: on
+    a reused connection, the keep-alive race (it closed an idle connection just as the
+    request went out)."""
+
+
 class UpstreamConnection:
     """One keep-alive HTTP/1.1 connection to a worker: send bytes, read a response."""
 
-    __slots__ = ("stream", "generation", "_sock", "_quickack", "_buffer", "_left", "_chunks",
-                 "_open_ended", "_idle")
+    __slots__ = ("stream", "generation", "sent_all", "_sock", "_quickack", "_buffer", "_left",
+                 "_chunks", "_open_ended", "_idle")
 
     def __init__(self, stream: trio.SocketStream, generation: int):
         self.stream = stream
         self.generation = generation
+        self.sent_all = False  # the last send completed (the worker may have the request)
         self._sock = stream.socket
         self._quickack = _QUICKACK is not None and self._sock.family in _TCP
         self._buffer = bytearray()
@@ -65,8 +72,10 @@ class UpstreamConnection:
 
     async def send(self, data: bytes) -> None:
         self._idle = False
+        self.sent_all = False
         try:
             await self.stream.send_all(data)
+            self.sent_all = True
         except _FAILURES as exc:
             raise UpstreamError(f"sending to the worker failed: {exc!r}") from exc
 
@@ -81,14 +90,26 @@ class UpstreamConnection:
         self._buffer += data
         return bool(data)
 
+    async def _receive_answer(self) -> None:
+        """More of a response head; ClosedBeforeAnswer when the connection ends (closed
+        or reset) before its first byte."""
+        try:
+            if await self._receive():
+                return
+            problem = "the worker closed the connection without answering"
+        except UpstreamError as exc:
+            if self._buffer:
+                raise
+            problem = str(exc)
+        raise (UpstreamError if self._buffer else ClosedBeforeAnswer)(problem)
+
     async def response_head(self, method: str) -> Response:
         """The final response head (informational 1xx ones are skipped)."""
         try:
             while True:
                 response = parse_head(self._buffer, method)
                 if response is None:
-                    if not await self._receive():
-                        raise UpstreamError("the worker closed the connection without answering")
+                    await self._receive_answer()
                 elif 100 <= response.status < 200 and response.status != 101:
                     continue
                 else:
@@ -132,6 +153,13 @@ class UpstreamConnection:
                     raise UpstreamError("the worker closed the connection mid-response")
         except UpstreamProtocolError as exc:
             raise UpstreamError(f"invalid response body from the worker: {exc}") from exc
+
+    async def read_body(self) -> bytes:
+        """The rest of the response body, whole (for bodies of a known, bounded length)."""
+        parts = []
+        while chunk := await self.body_chunk():
+            parts.append(chunk)
+        return b"".join(parts)
 
     def reusable(self) -> bool:
         """Only after a complete exchange the worker agreed to keep alive."""
@@ -197,9 +225,10 @@ class UpstreamPool:
 
         The first piece of the body is read before the worker is contacted so that head
         and body leave in one write. A request is sent again, on a new connection, only
-        when it cannot have run twice: its method is safe, it was held whole in memory,
-        and sending it on a reused connection failed. Anything else that fails once the
-        request may have reached the worker is an UpstreamError (the client gets 502).
+        when its method is safe, it was held whole in memory, and on a reused connection
+        the send failed or the worker closed without a byte of answer (RFC 9112 9.3.1).
+        A POST, PUT, PATCH or DELETE that may have reached the worker is never sent
+        again: the client gets 502.
         """
         payload, more = head, False
         if body is not None:
@@ -209,17 +238,17 @@ class UpstreamPool:
         while True:
             conn, reused = await self.connection()
             try:
-                try:
-                    await conn.send(payload)
-                except UpstreamError:
-                    if reused and replayable:
-                        conn.close()
-                        continue
-                    raise
+                await conn.send(payload)
                 while more:
                     data, more = await body()
                     await conn.send(frame(data, more, chunked))
                 return conn, await conn.response_head(method)
+            except UpstreamError as exc:
+                conn.close()
+                sent = not isinstance(exc, ClosedBeforeAnswer) and conn.sent_all
+                if reused and replayable and not sent:
+                    continue
+                raise
             except BaseException:
                 conn.close()
                 raise

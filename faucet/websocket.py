@@ -37,6 +37,7 @@ from faucet.asgi import handshake_responder, respond
 from faucet.backend import Backend
 from faucet.headers import ClientRequest, Headers, hop_by_hop
 from faucet.upstream import open_worker_stream
+from faucet.ws_budget import WebSocketBudget
 
 log = logging.getLogger("faucet.websocket")
 # Handshake headers each leg writes for itself (wsproto writes Host from ``Request.host``).
@@ -115,25 +116,32 @@ class WorkerLeg:
             raise WorkerGone(f"the worker broke the connection: {exc!r}") from exc
         return self._pending.popleft()
 
-    async def receive_message(self, limit: int) -> str | bytes | CloseConnection:
+    async def receive_message(self, limit: int,
+                              budget: WebSocketBudget) -> str | bytes | CloseConnection:
         """The worker's next whole message (its frames reassembled, pings answered on the
-        way), or its close frame. MessageTooBig beyond ``limit`` bytes."""
+        way), or its close frame. Its fragments are charged to ``budget`` (shared by all
+        sessions) until it is whole; MessageTooBig beyond ``limit`` bytes or the budget."""
         parts: list = []
         size = 0
-        while True:
-            event = await self.next_event()
-            if isinstance(event, Message):
-                size += len(event.data)
-                if size > limit:
-                    raise MessageTooBig(f"a message from the worker exceeds {limit} bytes")
-                parts.append(event.data)
-                if event.message_finished:
-                    return ("".join(parts) if isinstance(event, TextMessage)
-                            else b"".join(parts))
-            elif isinstance(event, Ping):
-                await self.send(event.response())
-            elif isinstance(event, CloseConnection):
-                return event
+        try:
+            while True:
+                event = await self.next_event()
+                if isinstance(event, Message):
+                    if size + len(event.data) > limit:
+                        raise MessageTooBig(f"a message from the worker exceeds {limit} bytes")
+                    if not budget.take(len(event.data)):
+                        raise MessageTooBig("faucet's WebSocket memory is exhausted")
+                    size += len(event.data)
+                    parts.append(event.data)
+                    if event.message_finished:
+                        return ("".join(parts) if isinstance(event, TextMessage)
+                                else b"".join(parts))
+                elif isinstance(event, Ping):
+                    await self.send(event.response())
+                elif isinstance(event, CloseConnection):
+                    return event
+        finally:
+            budget.give(size)
 
 
 async def open_session(backend: Backend, handshake: Request, send) -> tuple[WorkerLeg | None, int]:
@@ -176,14 +184,15 @@ async def open_session(backend: Backend, handshake: Request, send) -> tuple[Work
                 await stream.aclose()
 
 
-async def relay(worker: WorkerLeg, receive, send, limit: int, stopping: trio.Event) -> None:
+async def relay(worker: WorkerLeg, receive, send, limit: int, stopping: trio.Event,
+                budget: WebSocketBudget) -> None:
     """Pump both ways until one side ends, then close the other (shielded, bounded). A
     shutdown ends the session with 1001 on both sides at once: a session can last hours,
     and a graceful shutdown should not wait its whole timeout for it."""
     end = _SHUTDOWN
     try:
         end = await first_to_end(partial(_client_to_worker, receive, worker),
-                                  partial(_worker_to_client, worker, send, limit),
+                                 partial(_worker_to_client, worker, send, limit, budget),
                                   partial(_until, stopping))
     finally:
         with trio.move_on_after(CLOSE_GRACE, shield=True):
@@ -233,11 +242,13 @@ async def _client_to_worker(receive, worker: WorkerLeg) -> _End:
             return _WORKER_GONE
 
 
-async def _worker_to_client(worker: WorkerLeg, send, limit: int) -> _End:
-    """Relay the worker's whole messages (hypercorn sends whole messages) up to ``limit``."""
+async def _worker_to_client(worker: WorkerLeg, send, limit: int,
+                            budget: WebSocketBudget) -> _End:
+    """Relay the worker's whole messages (hypercorn sends whole messages) up to ``limit``
+    bytes each, and within what ``budget`` has left for all sessions."""
     try:
         while True:
-            message = await worker.receive_message(limit)
+            message = await worker.receive_message(limit, budget)
             if isinstance(message, CloseConnection):
                 return _End((message.code, message.reason), message.response())
             await send(client_message(message))

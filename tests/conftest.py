@@ -10,10 +10,9 @@ import trio
 
 from faucet.events import HttpEvent
 from faucet.sinks import SinkUnavailable
-from tests.helpers import ROOT, registered_sink
+from tests.helpers import FASTAPI, registered_sink
 
 pytest_plugins = ["tests.pg"]
-FASTAPI = ROOT / "examples" / "fastapi"
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +54,7 @@ class MemorySink:
         self.closed = False
 
     async def write_batch(self, events) -> None:
-        await trio.sleep(0.001)
+        await trio.sleep(0.001)  # a write takes a moment (no real time on autojump_clock)
         self.attempts += 1
         if self.down:
             raise SinkUnavailable("down for the test")

@@ -1,5 +1,5 @@
-"""A TCP relay the tests can cut, stall and restore: an unreachable PostgreSQL, or a
-network between a browser and faucet that drops."""
+"""A TCP relay the tests can cut and restore, to play an unreachable PostgreSQL or a
+network that drops, or freeze and thaw, to play a hung one (packets dropped, no FIN)."""
 
 import threading
 
@@ -8,18 +8,20 @@ import trio
 
 class Forwarder:
     """A TCP relay to ``host:port`` that the test can cut (resetting every connection and
-    refusing new ones), stall (carrying nothing more while every connection stays open,
-    as when packets are dropped: no FIN, no RST) and restore; it knows the local ports
-    of its upstream connections, which is how a test finds faucet's backend in
-    pg_stat_activity."""
+    refusing new ones) and restore, or freeze (connections stay open, nothing passes
+    either way: a network that hangs) and thaw (what was held passes on, in order), or
+    retarget (a server that moved); it knows the local ports of its upstream connections,
+    which is how the test finds faucet's backend in pg_stat_activity, and counts the
+    connections it refused while cut (each one an attempt the client made)."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
         self._scopes: set[trio.CancelScope] = set()
-        self._flowing = trio.Event()
-        self._flowing.set()
         self.upstream_ports: set[int] = set()
         self.up = True
+        self.refused = 0
+        self._thawed = trio.Event()
+        self._thawed.set()
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -31,22 +33,23 @@ class Forwarder:
         for scope in self._scopes:
             scope.cancel()
 
-    def stall(self) -> None:
-        """Hold every byte from now on, in both directions, closing nothing."""
-        if self._flowing.is_set():
-            self._flowing = trio.Event()
-
     def restore(self) -> None:
         self.up = True
-        self._flowing.set()
+
+    def freeze(self) -> None:
+        self._thawed = trio.Event()
+
+    def thaw(self) -> None:
+        self._thawed.set()
 
     def retarget(self, host: str, port: int) -> None:
-        """Relay new connections to ``host:port`` (a server that moved)."""
+        """Relay new connections to ``host:port``."""
         self._target = (host, port)
 
     async def _relay(self, client: trio.SocketStream) -> None:
         async with client:
             if not self.up:
+                self.refused += 1
                 return
             try:
                 server = await trio.open_tcp_stream(*self._target)
@@ -60,10 +63,8 @@ class Forwarder:
                         self.upstream_ports.add(port)
                         try:
                             async with trio.open_nursery() as nursery:
-                                nursery.start_soon(self._pipe, client, server,
-                                                   nursery.cancel_scope)
-                                nursery.start_soon(self._pipe, server, client,
-                                                   nursery.cancel_scope)
+                                nursery.start_soon(self._pipe, client, server, nursery.cancel_scope)
+                                nursery.start_soon(self._pipe, server, client, nursery.cancel_scope)
                         finally:
                             self.upstream_ports.discard(port)
                 finally:
@@ -72,7 +73,7 @@ class Forwarder:
     async def _pipe(self, source, sink, done: trio.CancelScope) -> None:
         try:
             async for data in source:
-                await self._flowing.wait()
+                await self._thawed.wait()
                 await sink.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -109,14 +110,20 @@ class ThreadedForwarder:
         trio.from_thread.run_sync(self._stop.cancel, trio_token=self._token)
         self._thread.join(10)
 
-    def cut(self) -> None:
-        trio.from_thread.run_sync(self.forwarder.cut, trio_token=self._token)
+    def _run(self, method, *args) -> None:
+        trio.from_thread.run_sync(method, *args, trio_token=self._token)
 
-    def stall(self) -> None:
-        trio.from_thread.run_sync(self.forwarder.stall, trio_token=self._token)
+    def cut(self) -> None:
+        self._run(self.forwarder.cut)
 
     def restore(self) -> None:
-        trio.from_thread.run_sync(self.forwarder.restore, trio_token=self._token)
+        self._run(self.forwarder.restore)
+
+    def freeze(self) -> None:
+        self._run(self.forwarder.freeze)
+
+    def thaw(self) -> None:
+        self._run(self.forwarder.thaw)
 
     def retarget(self, host: str, port: int) -> None:
-        trio.from_thread.run_sync(self.forwarder.retarget, host, port, trio_token=self._token)
+        self._run(self.forwarder.retarget, host, port)

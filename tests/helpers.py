@@ -1,16 +1,21 @@
 """Running faucet inside a test: in-process (for state and speed) or as a subprocess
-(for signals and exit codes)."""
+(for signals and exit codes); the stand-in workers, test events, and bounded waits for
+real conditions (never a sleep as synchronisation)."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import ipaddress
 import os
+import re
 import selectors
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -20,11 +25,21 @@ import trio
 
 from faucet.app import Shutdown, plan_router, plan_start, serve
 from faucet.config import Config, TelemetryConfig
+from faucet.events import HttpEvent
+from faucet.front import Limits
+from faucet.front import serve as serve_front
+from faucet.hypercorn_adapter import HypercornConfig
 from faucet.sinks import register_sink, unregister_sink
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUMBER = ROOT / "examples" / "plumber"
 SHINY = ROOT / "examples" / "shiny"
+FASTAPI = ROOT / "examples" / "fastapi"
+# A Python stand-in for Rscript (see its docstring): an HTTP server on faucet's port.
+STANDIN = ROOT / "tests" / "standin" / "Rscript"
+# In the environment of processes a test starts, to find them (not named FAUCET_*:
+# faucet warns about FAUCET_* names that are no setting).
+MARK = "TEST_FAUCET_MARK"
 
 
 @attrs.define
@@ -45,15 +60,24 @@ class Running:
     async def wait_online(self, count: int | None = None) -> None:
         """Until ``count`` workers (default: all) are online; the caller owns the deadline."""
         backends = [b for m in self.proxy_mounts for b in m.backends]
-        while sum(b.online for b in backends) < (count or len(backends)):
+        await self.wait_until(lambda: sum(b.online for b in backends) >= (count or len(backends)))
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Until ``condition()`` holds, checked whenever a worker goes online or offline;
+        the caller owns the deadline."""
+        while not condition():
             async with trio.open_nursery() as nursery:
                 for mount in self.proxy_mounts:
-                    nursery.start_soon(_first_change, mount.dispatcher, nursery.cancel_scope)
+                    nursery.start_soon(_next_change, mount.dispatcher, condition,
+                                       nursery.cancel_scope)
 
 
-async def _first_change(dispatcher, scope) -> None:
-    await dispatcher.wait_changed()
-    scope.cancel()
+async def _next_change(dispatcher, condition, done: trio.CancelScope) -> None:
+    # Checked again here, with no checkpoint before the wait begins: a change between the
+    # caller's check and this task's start is not missed.
+    if not condition():
+        await dispatcher.wait_changed()
+    done.cancel()
 
 
 @contextlib.contextmanager
@@ -92,24 +116,107 @@ async def run_faucet(config: Config, routes=None, wait: bool = True):
             shutdown.request()
 
 
+def never_listening_rscript(folder: Path) -> str:
+    """A stand-in Rscript that runs but never accepts connections: no worker comes online."""
+    script = folder / "Rscript"
+    script.write_text("#!/bin/sh\nexec sleep 600\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def make_event(i: int = 0, **changes) -> HttpEvent:
+    """A complete telemetry event whose ``elapsed`` (and id, and microsecond) is ``i``."""
+    event = HttpEvent(
+        request_uuid=uuid.UUID(int=i),
+        namespace="faucet",
+        version="1.0",
+        target="Worker::1",
+        worker_route=None,
+        worker_id=1,
+        ip_addr=ipaddress.ip_address("192.0.2.7"),
+        method="GET",
+        path="/echo",
+        query_params="msg=hi",
+        http_version="HTTP/1.1",
+        status=200,
+        user_agent="test",
+        elapsed=i,
+        time=datetime.datetime(2024, 5, 1, 12, 0, 0, i, tzinfo=datetime.UTC),
+    )
+    return attrs.evolve(event, **changes)
+
+
+# --- faucet as a subprocess --------------------------------------------------------------
+
+
 def faucet_process(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
     """``python -m faucet ARGS`` in its own session; its environment carries a unique
     mark that every worker inherits, so ``leftover_processes`` can find them."""
     mark = uuid.uuid4().hex
     proc = subprocess.Popen(
         [sys.executable, "-m", "faucet", *args],
-        env={**os.environ, **(env or {}), "FAUCET_TEST_MARK": mark}, stdout=subprocess.PIPE,
+        env={**os.environ, **(env or {}), MARK: mark}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs)
     proc.mark = mark
     return proc
 
 
+def run_to_exit(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``faucet ARGS`` until it exits by itself, which must leave no process behind."""
+    proc = faucet_process(*args, env=env)
+    try:
+        out, err = proc.communicate(timeout=60)
+        assert leftover_processes(proc) == []
+    finally:
+        kill_session(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@attrs.define
+class Served:
+    """A faucet subprocess that listens at ``url``; ``read`` is its stderr read so far."""
+
+    proc: subprocess.Popen
+    url: str
+    read: str
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> tuple[str, str]:
+        """SIGTERM; (stdout, all of stderr) once faucet exited, which it must do with 0."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, self.read + err
+        return out, self.read + err
+
+
+@contextlib.contextmanager
+def served(*args: str, online: int = 0, env: dict | None = None) -> Iterator[Served]:
+    """``faucet ARGS --host 127.0.0.1:0``, yielded once it listens and workers 1 to
+    ``online`` are online; its whole session (workers included) is killed afterwards."""
+    proc = faucet_process(*args, "--host", "127.0.0.1:0", env=env)
+    try:
+        read = wait_for_line(proc, "faucet listening on",
+                             *(f"Worker::{i} online" for i in range(1, online + 1)))
+        url = re.search(r"faucet listening on (\S+)", read).group(1)
+        yield Served(proc, url, read)
+    finally:
+        kill_session(proc)
+
+
 def leftover_processes(proc: subprocess.Popen) -> list[int]:
     """PIDs still alive that were started by faucet ``proc`` (by its environment mark)."""
-    needle = f"FAUCET_TEST_MARK={proc.mark}".encode()
+    return [pid for pid in marked_processes(proc.mark) if pid != proc.pid]
+
+
+def marked_processes(mark: str) -> list[int]:
+    """PIDs still alive (not even zombies) whose environment has TEST_FAUCET_MARK=mark."""
+    needle = f"{MARK}={mark}".encode()
     alive = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != proc.pid:
+        if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 if needle in (entry / "environ").read_bytes().split(b"\0"):
                     alive.append(int(entry.name))
@@ -127,21 +234,76 @@ def kill_session(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> str:
-    """Read faucet's stderr until ``needle`` appears; the text read so far. Never blocks
-    past ``timeout``, even when faucet goes quiet (raw reads: no hidden buffering)."""
+def wait_for_line(proc: subprocess.Popen, *needles: str, timeout: float = 60) -> str:
+    """Read faucet's stderr until every one of ``needles`` has appeared; the text read so
+    far. Never blocks past ``timeout``, even when faucet goes quiet (raw reads: no hidden
+    buffering)."""
     text = ""
     fd = proc.stderr.fileno()
     deadline = time.monotonic() + timeout
+
+    def missing() -> list[str]:
+        return [needle for needle in needles if needle not in text]
+
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
-        while needle not in text and (left := deadline - time.monotonic()) > 0:
+        while missing() and (left := deadline - time.monotonic()) > 0:
             if not selector.select(left):
                 break
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
             text += chunk.decode("utf-8", "replace")
-    if needle not in text:
-        raise AssertionError(f"{needle!r} not seen in faucet's output:\n{text}")
+    if missing():
+        raise AssertionError(f"{missing()!r} not seen in faucet's output:\n{text}")
     return text
+
+
+# --- bounded waits for conditions that have no event --------------------------------------
+
+POLL = 0.01  # seconds between two looks at a condition
+UNTIL_BOUND = 20
+
+
+def wait_until(check: Callable[[], object], what: str, timeout: float = 60) -> object:
+    """Poll ``check`` (blocking: for sync tests) until it returns something truthy, and
+    return that; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(POLL)
+    return result
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait for ``condition()``, for state that offers no event to wait on (a process's
+    exit seen from outside, the recorder's plain counters). TooSlowError after
+    ``UNTIL_BOUND`` seconds: a guard against hanging, not a measure of speed."""
+    with trio.fail_after(UNTIL_BOUND):
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(POLL)
+
+
+async def start_front(nursery: trio.Nursery, app, limits: Limits | None = None,
+                      max_head: int = 16384) -> tuple[int, trio.Event]:
+    """faucet's front door serving ``app`` on a free loopback port: (port, the event that
+    stops it)."""
+    limits = limits or Limits()
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.keep_alive_timeout = 30
+    config.h11_max_incomplete_size = max_head
+    config.graceful_timeout = 5
+    stopping = trio.Event()
+    binds = await nursery.start(serve_front, app, config, stopping, limits)
+    return int(binds[0].rsplit(":", 1)[1]), stopping
+
+
+async def read_all(stream: trio.SocketStream) -> bytes:
+    """Everything until the server closes the connection (10 s at most)."""
+    data = b""
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return data

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FASTAPI
-from tests.helpers import config_for, faucet_process, run_faucet
+from faucet.balancer import cookie_for_index
+from tests.helpers import FASTAPI, config_for, run_faucet, run_to_exit
 
 # Answers every GET with what faucet started it with: argv, cwd and FAUCET_WORKER_ID.
 QUARTO_STAND_IN = f"""#!{sys.executable}
@@ -56,10 +56,13 @@ async def test_quarto_shiny_command_cwd_and_worker_id(tmp_path: Path):
     app = tmp_path / "app"
     app.mkdir()
     (app / "doc.qmd").write_text("")
-    config = config_for(type="quarto-shiny", dir=str(app), qmd="doc.qmd", quarto=str(quarto),
-                        strategy="round-robin")
-    async with run_faucet(config) as faucet, faucet.client() as client:
-        answers = [(await client.get("/")).json() for _ in range(2)]
+    config = config_for(type="quarto-shiny", dir=str(app), qmd="doc.qmd", quarto=str(quarto))
+    async with run_faucet(config) as faucet:
+        answers = []
+        for index in range(2):  # quarto-shiny is sticky: one cookie for each worker
+            cookie = str(cookie_for_index(index, 2))
+            async with faucet.client(cookies={"FAUCET_LB_COOKIE": cookie}) as client:
+                answers.append((await client.get("/")).json())
         ports = {str(b.worker_id): b.port for b in faucet.backends()}
     assert sorted(answer["worker"] for answer in answers) == ["1", "2"]
     for answer in answers:
@@ -70,24 +73,23 @@ async def test_quarto_shiny_command_cwd_and_worker_id(tmp_path: Path):
 
 
 def test_quarto_shiny_without_qmd_is_a_start_up_error(tmp_path: Path):
-    proc = faucet_process("start", "--type", "quarto-shiny", "--dir", str(tmp_path),
-                          "--quarto", sys.executable)
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2
-    assert "qmd: required for --type quarto-shiny" in err and "Traceback" not in err
+    result = run_to_exit("start", "--type", "quarto-shiny", "--dir", str(tmp_path),
+                         "--quarto", sys.executable)
+    assert result.returncode == 2
+    assert "qmd: required for --type quarto-shiny" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_uv_subcommand_passes_the_exit_code_on(uv_bin: str):
     code = "import sys; print('hi from uv'); sys.exit(3)"
-    proc = faucet_process("uv", "run", "--no-project", "python", "-c", code,
-                          env={"FAUCET_UV": uv_bin})
-    out, _err = proc.communicate(timeout=60)
-    assert proc.returncode == 3
-    assert out == "hi from uv\n"
+    result = run_to_exit("uv", "run", "--no-project", "python", "-c", code,
+                         env={"FAUCET_UV": uv_bin})
+    assert result.returncode == 3
+    assert result.stdout == "hi from uv\n"
 
 
 def test_uv_subcommand_without_uv_exits_2():
-    proc = faucet_process("--uv", "/nonexistent/uv", "uv", "--version")
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2
-    assert "uv = '/nonexistent/uv': not found" in err and "Traceback" not in err
+    result = run_to_exit("--uv", "/nonexistent/uv", "uv", "--version")
+    assert result.returncode == 2
+    assert "uv = '/nonexistent/uv': not found" in result.stderr
+    assert "Traceback" not in result.stderr

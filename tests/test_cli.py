@@ -1,46 +1,60 @@
 """The command line as a user runs it: exit codes, messages, signals, no leftovers."""
 
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
 
+import httpx
 import pytest
 
-from faucet.app import free_port
 from tests.helpers import (
     PLUMBER,
-    faucet_process,
-    kill_session,
     leftover_processes,
+    run_to_exit,
+    served,
     wait_for_line,
+    wait_until,
 )
 from tests.pg import query
 
 
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = faucet_process(*args, env=env)
-    out, err = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+def plumber_faucet(workers: int, *args: str):
+    """``faucet start`` on the Plumber example, yielded once every worker is online."""
+    return served("start", "--dir", str(PLUMBER), "--workers", str(workers), *args,
+                  online=workers)
 
 
-@contextlib.contextmanager
-def plumber_faucet(workers: int, *args: str, port: int | None = None):
-    """``faucet start`` on the Plumber example, yielded once every worker is online; its
-    whole session is killed afterwards."""
-    proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", str(workers),
-                          "--host", f"127.0.0.1:{port or free_port()}", *args)
+def inflight(url: str) -> int:
+    """Requests in flight at faucet's workers, from its health endpoint."""
+    health = httpx.get(url + "/__faucet__/health").json()
+    return sum(worker["inflight"] for worker in health["workers"])
+
+
+def refuses_connections(port: int) -> bool:
     try:
-        wait_for_line(proc, f"Worker::{workers} online")
-        yield proc
-    finally:
-        kill_session(proc)
+        socket.create_connection(("127.0.0.1", port)).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def answered(sock: socket.socket) -> bool:
+    """Whether anything came back on ``sock`` yet: bytes, or the connection's end."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        pass
+    return True
 
 
 def test_bad_values_exit_2_naming_each_key():
-    result = run("start", "--workers", "0", "--strategy", "fastest", "--dir", str(PLUMBER))
+    result = run_to_exit("start", "--workers", "0", "--strategy", "fastest",
+                         "--dir", str(PLUMBER))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "faucet: workers = 0 (from --workers): must be at least 1",
@@ -50,8 +64,8 @@ def test_bad_values_exit_2_naming_each_key():
 
 
 def test_options_before_or_after_the_subcommand_and_env():
-    before = run("--workers", "0", "start", "--dir", str(PLUMBER))
-    env = run("start", "--dir", str(PLUMBER), env={"FAUCET_WORKERS": "-1"})
+    before = run_to_exit("--workers", "0", "start", "--dir", str(PLUMBER))
+    env = run_to_exit("start", "--dir", str(PLUMBER), env={"FAUCET_WORKERS": "-1"})
     assert before.returncode == env.returncode == 2
     assert "workers = 0 (from --workers)" in before.stderr
     assert "workers = -1 (from FAUCET_WORKERS)" in env.stderr
@@ -59,46 +73,48 @@ def test_options_before_or_after_the_subcommand_and_env():
 
 def test_unknown_key_in_faucet_toml(tmp_path):
     (tmp_path / "faucet.toml").write_text("workerz = 3\n")
-    result = run("start", "--config", str(tmp_path / "faucet.toml"))
+    result = run_to_exit("start", "--config", str(tmp_path / "faucet.toml"))
     assert result.returncode == 2
     assert "workerz" in result.stderr and "unknown key" in result.stderr
 
 
 def test_missing_dir_and_undetectable_app(tmp_path):
-    missing = run("start", "--dir", str(tmp_path / "nope"))
+    missing = run_to_exit("start", "--dir", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no such directory" in missing.stderr
-    undetectable = run("start", "--dir", str(tmp_path))
+    undetectable = run_to_exit("start", "--dir", str(tmp_path))
     assert undetectable.returncode == 2
     assert "cannot detect the app type" in undetectable.stderr and "--type" in undetectable.stderr
 
 
 def test_missing_rscript_is_a_start_up_error():
-    result = run("start", "--dir", str(PLUMBER), "--rscript", "/nonexistent/Rscript")
+    result = run_to_exit("start", "--dir", str(PLUMBER), "--rscript", "/nonexistent/Rscript")
     assert result.returncode == 2
     assert "rscript = '/nonexistent/Rscript': not found" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-
 @pytest.mark.slow
 def test_sigterm_exits_0_and_leaves_no_r_process():
-    with plumber_faucet(2) as proc:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        time.sleep(0.2)
-        assert leftover_processes(proc) == []
+    with plumber_faucet(2) as faucet:
+        faucet.proc.send_signal(signal.SIGTERM)
+        assert faucet.proc.wait(timeout=30) == 0
+        # faucet waits for its workers before it exits: none may be left at that moment.
+        assert leftover_processes(faucet.proc) == []
 
 
 @pytest.mark.slow
 def test_second_signal_forces_an_immediate_stop():
-    port = free_port()
-    with plumber_faucet(1, "--shutdown-timeout", "60", port=port) as proc:
-        client = socket.create_connection(("127.0.0.1", port))
+    with plumber_faucet(1, "--shutdown-timeout", "60") as faucet:
+        proc = faucet.proc
+        client = socket.create_connection(("127.0.0.1", faucet.port))
         client.sendall(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.5)
+        wait_until(lambda: inflight(faucet.url) == 1, "the request in flight", timeout=10)
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        assert proc.poll() is None  # graceful: still draining the slow request
+        wait_for_line(proc, "SIGINT received: shutting down (graceful)")
+        wait_until(lambda: refuses_connections(faucet.port), "faucet stops accepting",
+                   timeout=10)
+        # Graceful: no longer accepting, yet still draining the slow request.
+        assert proc.poll() is None and not answered(client)
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
@@ -113,19 +129,14 @@ def test_failed_start_up_leaves_no_r_process():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = faucet_process("start", "--dir", str(PLUMBER), "--workers", "2",
-                              "--host", f"127.0.0.1:{port}")
-        try:
-            _out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 2
-            assert f"host = '127.0.0.1:{port}': cannot listen there" in err
-            assert leftover_processes(proc) == []
-        finally:
-            kill_session(proc)
+        result = run_to_exit("start", "--dir", str(PLUMBER), "--workers", "2",
+                             "--host", f"127.0.0.1:{port}")  # no processes left: checked there
+        assert result.returncode == 2
+        assert f"host = '127.0.0.1:{port}': cannot listen there" in result.stderr
 
 
 def test_rscript_subcommand_passes_the_exit_code_on():
-    result = run("rscript", "-e", "cat('hi from R\\n'); quit(status = 3)")
+    result = run_to_exit("rscript", "-e", "cat('hi from R\\n'); quit(status = 3)")
     assert result.returncode == 3
     assert result.stdout == "hi from R\n"
 
@@ -139,24 +150,22 @@ def test_python_dash_m_and_help():
 
 @pytest.mark.slow
 def test_workers_die_with_faucet_even_on_sigkill():
-    with plumber_faucet(2) as proc:
+    with plumber_faucet(2) as faucet:
+        proc = faucet.proc
         workers = leftover_processes(proc)
         assert len(workers) == 2
         proc.kill()  # no chance to clean up: the kernel's parent-death signal must do it
         proc.wait()
-        deadline = time.monotonic() + 10
-        while leftover_processes(proc) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert leftover_processes(proc) == []
+        wait_until(lambda: not leftover_processes(proc), "the workers gone", timeout=10)
 
 
 def test_telemetry_init_creates_the_table(pg_empty_dsn):
-    result = run("telemetry", "init", "--telemetry-postgres-string", pg_empty_dsn)
+    result = run_to_exit("telemetry", "init", "--telemetry-postgres-string", pg_empty_dsn)
     assert result.returncode == 0, result.stderr
     columns = query(pg_empty_dsn, "SELECT column_name FROM information_schema.columns "
                                   "WHERE table_name = 'faucet_http_events' "
                                   "AND table_schema = current_schema() ORDER BY ordinal_position")
     assert [c for (c,) in columns][:3] == ["request_uuid", "namespace", "version"]
     assert len(columns) == 15
-    missing = run("telemetry", "init")
+    missing = run_to_exit("telemetry", "init")
     assert missing.returncode == 2 and "telemetry.postgres_string: required" in missing.stderr

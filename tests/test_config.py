@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from faucet.config import env_name, flag_name, load_config, parse_size
+from faucet.config import env_name, env_warnings, flag_name, load_config, parse_size
 from faucet.errors import ConfigError
 
 
@@ -92,11 +92,86 @@ def test_toml_syntax_error_is_a_config_error(tmp_path):
     assert str(path) in line and "invalid TOML" in line
 
 
-def test_sizes():
-    assert parse_size("10M") == 10 * 1024**2
-    assert parse_size("1GB") == 1024**3
-    assert parse_size("512") == 512
-    with pytest.raises(ValueError):
-        parse_size("ten megs")
+@pytest.mark.parametrize(("text", "size"), [
+    ("10M", 10_000_000), ("1.5G", 1_500_000_000), ("1GB", 1_000_000_000), ("512", 512),
+    ("512Ki", 524_288), ("10MiB", 10 * 1024**2), ("1 kib", 1024), ("5gb", 5_000_000_000),
+    ("0.2 MiB", 209_715), ("2.5B", 3), ("1_000k", 1_000_000), ("14.2e+8", 1_420_000_000),
+])
+def test_sizes_read_as_the_rust_server_reads_them(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["ten megs", "", "M", "-1M", "1.5.2K", "10 M B x"])
+def test_bad_sizes(text):
+    with pytest.raises(ValueError, match="expected a size like 10M"):
+        parse_size(text)
+
+
+def test_size_settings_take_units_from_every_source(tmp_path):
+    path = write(tmp_path, "max_message_size = \"64Ki\"\n")
+    config = load_config(path, {"FAUCET_MAX_LOG_FILE_SIZE": "1.5G"}, {})
+    assert (config.max_message_size, config.max_log_file_size) == (65_536, 1_500_000_000)
+    assert load_config(None, {"FAUCET_MAX_MESSAGE_SIZE": "10M"}, {}).max_message_size == 10**7
     assert problems(overrides={"max_log_file_size": "huge"})[0].startswith(
         "max_log_file_size = 'huge' (from --max-log-file-size): expected a size")
+    assert problems(path=write(tmp_path, "max_message_size = 1.5\n"))[0].startswith(
+        f"max_message_size = 1.5 (from {tmp_path / 'faucet.toml'}): expected a size")
+
+
+@pytest.mark.parametrize("value", ["warn", "WARN", "trace", "off", "faucet=debug,hypercorn=warn"])
+def test_faucet_log_takes_env_logger_syntax(value):
+    assert load_config(None, {"FAUCET_LOG": value}, {}).log_level == value
+
+
+def test_bad_log_spec_names_the_variable_and_what_is_allowed():
+    (line,) = problems(environ={"FAUCET_LOG": "faucet=loud"})
+    assert line.startswith("log_level = 'faucet=loud' (from FAUCET_LOG): unknown level 'loud' "
+                           "for faucet; expected a level (off, error, warn, info, debug, trace")
+
+
+def test_booleans_from_text_are_strict():
+    assert load_config(None, {"FAUCET_LOG_STDERR": "false"}, {}).log_stderr is False
+    assert load_config(None, {}, {"log_stderr": "Yes"}).log_stderr is True
+    assert problems(environ={"FAUCET_LOG_STDERR": "nope"}) == [
+        "log_stderr = 'nope' (from FAUCET_LOG_STDERR): expected true or false"]
+
+
+def test_every_rust_env_name_is_read():
+    """The Rust server's src/cli.rs names, each with a value that is not our default."""
+    rust_env = {
+        "FAUCET_HOST": "0.0.0.0:80", "FAUCET_IP_FROM": "x-real-ip", "FAUCET_RSCRIPT": "/r",
+        "FAUCET_QUARTO": "/q", "FAUCET_UV": "/uv", "FAUCET_LOG_FILE": "f.log",
+        "FAUCET_MAX_LOG_FILE_SIZE": "1M", "FAUCET_SHUTDOWN": "immediate",
+        "FAUCET_MAX_MESSAGE_SIZE": "2M", "FAUCET_TELEMETRY_POSTGRES_STRING": "postgresql://h/d",
+        "FAUCET_TELEMETRY_POSTGRES_SSLCERT": "/ca.pem",
+        "FAUCET_TELEMETRY_POSTGRES_SSLMODE": "verify-full",
+        "FAUCET_TELEMETRY_NAMESPACE": "ns", "FAUCET_TELEMETRY_VERSION": "v1",
+        "FAUCET_WORKERS": "7", "FAUCET_STRATEGY": "ip-hash", "FAUCET_TYPE": "shiny",
+        "FAUCET_DIR": "/app", "FAUCET_APP_DIR": "sub", "FAUCET_QMD": "doc.qmd",
+        "FAUCET_ROUTER_CONF": "routes.toml", "FAUCET_LOG": "debug",
+    }
+    c = load_config(None, rust_env, {})
+    t = c.telemetry
+    assert (c.host, c.ip_from, c.rscript, c.quarto, c.uv, c.log_file) == (
+        "0.0.0.0:80", "x-real-ip", "/r", "/q", "/uv", "f.log")
+    assert (c.max_log_file_size, c.shutdown, c.max_message_size) == (10**6, "immediate", 2 * 10**6)
+    assert (t.postgres_string, t.sslcert, t.sslmode, t.namespace, t.version) == (
+        "postgresql://h/d", "/ca.pem", "verify-full", "ns", "v1")
+    assert (c.workers, c.strategy, c.type, c.dir, c.app_dir, c.qmd, c.conf, c.log_level) == (
+        7, "ip-hash", "shiny", "/app", "sub", "doc.qmd", "routes.toml", "debug")
+    assert env_warnings(rust_env | {"FAUCET_CONFIG": "x", "FAUCET_WORKER_ID": "1"}) == []
+
+
+def test_ignored_faucet_variables_are_named_with_the_closest_setting():
+    assert env_warnings({"FAUCET_WOKERS": "2", "FAUCET_TELEMETRY_POSTGRES_SSLMOD": "require",
+                         "FAUCET_ZZZ": "1", "FAUCETEER": "x", "PATH": "/bin"}) == [
+        "FAUCET_TELEMETRY_POSTGRES_SSLMOD is not a faucet setting and is ignored; did you mean "
+        "FAUCET_TELEMETRY_POSTGRES_SSLMODE?",
+        "FAUCET_WOKERS is not a faucet setting and is ignored; did you mean FAUCET_WORKERS?",
+        "FAUCET_ZZZ is not a faucet setting and is ignored; faucet --help lists them",
+    ]
+
+
+def test_rust_settings_faucet_does_not_apply_are_warned_about():
+    (line,) = env_warnings({"FAUCET_MAX_RPS": "10"})
+    assert line.startswith("FAUCET_MAX_RPS is ignored: it sets the Rust server's rps strategy")

@@ -1,7 +1,10 @@
-"""Dispatcher waiting and queueing, with trio's virtual clock (no sockets)."""
+"""Dispatcher waiting and queueing, with trio's virtual clock (no sockets): a
+``trio.sleep`` here is virtual time passing, and ``wait_all_tasks_blocked`` lets the
+other tasks run until they wait."""
 
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 
 from faucet.backend import Backend
 from faucet.dispatch import Dispatcher, QueueFull
@@ -10,6 +13,13 @@ from faucet.strategy import Strategy
 
 def backends(count: int, online: bool = True) -> list[Backend]:
     return [Backend(worker_id=i + 1, port=1000 + i, online=online) for i in range(count)]
+
+
+async def bring_online(dispatcher: Dispatcher, index: int, after: float) -> None:
+    """Backend ``index`` comes online ``after`` seconds, as its supervisor reports it."""
+    await trio.sleep(after)
+    dispatcher.backends[index].online = True
+    dispatcher.changed()
 
 
 async def test_round_robin_spreads_over_online_workers():
@@ -25,14 +35,8 @@ async def test_round_robin_spreads_over_online_workers():
 
 async def test_request_waits_until_a_worker_comes_online(autojump_clock):
     dispatcher = Dispatcher(backends(2, online=False), Strategy.ROUND_ROBIN)
-
-    async def bring_up():
-        await trio.sleep(2)
-        dispatcher.backends[1].online = True
-        dispatcher.changed()
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(bring_up)
+        nursery.start_soon(bring_online, dispatcher, 1, 2)
         start = trio.current_time()
         lease = await dispatcher.acquire()
         assert lease.backend.worker_id == 2 and trio.current_time() - start == pytest.approx(2)
@@ -61,12 +65,12 @@ async def test_least_busy_queues_fifo_and_hands_over_on_release(autojump_clock):
     async with trio.open_nursery() as nursery:
         for name in "abc":
             nursery.start_soon(waiter, name)
-            await trio.sleep(0.1)
+            await wait_all_tasks_blocked()
         assert dispatcher.queued() == 3
         dispatcher.release(second)
-        await trio.sleep(0.1)
+        await wait_all_tasks_blocked()
         dispatcher.release(first)
-        await trio.sleep(0.1)
+        await wait_all_tasks_blocked()
         assert order == [("a", second.backend.worker_id), ("b", first.backend.worker_id)]
         dispatcher.release(leases[0])
     assert order[2][0] == "c"
@@ -77,7 +81,7 @@ async def test_least_busy_queue_is_bounded(autojump_clock):
     await dispatcher.acquire()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(dispatcher.acquire)
-        await trio.sleep(0.1)
+        await wait_all_tasks_blocked()
         with pytest.raises(QueueFull):
             await dispatcher.acquire()
         nursery.cancel_scope.cancel()
@@ -110,14 +114,8 @@ async def test_sticky_waits_a_grace_then_moves(autojump_clock):
 async def test_sticky_stays_when_its_worker_returns_within_the_grace(autojump_clock):
     dispatcher = Dispatcher(backends(2), Strategy.IP_HASH, sticky_grace=3)
     dispatcher.backends[0].online = False
-
-    async def restart():
-        await trio.sleep(1)
-        dispatcher.backends[0].online = True
-        dispatcher.changed()
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(restart)
+        nursery.start_soon(bring_online, dispatcher, 0, 1)
         lease = await dispatcher.acquire(0)
     assert lease.backend.worker_id == 1 and not lease.moved
 
@@ -171,7 +169,7 @@ class BusyWorker:
     async def queue(self, *jobs: str) -> None:
         for job in jobs:
             self.nursery.start_soon(self._request, job)
-            await trio.sleep(0.001)
+            await wait_all_tasks_blocked()  # queued in this order
 
     async def _request(self, job: str) -> None:
         lease = await self.dispatcher.acquire(job=job)
@@ -198,7 +196,7 @@ async def test_time_owed_to_quick_jobs_survives_a_moment_when_only_slow_ones_wai
     async with BusyWorker() as worker:
         await worker.queue("/slow")  # alone in the queue: served next
         worker.free()
-        await trio.sleep(0.001)
+        await wait_all_tasks_blocked()
         await worker.queue("/slow", *["/echo"] * 8)
     assert worker.started[0] == "/slow"
     # 0.05 s of slow work is owed back as about five 0.01 s quick jobs.

@@ -87,6 +87,23 @@ async def test_malformed_chunked_body_is_400(edge, chunks):
     assert reply.status == 400, reply
 
 
+async def test_a_malformed_body_is_recorded_as_the_clients_400(tmp_path, monkeypatch, sink,
+                                                              caplog):
+    """Telemetry and the access log say what the client got (400), not 499, and name no
+    worker: none received a complete request."""
+    caplog.set_level("INFO", logger="faucet.access")
+    async with recorded_faucet(tmp_path, monkeypatch,
+                               telemetry=TelemetryConfig(sink="memory")) as edge:
+        reply = await edge.exchange(http("POST /up HTTP/1.1", "Host: x",
+                                         "Transfer-Encoding: chunked",
+                                         body=b"1" * 21 + b"\r\nhello\r\n0\r\n\r\n"))
+        assert reply.status == 400
+    (event,) = sink.events
+    assert (event.status, event.worker_id, event.target) == (400, None, None)
+    (access,) = [r.getMessage() for r in caplog.records if r.name == "faucet.access"]
+    assert " 400 " in access
+
+
 async def test_absurd_content_length_is_refused_before_forwarding(edge):
     """A 20-digit Content-Length is refused (400 or 413) before anything is sent to the
     worker, instead of opening an upstream request that can never complete."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import json
 import subprocess
@@ -10,31 +9,8 @@ import sys
 import time
 import uuid
 
-import attrs
-
-from faucet.events import HttpEvent, uuid7
-from tests.helpers import ROOT
-
-
-def make_event(i: int = 0, **changes) -> HttpEvent:
-    event = HttpEvent(
-        request_uuid=uuid.UUID(int=i),
-        namespace="faucet",
-        version="1.0",
-        target="Worker::1",
-        worker_route=None,
-        worker_id=1,
-        ip_addr=ipaddress.ip_address("192.0.2.7"),
-        method="GET",
-        path="/echo",
-        query_params="msg=hi",
-        http_version="HTTP/1.1",
-        status=200,
-        user_agent="test",
-        elapsed=i,
-        time=datetime.datetime(2024, 5, 1, 12, 0, 0, i, tzinfo=datetime.UTC),
-    )
-    return attrs.evolve(event, **changes)
+from faucet.events import uuid7
+from tests.helpers import ROOT, make_event
 
 
 def test_event_as_json():

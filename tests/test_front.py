@@ -4,6 +4,8 @@ of upgrades and HTTP/2 to hypercorn."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import h11
 import httpx
 import pytest
@@ -11,64 +13,70 @@ import trio
 import wsproto
 import wsproto.events
 
-from faucet.front import serve
-from faucet.hypercorn_adapter import HypercornConfig
+from tests.helpers import read_all, start_front
 
 
-async def app(scope, receive, send):
+class App:
     """/echo returns the request body; /boom raises; /silent returns without answering;
-    /bad-head answers with a header value h11 refuses; /slow waits 0.3 s; /ws echoes
-    one WebSocket message; anything else returns its path."""
-    if scope["type"] == "websocket":
+    /bad-head answers with a header value h11 refuses; /slow sets ``slow_arrived`` and
+    answers once ``slow_release`` is set; /ws echoes one WebSocket message; anything else
+    returns its path."""
+
+    def __init__(self) -> None:
+        self.slow_arrived = trio.Event()
+        self.slow_release = trio.Event()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "websocket":
+            await self.websocket(receive, send)
+        else:
+            await self.http(scope, receive, send)
+
+    @staticmethod
+    async def websocket(receive, send) -> None:
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         message = await receive()
         await send({"type": "websocket.send", "text": "echo " + message["text"]})
         await send({"type": "websocket.close", "code": 1000})
-        return
-    path = scope["path"]
-    if path == "/boom":
-        raise RuntimeError("app bug")
-    if path == "/silent":
-        return
-    body = path.encode() + b" " + scope["http_version"].encode()
-    if path == "/echo":
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-    if path == "/slow":
-        await trio.sleep(0.3)
-    headers = [(b"content-length", str(len(body)).encode())]
-    if path == "/bad-head":
-        headers.append((b"x-bad", b"a\x00b"))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+
+    async def http(self, scope, receive, send) -> None:
+        path = scope["path"]
+        if path == "/boom":
+            raise RuntimeError("app bug")
+        if path == "/silent":
+            return
+        body = path.encode() + b" " + scope["http_version"].encode()
+        if path == "/echo":
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+        if path == "/slow":
+            self.slow_arrived.set()
+            await self.slow_release.wait()
+        headers = [(b"content-length", str(len(body)).encode())]
+        if path == "/bad-head":
+            headers.append((b"x-bad", b"a\x00b"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class Served(NamedTuple):
+    port: int
+    stopping: trio.Event
+    app: App
 
 
 @pytest.fixture
 async def front(nursery):
-    """(port, stopping event) of a front serving ``app``."""
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.keep_alive_timeout = 30
-    config.h11_max_incomplete_size = 4096
-    config.graceful_timeout = 5
-    stopping = trio.Event()
-    binds = await nursery.start(serve, app, config, stopping)
-    yield int(binds[0].rsplit(":", 1)[1]), stopping
+    """A front serving an ``App``: its port, its stopping event and the app."""
+    app = App()
+    port, stopping = await start_front(nursery, app, max_head=4096)
+    yield Served(port, stopping, app)
     stopping.set()
-
-
-async def read_all(stream: trio.SocketStream) -> bytes:
-    """Everything until the server closes the connection."""
-    data = b""
-    with trio.fail_after(5):
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    return data
 
 
 async def responses(stream: trio.SocketStream, count: int) -> list[tuple[h11.Response, bytes]]:
@@ -99,7 +107,7 @@ async def responses(stream: trio.SocketStream, count: int) -> list[tuple[h11.Res
 
 
 async def test_pipelined_requests_are_answered_in_order(front):
-    port, _ = front
+    port = front.port
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
                           b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
@@ -110,7 +118,7 @@ async def test_pipelined_requests_are_answered_in_order(front):
 
 
 async def test_http_1_0_gets_its_answer_and_the_connection_closes(front):
-    port, _ = front
+    port = front.port
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"GET /old HTTP/1.0\r\n\r\n")
     data = await read_all(stream)
@@ -119,7 +127,7 @@ async def test_http_1_0_gets_its_answer_and_the_connection_closes(front):
 
 
 async def test_expect_100_continue_is_answered_before_the_body_is_sent(front):
-    port, _ = front
+    port = front.port
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
                           b"Expect: 100-continue\r\n\r\n")
@@ -136,7 +144,7 @@ async def test_expect_100_continue_is_answered_before_the_body_is_sent(front):
     (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000, b"431"),  # head over the limit
 ])
 async def test_unparsable_requests_get_an_error_response(front, request_bytes, status):
-    port, _ = front
+    port = front.port
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(request_bytes)
     data = await read_all(stream)
@@ -147,7 +155,7 @@ async def test_unparsable_requests_get_an_error_response(front, request_bytes, s
 @pytest.mark.parametrize(("path", "status"), [("/boom", 500), ("/silent", 500),
                                               ("/bad-head", 502)])
 async def test_app_failures_become_responses(front, path, status):
-    port, _ = front
+    port = front.port
     async with httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{port}{path}")
         assert response.status_code == status
@@ -156,7 +164,7 @@ async def test_app_failures_become_responses(front, path, status):
 
 
 async def test_unread_request_body_closes_the_connection_after_the_response(front):
-    port, _ = front
+    port = front.port
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"POST /ignores-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
                           b"\r\npartial")
@@ -165,21 +173,23 @@ async def test_unread_request_body_closes_the_connection_after_the_response(fron
 
 
 async def test_shutdown_closes_idle_connections_and_lets_in_flight_ones_finish(front):
-    port, stopping = front
+    port = front.port
     idle = await trio.open_tcp_stream("127.0.0.1", port)
     busy = await trio.open_tcp_stream("127.0.0.1", port)
     await busy.send_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-    await trio.sleep(0.1)
-    stopping.set()
-    assert await read_all(idle) == b""
+    with trio.fail_after(5):
+        await front.app.slow_arrived.wait()
+    front.stopping.set()
+    assert await read_all(idle) == b""  # closed while the slow request is still running
+    with pytest.raises(OSError):  # and no longer accepting
+        await trio.open_tcp_stream("127.0.0.1", port)
+    front.app.slow_release.set()
     data = await read_all(busy)
     assert b"connection: close" in data and data.endswith(b"/slow 1.1")
-    with pytest.raises(OSError):
-        await trio.open_tcp_stream("127.0.0.1", port)
 
 
 async def test_websocket_upgrade_on_a_reused_connection_goes_to_hypercorn(front):
-    port, _ = front
+    port = front.port
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
     (_, body), = await responses(stream, 1)
@@ -200,7 +210,7 @@ async def test_websocket_upgrade_on_a_reused_connection_goes_to_hypercorn(front)
 
 
 async def test_http2_prior_knowledge_goes_to_hypercorn(front):
-    port, _ = front
+    port = front.port
     async with httpx.AsyncClient(http1=False, http2=True) as client:
         response = await client.get(f"http://127.0.0.1:{port}/h2")
     assert (response.http_version, response.text) == ("HTTP/2", "/h2 2")

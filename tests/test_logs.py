@@ -13,14 +13,15 @@ LINE = "x" * 60
 
 
 @pytest.fixture(autouse=True)
-def restore_faucet_logger():
+def restore_root_logger():
+    """A failed test may leave its handler on the root logger; take it off."""
+    root = logging.getLogger()
+    before = list(root.handlers)
     yield
-    faucet = logging.getLogger("faucet")
-    for handler in list(faucet.handlers):
-        faucet.removeHandler(handler)
-        handler.close()
-    faucet.setLevel(logging.NOTSET)
-    faucet.propagate = True
+    for handler in root.handlers:
+        if handler not in before:
+            root.removeHandler(handler)
+            handler.close()
 
 
 def access(**changes):
@@ -38,12 +39,17 @@ def access(**changes):
     logs.log_access(**(fields | changes))
 
 
-def test_rotation_keeps_a_bounded_number_of_files(tmp_path):
-    path = tmp_path / "faucet.log"
-    handle = logs.setup_logging("info", str(path), max_bytes=1000, backups=2)
+def log_200_lines(path, backups: int) -> None:
+    """200 lines of about 90 bytes into a log file rotated at 1000 bytes."""
+    handle = logs.setup_logging("info", str(path), max_bytes=1000, backups=backups)
     for _ in range(200):
         logs.log.info(LINE)
     handle.close()
+
+
+def test_rotation_keeps_a_bounded_number_of_files(tmp_path):
+    path = tmp_path / "faucet.log"
+    log_200_lines(path, backups=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "faucet.log",
         "faucet.log.1",
@@ -57,10 +63,7 @@ def test_rotation_keeps_a_bounded_number_of_files(tmp_path):
 
 def test_no_backups_truncates_in_place(tmp_path):
     path = tmp_path / "faucet.log"
-    handle = logs.setup_logging("info", str(path), max_bytes=1000, backups=0)
-    for _ in range(200):
-        logs.log.info(LINE)
-    handle.close()
+    log_200_lines(path, backups=0)
     assert [p.name for p in tmp_path.iterdir()] == ["faucet.log"]
     assert path.stat().st_size <= 1000
 
@@ -196,3 +199,58 @@ def test_exceptions_are_kept(tmp_path):
         logs.log.exception("failed")
     handle.close()
     assert "RuntimeError: bad" in json.loads(path.read_text())["exc"]
+
+
+def test_env_logger_spec_sets_the_default_and_named_loggers(tmp_path):
+    path = tmp_path / "faucet.log"
+    handle = logs.setup_logging("warn,faucet.access=info,mylib=debug", str(path), stderr=False)
+    access()
+    logs.log.info("hidden: faucet is at warn")
+    logs.log.warning("shown")
+    logging.getLogger("mylib.db").debug("shown: an unknown target is a logger of that name")
+    logging.getLogger("otherlib").info("hidden: the default is warn")
+    handle.close()
+    lines = path.read_text().splitlines()
+    assert [line.split(None, 2)[2] for line in lines] == [
+        'faucet.access: 127.0.0.1 "GET /api/x?q=1 HTTP/1.1" 200 "curl/8" 3.2ms [/api/]::Worker::2',
+        "faucet: shown",
+        "mylib.db: shown: an unknown target is a logger of that name",
+    ]
+    assert logging.getLogger("mylib").level == logging.NOTSET  # put back by close()
+
+
+def test_off_and_directives_alone_silence_the_rest(tmp_path):
+    path = tmp_path / "faucet.log"
+    handle = logs.setup_logging("off", str(path), stderr=False)
+    logs.log.error("hidden")
+    handle.close()
+    handle = logs.setup_logging("faucet.worker=info", str(path), stderr=False)
+    logs.log.error("hidden: only faucet.worker is on")
+    logs.worker_logger(1).info("shown")
+    handle.close()
+    assert path.read_text().splitlines()[0].endswith("faucet.worker: Worker::1 shown")
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_message_filter_after_the_slash(tmp_path):
+    path = tmp_path / "faucet.log"
+    handle = logs.setup_logging("info/time(d)? ?out", str(path), stderr=False)
+    logs.log.info("worker 2 timed out")
+    logs.log.info("worker 2 online")
+    handle.close()
+    assert [line.split(": ", 1)[1] for line in path.read_text().splitlines()] == [
+        "worker 2 timed out"]
+
+
+def test_log_file_also_writes_stderr_unless_told_not_to(tmp_path, capsys):
+    path = tmp_path / "faucet.log"
+    handle = logs.setup_logging("info", str(path))
+    logs.log.info("both")
+    handle.close()
+    handle = logs.setup_logging("info", str(path), stderr=False)
+    logs.log.info("file only")
+    handle.close()
+    err = capsys.readouterr().err
+    assert err.endswith("INFO    faucet: both\n") and "file only" not in err
+    assert path.read_text().splitlines()[0].split(" ", 1)[1] == "INFO    faucet: both"
+    assert path.read_text().endswith("INFO    faucet: file only\n")

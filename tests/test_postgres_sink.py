@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import logging
 import socket
 import uuid
+from collections.abc import Iterator
 
 import attrs
 import psycopg
@@ -14,14 +16,15 @@ import pytest
 import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from faucet.app import free_port
 from faucet.config import TelemetryConfig
 from faucet.errors import ConfigError
-from faucet.sinks.postgres import connection_settings
+from faucet.sinks.pg_conninfo import connection_settings
 from faucet.telemetry import Recorder, serve_telemetry
 from faucet.telemetry_init import SQL_DIR, init_table
 from tests.forwarder import Forwarder
+from tests.helpers import make_event, until
 from tests.pg import query
-from tests.test_events import make_event
 
 SECRET = "pw-Secret-0417"
 
@@ -30,20 +33,26 @@ def via(dsn: str, port: int) -> str:
     return make_conninfo(dsn, host="127.0.0.1", port=port)
 
 
-def closed_port() -> int:
+@contextlib.contextmanager
+def silent_listener() -> Iterator[int]:
+    """A port that takes connections and never answers: the kernel completes each
+    handshake into the backlog, nobody accepts (a database hung with TCP open)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        sock.listen(64)
+        yield sock.getsockname()[1]
 
 
-async def eventually(condition) -> None:
-    """Wait for ``condition()``: the recorder's statistics are plain counters, no events."""
-    with trio.fail_after(10):
-        while not condition():  # noqa: ASYNC110
-            await trio.sleep(0.01)
+def lock_table(dsn: str) -> psycopg.Connection:
+    """A connection whose open transaction holds ACCESS EXCLUSIVE on the table (blocking)."""
+    conn = psycopg.connect(dsn)
+    conn.execute("LOCK TABLE faucet_http_events IN ACCESS EXCLUSIVE MODE")
+    return conn
 
 
 async def produce(recorder: Recorder, start: int, count: int) -> None:
+    """Record events ``start`` to ``start + count - 1`` as traffic arrives: fifty at a
+    time, with the sink's writes going on in between."""
     for i in range(start, start + count):
         recorder.record(make_event(i))
         if i % 50 == 0:
@@ -94,7 +103,7 @@ async def test_terminated_backend_is_reconnected_without_loss(pg_dsn, pg_server)
         recorder = await nursery.start(serve_telemetry, config)
         for round_ in range(3):
             await produce(recorder, round_ * 1000, 1000)
-            await eventually(lambda r=round_: recorder.statistics().written >= r * 1000 + 200)
+            await until(lambda r=round_: recorder.statistics().written >= r * 1000 + 200)
             assert await trio.to_thread.run_sync(query, pg_server, kill, (name,)) == [(True,)]
         recorder.close()
     assert recorder.statistics().written == 3000
@@ -112,11 +121,12 @@ async def test_outage_loses_nothing_and_is_logged_once(pg_dsn, caplog):
         async with trio.open_nursery() as nursery:
             recorder = await nursery.start(serve_telemetry, config)
             await produce(recorder, 0, 1000)
-            await eventually(lambda: recorder.statistics().written == 1000)
+            await until(lambda: recorder.statistics().written == 1000)
             forwarder.cut()
             await produce(recorder, 1000, 2000)
-            await eventually(lambda: not recorder.statistics().sink_available)
-            await trio.sleep(1)
+            await until(lambda: not recorder.statistics().sink_available)
+            # The sink keeps retrying (three reconnects refused), and writes nothing.
+            await until(lambda: forwarder.refused >= 3)
             assert recorder.statistics().written == 1000
             forwarder.restore()
             await produce(recorder, 3000, 500)
@@ -135,10 +145,10 @@ async def test_table_dropped_while_running_is_an_outage_not_a_loss(pg_dsn, caplo
     async with trio.open_nursery() as nursery:
         recorder = await nursery.start(serve_telemetry, config)
         await produce(recorder, 0, 300)
-        await eventually(lambda: recorder.statistics().written == 300)
+        await until(lambda: recorder.statistics().written == 300)
         await trio.to_thread.run_sync(query, pg_dsn, "DROP TABLE faucet_http_events")
         await produce(recorder, 300, 300)
-        await eventually(lambda: not recorder.statistics().sink_available)
+        await until(lambda: not recorder.statistics().sink_available)
         await trio.to_thread.run_sync(init_table, pg_dsn, None, None, False)
         recorder.close()
     assert (recorder.statistics().written, recorder.statistics().failed) == (600, 0)
@@ -160,13 +170,13 @@ async def test_a_batch_the_database_refuses_is_counted_failed(pg_dsn, caplog):
 
 async def test_unreachable_at_start_warns_keeps_serving_and_hides_the_password(caplog):
     caplog.set_level(logging.INFO, logger="faucet.telemetry")
-    dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:{closed_port()}/test"
+    dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:{free_port()}/test"
     config = TelemetryConfig(postgres_string=dsn, flush_interval=0.01, flush_timeout=0.5)
     async with trio.open_nursery() as nursery:
         recorder = await nursery.start(serve_telemetry, config)
         for i in range(10):
             recorder.record(make_event(i))
-        await eventually(lambda: not recorder.statistics().sink_available)
+        await until(lambda: not recorder.statistics().sink_available)
         recorder.close()
     assert recorder.statistics().failed == 10
     assert "unreachable at start-up" in caplog.text
@@ -188,6 +198,111 @@ def test_malformed_connection_string_is_a_config_error_without_the_password(conn
     with pytest.raises(ConfigError, match="not a valid PostgreSQL connection string") as info:
         connection_settings(conn_string, None, None)
     assert SECRET not in str(info.value)
+
+
+def test_timeouts_become_connect_arguments():
+    settings = connection_settings("host=db options='-csearch_path=x'", None, None,
+                                   connect_timeout=7, statement_timeout=2.5)
+    assert (settings.kwargs["connect_timeout"], settings.connect_timeout) == ("7", 7)
+    # Ours first: a statement_timeout in the string's own options would still win.
+    assert settings.kwargs["options"] == "-c statement_timeout=2500 -csearch_path=x"
+    own = connection_settings("host=db connect_timeout=3", None, None, connect_timeout=7)
+    assert ("connect_timeout" not in own.kwargs, own.connect_timeout) == (True, 3)
+
+
+def test_the_server_gets_the_statement_timeout_and_keeps_the_string_options(pg_dsn):
+    settings = connection_settings(pg_dsn, None, None, statement_timeout=2.5)
+    with settings.connect() as conn:
+        timeout, path = conn.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('search_path')"
+        ).fetchone()
+    assert (timeout, path) == ("2500ms", conninfo_to_dict(pg_dsn)["options"].split("=")[1])
+
+
+async def test_a_database_that_never_answers_is_hung_and_cannot_hold_shutdown(
+    autojump_clock, caplog
+):
+    """On trio's virtual clock the threads' real waits take no time: the deadlines alone
+    decide, so this shows exactly when each one cuts a connect that gets no answer."""
+    caplog.set_level(logging.INFO, logger="faucet.telemetry")
+    with silent_listener() as port:
+        dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/test"
+        config = TelemetryConfig(postgres_string=dsn, connect_timeout=20,
+                                 statement_timeout=40, flush_interval=0.01, flush_timeout=3)
+        async with trio.open_nursery() as nursery:
+            recorder = await nursery.start(serve_telemetry, config)
+            assert trio.current_time() == pytest.approx(60)  # the start-up check gave up
+            for i in range(10):
+                recorder.record(make_event(i))
+            with trio.fail_after(600):
+                while recorder.statistics().sink_status != "hung":  # noqa: ASYNC110
+                    await trio.sleep(1)
+            stats = recorder.statistics()
+            assert stats.last_error == "no answer within 60 s (connect_timeout + statement_timeout)"
+            assert (stats.sink_available, stats.pending, stats.written) == (False, 10, 0)
+            closed_at = trio.current_time()
+            recorder.close()
+    assert trio.current_time() - closed_at == pytest.approx(3)
+    assert recorder.statistics().failed == 10
+    assert "unreachable at start-up (no answer within 60 s" in caplog.text
+    assert "telemetry sink 'postgres' hung: no answer within 60 s" in caplog.text
+    assert "10 events not written before the flush deadline" in caplog.text
+    assert SECRET not in caplog.text
+
+
+async def test_a_locked_table_times_out_as_hung_and_loses_nothing(pg_dsn):
+    config = TelemetryConfig(postgres_string=pg_dsn, statement_timeout=0.3, batch_size=50,
+                             flush_interval=0.02)  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        recorder = await nursery.start(serve_telemetry, config)
+        await produce(recorder, 0, 100)
+        await until(lambda: recorder.statistics().written == 100)
+        locker = await trio.to_thread.run_sync(lock_table, pg_dsn)
+        try:
+            await produce(recorder, 100, 200)
+            await until(lambda: recorder.statistics().sink_status == "hung")
+            stats = recorder.statistics()
+            assert stats.last_error == "canceling statement due to statement timeout"
+            assert stats.written == 100
+        finally:
+            await trio.to_thread.run_sync(locker.close)  # rolls back: the lock goes
+        await until(lambda: recorder.statistics().written == 300)
+        assert recorder.statistics().sink_status == "ok"
+        recorder.close()
+    stats = recorder.statistics()
+    assert (stats.written, stats.dropped, stats.failed) == (300, 0, 0)
+    assert count_rows(pg_dsn) == (300, 300)
+
+
+async def test_a_frozen_network_is_given_up_as_hung_and_nothing_is_written_twice(pg_dsn):
+    """Neither connect_timeout nor statement_timeout can fire when the network itself
+    hangs: the sink's own bound gives the call up. The abandoned COPY is still waiting
+    for the server when the network thaws; it must send no rows then, since the batch
+    has been written again on a new connection."""
+    params = conninfo_to_dict(pg_dsn)
+    forwarder = Forwarder(params.get("host", "127.0.0.1"), int(params.get("port", 5432)))
+    async with trio.open_nursery() as outer:
+        port = await outer.start(forwarder.serve)
+        config = TelemetryConfig(postgres_string=via(pg_dsn, port), connect_timeout=2,
+                                 statement_timeout=0.5, batch_size=50, flush_interval=0.02)
+        async with trio.open_nursery() as nursery:
+            recorder = await nursery.start(serve_telemetry, config)
+            await produce(recorder, 0, 100)
+            # Idle (nothing pending) before freezing, so no COPY is cut half-sent.
+            await until(lambda: recorder.statistics().written == 100)
+            forwarder.freeze()
+            await produce(recorder, 100, 100)
+            await until(lambda: recorder.statistics().sink_status == "hung")
+            assert recorder.statistics().last_error == (
+                "no answer within 2.5 s (connect_timeout + statement_timeout)")
+            forwarder.thaw()
+            await until(lambda: recorder.statistics().written == 200)
+            recorder.close()
+        # Every connection over, the abandoned one too: the row count is final.
+        await until(lambda: not forwarder.upstream_ports)
+        outer.cancel_scope.cancel()
+    assert (recorder.statistics().written, recorder.statistics().failed) == (200, 0)
+    assert count_rows(pg_dsn) == (200, 200)
 
 
 def test_ssl_settings_become_connect_arguments(tmp_path):

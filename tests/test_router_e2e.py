@@ -13,8 +13,7 @@ import os
 import re
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,19 +22,17 @@ import pytest
 
 from faucet.app import free_port
 from faucet.health import HEALTH_PATH
-from tests.conftest import FASTAPI
-from tests.helpers import PLUMBER, SHINY, faucet_process, kill_session, leftover_processes
+from tests.helpers import (
+    FASTAPI,
+    PLUMBER,
+    SHINY,
+    faucet_process,
+    kill_session,
+    leftover_processes,
+    run_to_exit,
+    wait_until,
+)
 from tests.pg import query
-
-
-def eventually(check: Callable[[], object], what: str, timeout: float = 60) -> object:
-    """Poll ``check`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-    return result
 
 
 def write_router(folder: Path, *routes: tuple[str, str, Path, int]) -> Path:
@@ -62,19 +59,21 @@ class Router(NamedTuple):
             except FileNotFoundError:  # renamed, and not yet reopened
                 return []
             return [line for line in text.splitlines() if needle in line]
-        return eventually(found, f"{needle!r} in {self.log}", timeout=10)
+        return wait_until(found, f"{needle!r} in {self.log}", timeout=10)
 
 
 @contextlib.contextmanager
 def router(conf: Path, *flags: str, workers: int, env: dict | None = None) -> Iterator[Router]:
-    """``faucet router --conf conf`` logging to a file beside it, once ``workers`` are online.
-    On leaving: SIGTERM, exit 0 and no worker process (uv's children included) left."""
+    """``faucet router --conf conf`` logging to a file beside it (only: nobody reads the
+    stderr pipe), once ``workers`` are online. On leaving: SIGTERM, exit 0 and no worker
+    process (uv's children included) left."""
     url = f"http://127.0.0.1:{free_port()}"
     log = conf.parent / "faucet.log"
     cwd = conf.parent / "started" / "from" / "here"
     cwd.mkdir(parents=True)
     proc = faucet_process("router", "--conf", str(conf), "--host", url.removeprefix("http://"),
-                          "--log-file", str(log), *flags, env=env, cwd=cwd)
+                          "--log-file", str(log), "--log-stderr", "false", *flags, env=env,
+                          cwd=cwd)
 
     def online() -> bool:
         if proc.poll() is not None:
@@ -85,11 +84,11 @@ def router(conf: Path, *flags: str, workers: int, env: dict | None = None) -> It
 
     served = Router(proc, url, log)
     try:
-        eventually(online, f"{workers} workers online")
+        wait_until(online, f"{workers} workers online")
         yield served
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
-        eventually(lambda: not leftover_processes(proc), "workers gone", timeout=5)
+        wait_until(lambda: not leftover_processes(proc), "workers gone", timeout=5)
     finally:
         # The workers have sessions of their own: only faucet can stop them.
         if proc.poll() is None:
@@ -124,7 +123,8 @@ def test_prefix_is_stripped_and_forwarded(client):
     assert client.get("/py/").json()["path"] == "/"
     shiny = client.get("/shiny/")
     assert shiny.status_code == 200 and "faucet + Shiny" in shiny.text
-    assert "FAUCET_LB_COOKIE" in shiny.cookies  # shiny routes are sticky by default
+    # shiny routes are sticky by default, with a cookie of their own
+    assert "FAUCET_LB_COOKIE_shiny" in shiny.cookies
 
 
 @pytest.mark.slow
@@ -181,7 +181,7 @@ def test_telemetry_rows_carry_the_route(tmp_path, pg_dsn):
 @pytest.mark.slow
 def test_log_rotation_at_the_size_limit_and_a_text_access_line(tmp_path):
     conf = write_router(tmp_path, ("/api/", "plumber", PLUMBER, 1))
-    limit = 20 * 1024
+    limit = 20_000  # "20k", powers of 1000 as the Rust server reads sizes
     with router(conf, "--max-log-file-size", "20k", "--log-file-backups", "2",
                 workers=1) as served, httpx.Client(base_url=served.url) as client:
         long_path = "/nope/" + "x" * 400
@@ -234,8 +234,7 @@ BAD_FILES = {
 def test_bad_router_file_exits_2_naming_route_and_key(tmp_path, text, expected):
     conf = tmp_path / "frouter.toml"
     conf.write_text(text)
-    proc = faucet_process("router", "--conf", str(conf))
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2
-    assert "Traceback" not in err
-    assert err.startswith(f"faucet: {expected.format(conf=conf, dir=tmp_path)}")
+    result = run_to_exit("router", "--conf", str(conf))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"faucet: {expected.format(conf=conf, dir=tmp_path)}")

@@ -1,6 +1,6 @@
 """Shiny sessions that survive reconnects, end to end without R: a stand-in Shiny worker
 (tests/shiny_standin.py), a Python client that speaks the reconnect script's protocol
-(tests/shiny_client.py) and, between them, a Forwarder the tests cut and stall."""
+(tests/shiny_client.py) and, between them, a Forwarder the tests cut and freeze."""
 
 import contextlib
 import json
@@ -139,11 +139,12 @@ async def test_a_half_open_client_is_found_by_the_heartbeat_and_can_resume(tmp_p
         token = await token_of(client)
         sessions = (await health(faucet))["sessions"]
         assert (sessions["live"], sessions["waiting"]) == (1, 0)
-        forwarder.stall()  # packets dropped: no FIN, no RST, the pings go unanswered
+        forwarder.freeze()  # packets dropped: no FIN, no RST, the pings go unanswered
         # Found within heartbeat_timeout; the deadline only keeps a broken test from hanging.
         await until_health(faucet, lambda body: body["sessions"]["waiting"] == 1, deadline=5)
         assert await command(faucet, f"emit {token} 2") == "emitted"
         forwarder.cut()
+        forwarder.thaw()
         forwarder.restore()
         await client.connect(legs)
         assert [await client.receive() for _ in range(2)] == ["n:1", "n:2"]

@@ -7,6 +7,8 @@ import pytest
 from faucet.backend import Backend
 from faucet.sessions import (
     SESSION_HEADER,
+    SHUTTING_DOWN,
+    WORKER_GONE,
     Budget,
     Outbox,
     Registry,
@@ -189,3 +191,11 @@ def test_closes_cross_as_codes_a_close_frame_may_carry(code, sent):
     assert client_closed(code, "r").worker[0] == sent
     assert worker_closed(code, "r").client[0] == sent
 
+
+
+def test_clients_without_the_script_get_the_close_codes_any_client_knows():
+    assert WORKER_GONE.client_close(True)[0] == 4002  # the script reloads the page
+    assert WORKER_GONE.client_close(False) == (1011, "the worker went away")
+    assert SHUTTING_DOWN.client_close(True)[0] == 1012  # the script waits for faucet
+    assert SHUTTING_DOWN.client_close(False) == (1001, "faucet is shutting down")
+    assert worker_closed(4321, "bye").client_close(False) == (4321, "bye")

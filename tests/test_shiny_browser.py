@@ -5,14 +5,13 @@ Needs Debian's chromium (/usr/bin/chromium) and the ``playwright`` package; neve
 faucet runs as a subprocess here.
 """
 
-import re
 import shutil
 import uuid
 
 import pytest
 
 from faucet.balancer import LB_COOKIE, cookie_key, sticky_index
-from tests.helpers import SHINY, faucet_process, kill_session, wait_for_line
+from tests.helpers import SHINY, served
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHROMIUM = "/usr/bin/chromium"
@@ -23,13 +22,9 @@ WORKERS = 3
 
 @pytest.fixture
 def faucet_url():
-    proc = faucet_process("start", "--dir", str(SHINY), "--workers", str(WORKERS),
-                          "--host", "127.0.0.1:0")
-    try:
-        text = wait_for_line(proc, "faucet listening on")
-        yield re.search(r"faucet listening on (\S+)", text).group(1)
-    finally:
-        kill_session(proc)
+    with served("start", "--dir", str(SHINY), "--workers", str(WORKERS),
+                online=WORKERS) as faucet:
+        yield faucet.url
 
 
 def cookie_for(worker: int) -> str:

@@ -1,5 +1,5 @@
 """Shiny sessions that survive the network, in headless Chromium with real R: the counter
-example (examples/shiny-counter) through a Forwarder the tests cut, stall and restore.
+example (examples/shiny-counter) through a Forwarder the tests cut, freeze and restore.
 
 Needs Debian's chromium (/usr/bin/chromium) and the ``playwright`` package, like
 tests/test_shiny_browser.py; faucet runs as a subprocess (playwright's sync API).
@@ -173,10 +173,10 @@ def test_a_half_open_connection_is_found_by_both_heartbeats_and_resumed(tmp_path
         page.click("#add")
         expect(page.locator("#count")).to_have_text("1")
         before = token(page)
-        app.forwarder.stall()  # packets dropped: no FIN, no RST
+        app.forwarder.freeze()  # packets dropped: no FIN, no RST
         app.until(lambda: app.health()["sessions"]["waiting"] == 1)  # faucet saw silence
         expect(page.locator("#faucet-reconnecting")).to_be_visible(timeout=WAIT)  # and the page
-        app.forwarder.restore()
+        app.forwarder.thaw()
         page.click("#add")
         expect(page.locator("#count")).to_have_text("2", timeout=WAIT)
         expect(page.locator("#faucet-reconnecting")).to_have_count(0)
@@ -187,11 +187,15 @@ def test_pages_carry_the_script_and_r_sees_the_session_id(tmp_path):
     with counter_faucet(tmp_path) as app, counter_page(app) as (page, expect):
         session_id = page.evaluate("Shiny.shinyapp.$socket.sessionId")
         expect(page.locator("#session")).to_have_text(session_id, timeout=WAIT)
-        for encoding in ("gzip", "identity"):
-            request = Request(app.url + "/", headers={"Accept-Encoding": encoding})
+        for encoding in ("gzip", "identity"):  # a browser's page load: asked uncompressed
+            request = Request(app.url + "/", headers={"Accept-Encoding": encoding,
+                                                      "Accept": "text/html,*/*;q=0.8"})
             with urlopen(request, timeout=10) as answer:
                 assert answer.headers.get("Content-Encoding") is None
                 assert b'<script src="__faucet__/reconnect.js"></script></head>' in answer.read()
+        request = Request(app.url + "/shared/shiny.min.js", headers={"Accept-Encoding": "gzip"})
+        with urlopen(request, timeout=10) as answer:  # other responses are left as they are
+            assert answer.headers.get("Content-Encoding") == "gzip"
 
 
 def test_a_restarted_faucet_reloads_the_page_into_a_fresh_session(tmp_path):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 from importlib.metadata import EntryPoint, EntryPoints
 
 import pytest
@@ -15,8 +18,7 @@ from faucet.sinks import available_sinks, load_sink
 from faucet.sinks.null import NullSink
 from faucet.sinks.stdout import StdoutSink
 from faucet.telemetry import serve_telemetry
-from tests.helpers import registered_sink
-from tests.test_events import make_event
+from tests.helpers import make_event, registered_sink
 
 
 def test_builtins_load_by_name():
@@ -97,3 +99,30 @@ async def test_example_plugin_rejects_bad_options():
     async with trio.open_nursery() as nursery:
         with pytest.raises(ConfigError, match="path"):
             await nursery.start(serve_telemetry, TelemetryConfig(sink="jsonfile"))
+
+
+@pytest.fixture
+def stalled_pipe():
+    """A pipe whose reader stopped: once its buffer (64 kB) is full, a write blocks for good."""
+    read_end, write_end = os.pipe()
+    pipe = open(write_end, "w")  # noqa: SIM115 (closed below, once nothing can block on it)
+    yield pipe
+    os.close(read_end)  # the abandoned write fails at once, and so does this flush
+    with contextlib.suppress(BrokenPipeError):
+        pipe.close()
+
+
+async def test_a_stdout_nobody_reads_cannot_hold_shutdown(stalled_pipe, monkeypatch,
+                                                          autojump_clock):
+    # Here, not in the fixture: pytest's capture puts its own sys.stdout back between them.
+    monkeypatch.setattr(sys, "stdout", stalled_pipe)
+    config = TelemetryConfig(sink="stdout", batch_size=1000, flush_timeout=2)
+    async with trio.open_nursery() as nursery:
+        recorder = await nursery.start(serve_telemetry, config)
+        for i in range(1000):  # ~400 kB of JSON lines
+            recorder.record(make_event(i))
+        await trio.sleep(10)
+        closed_at = trio.current_time()
+        recorder.close()
+    assert (trio.current_time() - closed_at, recorder.statistics().failed) == (
+        pytest.approx(2), 1000)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
+import threading
 
 import pytest
 import trio
 
-from faucet.config import TelemetryConfig
+from faucet.config import TelemetryConfig, load_config
+from faucet.errors import ConfigError
+from faucet.sinks import SinkHung, SinkUnavailable
 from faucet.telemetry import RETRY_MAX, Recorder, serve_telemetry
-from tests.test_events import make_event
+from tests.helpers import make_event, registered_sink
 
 
 def config(**settings) -> TelemetryConfig:
@@ -147,3 +151,117 @@ async def test_disabled_telemetry_runs_the_null_sink(autojump_clock):
         recorder.record(make_event())
         recorder.close()
     assert recorder.statistics().written == 1
+
+
+class ScriptedSink:
+    """Fails each write with the next exception of ``errors`` (None: writes), then writes."""
+
+    def __init__(self, *errors: Exception | None) -> None:
+        self.errors = list(errors)
+        self.events: list = []
+
+    async def write_batch(self, events) -> None:
+        await trio.sleep(0.001)
+        error = self.errors.pop(0) if self.errors else None
+        if error is not None:
+            raise error
+        self.events.extend(events)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_health_shows_the_sink_status_and_its_last_error(autojump_clock):
+    sink = ScriptedSink(SinkUnavailable("connection refused"),
+                        SinkHung("no answer from postgresql://u:pw-0417@db/x"), None)
+    with registered_sink("scripted", lambda options, config: sink):
+        async with trio.open_nursery() as nursery:
+            recorder = await nursery.start(serve_telemetry, TelemetryConfig(sink="scripted"))
+            first = recorder.statistics()
+            recorder.record(make_event(1))
+            seen = []
+            while recorder.statistics().written == 0:
+                stats = recorder.statistics()
+                if not seen or seen[-1][0] != stats.sink_status:
+                    seen.append((stats.sink_status, stats.sink_available, stats.last_error))
+                await trio.sleep(0.01)
+            recorder.close()
+    assert (first.sink_status, first.sink_available, first.last_error) == ("ok", True, None)
+    assert seen == [("ok", True, None), ("unavailable", False, "connection refused"),
+                    ("hung", False, "no answer from postgresql://u:***@db/x")]
+    stats = recorder.statistics()
+    assert (stats.sink_status, stats.sink_available, stats.written) == ("ok", True, 1)
+    assert stats.last_error == "no answer from postgresql://u:***@db/x"  # kept, with its time
+    assert datetime.datetime.fromisoformat(stats.last_error_at).tzinfo == datetime.UTC
+
+
+async def test_a_rejected_batch_is_the_last_error_and_the_sink_stays_ok(autojump_clock):
+    sink = ScriptedSink(ValueError("bad row: password=hunter2 in path"))
+    with registered_sink("scripted", lambda options, config: sink):
+        async with trio.open_nursery() as nursery:
+            recorder = await nursery.start(serve_telemetry, TelemetryConfig(sink="scripted"))
+            recorder.record(make_event(1))
+            recorder.close()
+    stats = recorder.statistics()
+    assert (stats.sink_status, stats.failed) == ("ok", 1)
+    assert stats.last_error == "bad row: password=*** in path"
+
+
+class StuckSink:
+    """A blocking driver that never answers: each write waits in a worker thread (the
+    way the Sink protocol asks, abandonable) on an event only the test sets."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    async def write_batch(self, events) -> None:
+        self.calls += 1
+        await trio.to_thread.run_sync(self.release.wait, abandon_on_cancel=True)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.fixture
+def stuck_sink():
+    sink = StuckSink()
+    with registered_sink("stuck", lambda options, config: sink):
+        yield sink
+    sink.release.set()  # let the abandoned threads end
+
+
+@pytest.mark.parametrize("how", ["close", "cancel"])
+async def test_shutdown_never_waits_past_flush_timeout_for_a_hung_write(
+    stuck_sink, how, autojump_clock, caplog
+):
+    config = TelemetryConfig(sink="stuck", batch_size=10, flush_timeout=4)
+    async with trio.open_nursery() as nursery:
+        recorder = await nursery.start(serve_telemetry, config)
+        for i in range(25):
+            recorder.record(make_event(i))
+        await trio.sleep(100)
+        assert (stuck_sink.calls, recorder.statistics().pending) == (1, 10)
+        stopped_at = trio.current_time()
+        if how == "close":
+            recorder.close()
+        else:
+            nursery.cancel_scope.cancel()
+    assert trio.current_time() - stopped_at == pytest.approx(4)
+    assert recorder.statistics().failed == 25
+    assert "25 events not written before the flush deadline" in caplog.text
+
+
+def test_timeouts_have_one_name_everywhere():
+    config = load_config(None, {"FAUCET_TELEMETRY_CONNECT_TIMEOUT": "7"},
+                         {"telemetry.statement_timeout": "2.5"})
+    assert (config.telemetry.connect_timeout, config.telemetry.statement_timeout) == (7, 2.5)
+    assert (TelemetryConfig().connect_timeout, TelemetryConfig().statement_timeout) == (5, 10.0)
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {}, {"telemetry.connect_timeout": "1",
+                               "telemetry.statement_timeout": "0"})
+    assert info.value.problems == [
+        "telemetry.connect_timeout = 1 (from --telemetry-connect-timeout): must be at least 2",
+        "telemetry.statement_timeout = 0.0 (from --telemetry-statement-timeout): "
+        "must be greater than 0",
+    ]

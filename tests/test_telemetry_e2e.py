@@ -2,15 +2,13 @@
 (PostgreSQL rows, the stdout sink's JSON lines, the example plugin's file).
 
 In-process faucets (``run_faucet``) give access to the recorder and the sink registry;
-subprocesses (``faucet_process``) give signals, exit codes and the real log output.
+subprocesses (``served``, ``run_to_exit``) give signals, exit codes and the real log output.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import signal
-import subprocess
 import uuid
 
 import httpx
@@ -25,11 +23,12 @@ from tests.forwarder import Forwarder
 from tests.helpers import (
     PLUMBER,
     config_for,
-    faucet_process,
-    kill_session,
-    leftover_processes,
+    never_listening_rscript,
     registered_sink,
     run_faucet,
+    run_to_exit,
+    served,
+    until,
     wait_for_line,
 )
 from tests.pg import query
@@ -50,52 +49,6 @@ def rows_of(dsn: str) -> list[dict]:
 
 async def db_rows(dsn: str) -> list[dict]:
     return await trio.to_thread.run_sync(rows_of, dsn)
-
-
-async def until(condition) -> None:
-    """Wait for ``condition()``: the recorder's statistics are plain counters, no events."""
-    with trio.fail_after(20):
-        while not condition():  # noqa: ASYNC110
-            await trio.sleep(0.01)
-
-
-def never_listening_rscript(folder) -> str:
-    """A stand-in Rscript that runs but never accepts connections: no worker comes online."""
-    script = folder / "Rscript"
-    script.write_text("#!/bin/sh\nexec sleep 600\n")
-    script.chmod(0o755)
-    return str(script)
-
-
-def start_process(*args: str, port: int, env: dict | None = None) -> subprocess.Popen:
-    return faucet_process("start", "--dir", str(PLUMBER), "--host", f"127.0.0.1:{port}", *args,
-                          env=env)
-
-
-def wait_ready(proc: subprocess.Popen) -> str:
-    """Until faucet listens and its one worker is online; the stderr read so far."""
-    read = wait_for_line(proc, "Worker::1 online")
-    if "faucet listening on" not in read:
-        read += wait_for_line(proc, "faucet listening on")
-    return read
-
-
-def stop(proc: subprocess.Popen, already_read: str = "") -> tuple[str, str]:
-    """SIGTERM; (stdout, all of stderr) once faucet exited, which it must do with 0."""
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, already_read + err
-    return out, already_read + err
-
-
-def run_to_exit(*args: str) -> subprocess.CompletedProcess:
-    proc = faucet_process(*args)
-    try:
-        out, err = proc.communicate(timeout=60)
-        assert leftover_processes(proc) == []
-    finally:
-        kill_session(proc)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def assert_uuid7(value) -> None:
@@ -234,23 +187,18 @@ async def test_elapsed_runs_from_worker_choice_to_response_end(pg_dsn):
 def test_sigterm_writes_every_queued_event(pg_dsn):
     """A flush interval of 60 s: only the shutdown flush can write these events."""
     count = 40
-    port = free_port()
-    proc = start_process("--workers", "1", "--telemetry-postgres-string", pg_dsn,
-                         "--telemetry-flush-interval", "60",
-                         "--telemetry-namespace", "sigterm", "--telemetry-version", "9.9.9",
-                         port=port)
-    try:
-        read = wait_ready(proc)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    with served("start", "--dir", str(PLUMBER), "--workers", "1",
+                "--telemetry-postgres-string", pg_dsn, "--telemetry-flush-interval", "60",
+                "--telemetry-namespace", "sigterm", "--telemetry-version", "9.9.9",
+                online=1) as faucet:
+        with httpx.Client(base_url=faucet.url, timeout=30) as client:
             ids = [client.get("/headers").json()["faucet-request-uuid"][0]
                    for _ in range(count)]
             stats = client.get("/__faucet__/health").json()["telemetry"]
         assert stats["written"] == 0
         assert stats["queued"] + stats["pending"] == count
-        _out, err = stop(proc, read)
+        _out, err = faucet.stop()
         assert f"{count} events written, 0 dropped, 0 failed" in err
-    finally:
-        kill_session(proc)
     rows = rows_of(pg_dsn)
     assert sorted(str(r["request_uuid"]) for r in rows) == sorted(ids)
     assert {(r["namespace"], r["version"], r["status"]) for r in rows} == {
@@ -394,17 +342,12 @@ def check_json_events(lines: list[str], ids: list[str], namespace: str = "faucet
 def headers_requests(count: int, *args: str) -> tuple[list[str], str, str]:
     """Start faucet with ``args``, send ``count`` GET /headers?n=i, stop it: the request
     ids the worker received, and faucet's stdout and stderr."""
-    port = free_port()
-    proc = start_process(*args, port=port)
-    try:
-        read = wait_ready(proc)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+    with served("start", "--dir", str(PLUMBER), *args, online=1) as faucet:
+        with httpx.Client(base_url=faucet.url, timeout=30,
                           headers={"user-agent": "e2e-json"}) as client:
             ids = [client.get("/headers", params={"n": i}).json()["faucet-request-uuid"][0]
                    for i in range(count)]
-        out, err = stop(proc, read)
-    finally:
-        kill_session(proc)
+        out, err = faucet.stop()
     return ids, out, err
 
 
@@ -468,20 +411,15 @@ def test_password_never_reaches_the_logs(tmp_path, form):
         "uri": f"postgresql://postgres:{SECRET}@127.0.0.1:{closed}/test",
         "keywords": f"host=127.0.0.1 port={closed} user=postgres password={SECRET} dbname=test",
     }[form]
-    port = free_port()
-    proc = start_process(
-        "--workers", "1", "--rscript", never_listening_rscript(tmp_path),
-        "--worker-wait-timeout", "0.2", "--log-level", "debug",
-        "--telemetry-postgres-string", conn_string, "--telemetry-flush-timeout", "0.5",
-        port=port)
-    try:
-        read = wait_for_line(proc, "faucet listening on")
+    with served("start", "--dir", str(PLUMBER), "--workers", "1",
+                "--rscript", never_listening_rscript(tmp_path),
+                "--worker-wait-timeout", "0.2", "--log-level", "debug",
+                "--telemetry-postgres-string", conn_string,
+                "--telemetry-flush-timeout", "0.5") as faucet:
         # A 503 is an event: the sink then tries (and fails) to write it.
-        assert httpx.get(f"http://127.0.0.1:{port}/x").status_code == 503
-        read += wait_for_line(proc, "keeping events and retrying")
-        out, err = stop(proc, read)
-    finally:
-        kill_session(proc)
+        assert httpx.get(faucet.url + "/x").status_code == 503
+        faucet.read += wait_for_line(faucet.proc, "keeping events and retrying")
+        out, err = faucet.stop()
     assert f"127.0.0.1:{closed}/test unreachable at start-up" in err
     assert "1 events not written before the flush deadline" in err
     assert SECRET not in err and SECRET not in out

@@ -190,3 +190,24 @@ async def test_connect_failure_is_an_upstream_error_naming_the_worker(pool, work
     worker.refuse = True
     with pytest.raises(UpstreamError, match="cannot connect to Worker::1"):
         await pool.exchange(b"GET / HTTP/1.1\r\n\r\n", "GET", None, False)
+
+
+async def test_a_get_meeting_the_keep_alive_race_is_retried_on_a_new_connection(pool, worker):
+    """The worker closes an idle connection just as a GET goes out on it: not a byte of
+    answer came, and GET is safe, so it goes again on a new connection (RFC 9112 9.3.1)."""
+    await round_trip(pool, worker)
+    exchanged = {}
+
+    async def get():
+        conn, exchanged["response"] = await pool.exchange(b"GET /again HTTP/1.1\r\n\r\n",
+                                                          "GET", None, False)
+        exchanged["body"] = await body_of(conn)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(get)
+        await trio.testing.wait_all_tasks_blocked()  # sent on the pooled connection
+        await worker.ends[0].aclose()
+        await trio.testing.wait_all_tasks_blocked()  # and sent again on a new one
+        assert b"GET /again" in await worker.read_request()
+        await worker.ends[1].send_all(OK)
+    assert (exchanged["response"].status, exchanged["body"]) == (200, b"ok")

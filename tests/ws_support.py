@@ -28,7 +28,8 @@ def echo_config(tmp_path: Path, **overrides):
     standin = tmp_path / "Rscript"
     standin.write_text(f"#!/bin/sh\ncd {ROOT}\nexec {sys.executable} -m tests.ws_support \"$@\"\n")
     standin.chmod(0o755)
-    return config_for(dir=str(tmp_path), type="plumber", rscript=str(standin), **overrides)
+    return config_for(**{"dir": str(tmp_path), "type": "shiny", "strategy": "round-robin",
+                         "rscript": str(standin), **overrides})
 
 
 class _EchoWorker:
@@ -73,5 +74,5 @@ async def _serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    # argv: -e 'options("plumber.port"=PORT); ...' (the plumber worker command)
+    # argv: -e 'options("shiny.port"=PORT); ...' (the shiny worker command)
     trio.run(_serve, int(re.search(r'port"=(\d+)', sys.argv[-1]).group(1)))

@@ -40,9 +40,11 @@ class Sink(Protocol):
         """Store ``events`` durably, or raise.
 
         Raise ``SinkUnavailable`` (or let an ``OSError`` through) when the destination is
-        unreachable for now: faucet keeps the batch and retries it with backoff. Any other
-        exception means this batch cannot be stored: its events are counted as failed.
-        A blocking client must run in ``trio.to_thread.run_sync``.
+        unreachable for now, ``SinkHung`` when it stopped answering: faucet keeps the
+        batch and retries it with backoff. Any other exception means this batch cannot be
+        stored: its events are counted as failed. A blocking client must run in
+        ``trio.to_thread.run_sync(..., abandon_on_cancel=True)``, so that the shutdown
+        flush deadline can cut a call the destination never answers.
         """
 
     async def aclose(self) -> None:
@@ -58,6 +60,11 @@ class SinkError(Exception):
 
 class SinkUnavailable(SinkError):
     """The destination is unreachable for now; the same batch should be retried."""
+
+
+class SinkHung(SinkUnavailable):
+    """The destination took the connection but did not answer in time (a timeout rather
+    than a refusal); retried like ``SinkUnavailable``, reported apart in health."""
 
 
 def register_sink(name: str, factory: SinkFactory) -> None:

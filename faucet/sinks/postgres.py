@@ -1,36 +1,40 @@
 """The ``postgres`` sink: binary COPY into ``faucet_http_events``.
 
 psycopg's ``AsyncConnection`` needs asyncio, so the sink drives a sync connection of its
-own from a worker thread. A started COPY is allowed to finish (a cancelled thread would not
-stop the query anyway); ``connect_timeout`` and ``tcp_user_timeout`` bound how long a dead
-network can hold it. A connection error drops the connection and is reported as
-``SinkUnavailable``, so the caller retries the batch on a fresh connection.
+own from worker threads. A database that stops answering must stall neither the batches
+nor shutdown, so every blocking step is a call the sink can abandon: libpq's
+``connect_timeout`` and the server's ``statement_timeout`` end most hangs with an error;
+a call still silent after both together (a frozen network, where neither can fire), or
+cut short by the caller's deadline (the shutdown flush), is left to its thread, which
+keeps its connection, never starts a COPY's rows and closes the connection when it
+returns, while the server is asked to cancel the query. A connection error drops the
+connection and is reported as ``SinkUnavailable`` (``SinkHung`` for a timeout), so the
+caller retries the batch on a fresh connection.
 
-The password never leaves this module: every message built from the connection string or
-from a psycopg error goes through ``ConnectionSettings.redact``.
+Messages are masked with ``faucet.redact``; ``pg_conninfo`` checks the connection string.
 """
 
 from __future__ import annotations
 
 import logging
 import operator
-import os
-import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-import attrs
 import psycopg
 import trio
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg import errors, sql
 
 from faucet.errors import ConfigError
 from faucet.events import COLUMNS
-from faucet.sinks import SinkError, SinkUnavailable
+from faucet.redact import error_text
+from faucet.sinks import SinkError, SinkHung, SinkUnavailable
+from faucet.sinks.pg_conninfo import ConnectionSettings, connection_settings
 
 if TYPE_CHECKING:
+    from outcome import Outcome
+
     from faucet.config import TelemetryConfig
     from faucet.events import HttpEvent
 
@@ -58,13 +62,9 @@ LEFT JOIN pg_attribute a
   ON a.attrelid = to_regclass(%s) AND a.attname = e.name AND NOT a.attisdropped
 ORDER BY e.n
 """
-# libpq defaults to waiting forever; these apply unless the connection string sets them.
-_DEFAULTS = {"application_name": "faucet", "connect_timeout": "5", "tcp_user_timeout": "30000"}
-# Where a password can sit in a connection string, even one libpq cannot parse.
-_PASSWORD_PATTERNS = (
-    re.compile(r"^\s*postgres(?:ql)?://[^:@/]*:([^@]*)@"),
-    re.compile(r"password\s*=\s*('(?:\\.|[^'\\])*'?|[^\s&]+)"),
-)
+# libpq errors that mean "no answer in time": connect_timeout, statement_timeout (or our
+# cancel of an abandoned call).
+_TIMEOUTS = (errors.ConnectionTimeout, errors.QueryCanceled)
 
 
 class SchemaMismatch(SinkUnavailable):
@@ -72,92 +72,34 @@ class SchemaMismatch(SinkUnavailable):
     (retried until someone fixes the table) afterwards."""
 
 
-@attrs.frozen
-class ConnectionSettings:
-    """A validated connection string plus the keyword arguments faucet adds to it."""
-
-    conninfo: str
-    kwargs: Mapping[str, Any]
-    secrets: tuple[str, ...]
-
-    def redact(self, text: str) -> str:
-        return _redact(text, self.secrets)
-
-    def describe(self) -> str:
-        """``user@host:port/dbname`` as far as the string says; never the password."""
-        params = conninfo_to_dict(self.conninfo)
-        user = f"{params['user']}@" if params.get("user") else ""
-        port = f":{params['port']}" if params.get("port") else ""
-        host = params.get("host") or params.get("hostaddr") or "localhost"
-        return f"{user}{host}{port}/{params.get('dbname', '')}"
-
-    def connect(self) -> psycopg.Connection:
-        """Blocking; call from a worker thread or outside trio."""
-        return psycopg.connect(self.conninfo, **self.kwargs)
-
-
-def connection_settings(
-    conn_string: str, sslmode: str | None, sslcert: str | None
-) -> ConnectionSettings:
-    """Parse the connection string and apply sslmode / sslcert; ConfigError if unusable.
-
-    ``sslcert`` is the CA certificate that verifies the server (libpq's ``sslrootcert``).
-    """
-    try:
-        params = conninfo_to_dict(conn_string)
-    except psycopg.Error as exc:
-        raise ConfigError(
-            "telemetry.postgres_string: not a valid PostgreSQL connection string: "
-            + _redact(str(exc), _secrets(conn_string))
-        ) from None
-    if sslcert and not os.path.isfile(sslcert):
-        raise ConfigError(f"telemetry.sslcert = {sslcert!r}: no such file (the server's CA)")
-    kwargs: dict[str, Any] = {"autocommit": True}
-    kwargs |= {key: value for key, value in _DEFAULTS.items() if key not in params}
-    if sslmode:
-        kwargs["sslmode"] = sslmode
-    if sslcert:
-        kwargs["sslrootcert"] = sslcert
-    return ConnectionSettings(conn_string, kwargs, _secrets(conn_string, params.get("password")))
-
-
-def _secrets(conn_string: str, parsed: str | None = None) -> tuple[str, ...]:
-    """Every form the password takes in ``conn_string``, longest first (replaced whole)."""
-    found = {parsed}
-    for pattern in _PASSWORD_PATTERNS:
-        for match in pattern.finditer(conn_string):
-            raw = match.group(1)
-            found |= {raw, raw.strip("'"), unquote(raw)}
-    return tuple(sorted(filter(None, found), key=len, reverse=True))
-
-
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` without the password, on one line (libpq's messages span several)."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return " ".join(text.split())
-
-
 class PostgresSink:
     """Binary COPY of each batch on one connection, reconnecting after failures."""
 
-    def __init__(self, settings: ConnectionSettings) -> None:
+    def __init__(self, settings: ConnectionSettings, patience: float) -> None:
         self._settings = settings
-        self._conn: psycopg.Connection | None = None
+        self._patience = patience  # seconds a call may go unanswered before it is abandoned
+        self._idle: psycopg.Connection | None = None  # between calls; a call takes it
 
     @classmethod
     async def open(cls, options: Mapping[str, Any], config: TelemetryConfig) -> PostgresSink:
-        """Check the connection string and, if the database is reachable, the table."""
+        """Check the connection string and, if the database answers, the table."""
         if options:
             raise ConfigError(
                 f"telemetry.sink_options: the postgres sink takes none (got {', '.join(options)})"
             )
         if not config.postgres_string:
             raise ConfigError("telemetry.postgres_string: required by the postgres sink")
-        sink = cls(connection_settings(config.postgres_string, config.sslmode, config.sslcert))
-        where = sink._settings.describe()
+        settings = connection_settings(
+            config.postgres_string,
+            config.sslmode,
+            config.sslcert,
+            connect_timeout=config.connect_timeout,
+            statement_timeout=config.statement_timeout,
+        )
+        sink = cls(settings, settings.connect_timeout + config.statement_timeout)
+        where = settings.describe()
         try:
-            await trio.to_thread.run_sync(sink._connection)
+            await sink._call(sink._connect)
         except SchemaMismatch as exc:
             raise ConfigError(f"telemetry database {where}: {exc}") from None
         except SinkUnavailable as exc:
@@ -169,48 +111,154 @@ class PostgresSink:
         return sink
 
     async def write_batch(self, events: Sequence[HttpEvent]) -> None:
-        await trio.to_thread.run_sync(self._copy, events)
+        await self._call(self._copy, events)
 
     async def aclose(self) -> None:
-        await trio.to_thread.run_sync(self._disconnect)
+        conn, self._idle = self._idle, None
+        if conn is not None:
+            await trio.to_thread.run_sync(conn.close, abandon_on_cancel=True)
 
-    def _copy(self, events: Sequence[HttpEvent]) -> None:
-        conn = self._connection()
+    async def _call(self, work: Callable[..., None], *args: Any) -> None:
+        """Run ``work(call, *args)`` in a worker thread on the idle connection (or a new
+        one); SinkHung if it does not return within ``patience``. Abandoned then, or
+        when the caller cancels: the thread keeps the connection and closes it."""
+        call = _Call(self._idle, self._settings.connect_timeout)
+        self._idle = None
+        done = False
+        try:
+            with trio.move_on_after(self._patience):
+                self._idle = await trio.to_thread.run_sync(
+                    _run, call, work, *args, abandon_on_cancel=True
+                )
+                done = True
+        finally:
+            if not done:
+                self._idle = call.abandon()
+        if not done:
+            raise SinkHung(
+                f"no answer within {self._patience:g} s (connect_timeout + statement_timeout)"
+            )
+
+    # The rest runs in worker threads, on the connection the call holds.
+
+    def _connect(self, call: _Call) -> psycopg.Connection:
+        """The call's connection, connecting and checking the table if needed."""
+        if call.conn is None:
+            try:
+                call.attach(self._settings.connect())
+                _check_table(call.conn)
+            except psycopg.Error as exc:
+                raise _unavailable(exc) from None
+        return call.conn
+
+    def _copy(self, call: _Call, events: Sequence[HttpEvent]) -> None:
+        conn = self._connect(call)
         try:
             with conn.cursor() as cursor, cursor.copy(_COPY) as copy:
+                if call.abandoned:  # the batch is being retried elsewhere: send CopyFail
+                    raise _Abandoned
                 copy.set_types(list(COLUMN_TYPES.values()))
                 for event in events:
                     copy.write_row(_ROW(event))
-        except Exception as exc:
-            self._disconnect()  # its state is unknown; the next batch starts afresh
-            if isinstance(exc, psycopg.OperationalError):
-                raise SinkUnavailable(self._settings.redact(str(exc))) from None
-            if isinstance(exc, psycopg.Error):
-                # A table changed under us is an outage to wait out (SchemaMismatch from
-                # the re-check), not a reason to lose this batch.
-                self._connection()
-                raise SinkError(self._settings.redact(str(exc))) from None
-            raise
+        except psycopg.OperationalError as exc:
+            raise _unavailable(exc) from None
+        except psycopg.Error as exc:
+            # A table changed under us is an outage to wait out (SchemaMismatch from
+            # the re-check), not a reason to lose this batch.
+            call.drop()
+            self._connect(call)
+            raise SinkError(error_text(exc)) from None
 
-    def _connection(self) -> psycopg.Connection:
-        """The open connection, connecting and checking the table if needed."""
-        if self._conn is None or self._conn.closed:
-            try:
-                conn = self._settings.connect()
-            except psycopg.Error as exc:
-                raise SinkUnavailable(self._settings.redact(str(exc))) from None
-            try:
-                _check_table(conn)
-            except BaseException:
+
+class _Abandoned(Exception):
+    """Raised in a worker thread whose call was given up; nobody receives it."""
+
+
+class _Call:
+    """The connection of one blocking call, shared by its worker thread and the trio
+    side that may abandon it. The lock makes "the thread is done" and "the caller gave
+    up" exclusive, so exactly one side keeps the connection and a cancel request never
+    meets a closed one."""
+
+    def __init__(self, conn: psycopg.Connection | None, cancel_timeout: float) -> None:
+        self.conn = conn
+        self.abandoned = False
+        self._finished = False
+        self._cancel_timeout = cancel_timeout
+        self._lock = threading.Lock()
+
+    def attach(self, conn: psycopg.Connection) -> None:
+        """Worker thread: use ``conn`` from now on (closed at once if given up)."""
+        with self._lock:
+            if self.abandoned:
                 conn.close()
-                raise
-            self._conn = conn
-        return self._conn
+                raise _Abandoned
+            self.conn = conn
 
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    def drop(self) -> None:
+        """Worker thread: close the connection, its state unknown after an error."""
+        with self._lock:
+            self._close()
+
+    def finish(self) -> psycopg.Connection | None:
+        """Worker thread, last: the connection to keep idle, None if given up."""
+        with self._lock:
+            self._finished = True
+            if self.abandoned:
+                self._close()
+            return self.conn
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def abandon(self) -> psycopg.Connection | None:
+        """Trio side: give the call up and ask the server to cancel its query. Returns
+        the connection a thread that finished just now kept (its result never arrived).
+
+        The cancel request connects to the server, so it may block (up to
+        ``connect_timeout``): it runs in a thread of trio's cache that nobody waits for.
+        Its only effect is to end the server's work early; without it the thread still
+        sends no rows and closes the connection once the server answers.
+        """
+        with self._lock:
+            if self._finished:
+                return self.conn
+            self.abandoned = True
+            if self.conn is None:
+                return None
+        trio.lowlevel.start_thread_soon(self._cancel, _cancel_done)
+        return None
+
+    def _cancel(self) -> None:
+        with self._lock:
+            if not self._finished and self.conn is not None:
+                self.conn.cancel_safe(timeout=self._cancel_timeout)
+
+
+def _run(call: _Call, work: Callable[..., None], *args: Any) -> psycopg.Connection | None:
+    """Worker thread: ``work``, then hand back the connection to keep (None after an error)."""
+    try:
+        work(call, *args)
+    except BaseException:
+        call.drop()
+        raise
+    finally:
+        conn = call.finish()
+    return conn
+
+
+def _cancel_done(result: Outcome) -> None:
+    try:
+        result.unwrap()
+    except Exception as exc:
+        logger.debug("telemetry: cancelling an abandoned query failed: %s", error_text(exc))
+
+
+def _unavailable(exc: psycopg.Error) -> SinkUnavailable:
+    kind = SinkHung if isinstance(exc, _TIMEOUTS) else SinkUnavailable
+    return kind(error_text(exc))
 
 
 def _check_table(conn: psycopg.Connection) -> None:

@@ -19,8 +19,10 @@ class StdoutSink:
 
     async def write_batch(self, events: Sequence[HttpEvent]) -> None:
         text = "".join(event.to_json() + "\n" for event in events)
-        # A pipe to a slow reader blocks; keep that off the event loop.
-        await trio.to_thread.run_sync(_write, text)
+        # A pipe to a slow reader blocks; keep that off the event loop, and let the
+        # shutdown flush deadline abandon a write to a reader that stopped for good
+        # (those events are counted as failed, though the thread may print them later).
+        await trio.to_thread.run_sync(_write, text, abandon_on_cancel=True)
 
     async def aclose(self) -> None:
         pass

@@ -34,6 +34,7 @@ from faucet.logs import worker_logger
 from faucet.mount import Mount
 from faucet.proxy import Proxy
 from faucet.routes_config import RouteConfig
+from faucet.session_host import SessionHost
 from faucet.strategy import Strategy
 from faucet.supervisor import supervise_worker
 from faucet.telemetry import Recorder, serve_telemetry
@@ -130,7 +131,8 @@ def build_mounts(config: Config, plan: Plan) -> list[Mount]:
                                 max_queue=config.max_queue, sticky_grace=config.sticky_grace)
         mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends],
                             websockets=KINDS[app.spec.kind].websockets,
-                            cookie=StickyCookie.for_route(name)))
+                            cookie=StickyCookie.for_route(name),
+                            session_app=KINDS[app.spec.kind].sessions))
     return mounts
 
 
@@ -181,7 +183,9 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                             events=worker_events(recorder, backend)))
                 websockets = WebSocketBudget(parse_size(config.websocket_memory),
                                              config.max_websockets)
-                proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets,
+                sessions = SessionHost(config, shutdown.stopping, websockets)
+                await front.start(sessions.run)
+                proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets, sessions,
                               routes=routes)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))

@@ -49,6 +49,8 @@ class AppKind:
     # Its workers may be busy with no request in flight (a Shiny session computes between
     # HTTP requests), so a probe left unanswered is no sign of a hang (faucet.liveness).
     busy_between_requests: bool = False
+    # Its WebSockets are Shiny sessions faucet holds across reconnects (docs/shiny.md).
+    sessions: bool = False
     # How the Rust server's frouter.toml may also spell ``server_type``.
     rust_spellings: tuple[str, ...] = ()
 
@@ -71,6 +73,7 @@ KINDS = {kind.name: kind for kind in (
         Strategy.COOKIE_HASH,
         detected_by=(("app.R",), ("ui.R", "server.R")),
         busy_between_requests=True,
+        sessions=True,
         rust_spellings=("Shiny",),
     ),
     AppKind(
@@ -81,6 +84,7 @@ KINDS = {kind.name: kind for kind in (
         Strategy.COOKIE_HASH,
         needs_qmd=True,
         busy_between_requests=True,
+        sessions=True,
         rust_spellings=("quarto_shiny", "QuartoShiny"),
     ),
     AppKind(

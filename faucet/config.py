@@ -210,6 +210,15 @@ class Config:
     liveness_interval: float = setting(10.0, _at_least(0))
     liveness_timeout: float = setting(5.0, _positive)
     unhealthy_after: int = setting(2, _at_least(1))
+    # Shiny sessions (docs/shiny.md): how long one waits for its client to come back,
+    # what it may buffer meanwhile (each, and all together), the heartbeat that finds
+    # clients gone silent, and how many one worker holds (None: no limit).
+    reconnect_grace: float = setting(60.0, _at_least(0))
+    reconnect_buffer: str = setting("8M", parse_size)
+    reconnect_buffer_total: str = setting("256M", parse_size)
+    heartbeat_interval: float = setting(5.0, _positive)
+    heartbeat_timeout: float = setting(20.0, _positive)
+    max_sessions: int | None = setting(None, _at_least(1))
     telemetry: TelemetryConfig = field(factory=TelemetryConfig)
     route: list[RouteConfig] = field(factory=list)
 
@@ -376,6 +385,10 @@ def load_config(
     problems = [
         _line(key, repr(value), message, origin) for key, value, message in validate(config)
     ]
+    if config.heartbeat_timeout <= config.heartbeat_interval:
+        problems.append(_line("heartbeat_timeout", repr(config.heartbeat_timeout),
+                              f"must be greater than heartbeat_interval "
+                              f"({config.heartbeat_interval:g})", origin))
     try:
         base_dir = path.parent if path is not None else Path(".")
         routes = normalise_route_tables(raw_routes, base_dir, str(path)) if raw_routes else []

@@ -123,6 +123,14 @@ class Dispatcher:
                 self._next = backend.index + 1
         return None if backend is None else Lease(self._take(backend, slow), False, slow, job)
 
+    def try_acquire_on(self, backend: Backend, job: Hashable | None = None) -> Lease | None:
+        """A lease on one given backend (a Shiny session's own worker, or the one it is
+        placed on), whatever the strategy; None while that backend is offline."""
+        if not backend.online:
+            return None
+        slow = not self.known_quick(job)
+        return Lease(self._take(backend, slow), False, slow, job)
+
     def release(self, lease: Lease, seconds: float | None = None) -> None:
         """Give the slot back; ``seconds`` the worker spent on the job, when it finished."""
         backend = lease.backend

@@ -73,6 +73,12 @@ DESCRIPTIONS = {
     "websocket_memory": "unfinished WebSocket messages of all sessions together (1009)",
     "health_details": "who sees worker pids and ports in the health endpoint: "
                       "loopback | all | none",
+    "reconnect_grace": "Shiny: seconds a session waits for its page to reconnect",
+    "reconnect_buffer": "Shiny: what one session buffers for its page: 8M, 1Mi...",
+    "reconnect_buffer_total": "Shiny: what all sessions buffer together",
+    "heartbeat_interval": "Shiny: seconds between faucet's pings to a page",
+    "heartbeat_timeout": "Shiny: seconds of silence after which a page is taken for gone",
+    "max_sessions": "Shiny: live sessions per worker (503 page beyond); default: no limit",
     "telemetry.postgres_string": "PostgreSQL connection string; enables the postgres sink",
     "telemetry.namespace": "tells faucet instances apart in telemetry",
     "telemetry.version": "your app's version, stored with each event",

@@ -15,11 +15,11 @@ HEALTH_PATH = "/__faucet__/health"
 _DETAILS = ("pid", "port")
 
 
-def health(mounts: Sequence[Mount], telemetry, websockets: dict,
+def health(mounts: Sequence[Mount], telemetry, websockets: dict, sessions,
            details: bool = True) -> tuple[int, dict]:
     """200 while any worker is online, else 503; every worker's state (pids and ports
     only with ``details``), the requests waiting for one, WebSocket sessions and their
-    memory, and telemetry's statistics."""
+    memory, the Shiny sessions faucet holds, and telemetry's statistics."""
     workers = [b.state() for m in mounts for b in m.backends]
     if not details:
         workers = [{k: v for k, v in w.items() if k not in _DETAILS} for w in workers]
@@ -27,6 +27,6 @@ def health(mounts: Sequence[Mount], telemetry, websockets: dict,
     body = {"status": "ok" if online else "unavailable", "online": online,
             "workers": workers,
             "queued": sum(m.dispatcher.queued() for m in mounts),
-            "websockets": websockets,
+            "websockets": websockets, "sessions": attrs.asdict(sessions),
             "telemetry": attrs.asdict(telemetry)}
     return (200 if online else 503), body

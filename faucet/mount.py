@@ -19,6 +19,7 @@ class Mount:
     pools: list[UpstreamPool]
     websockets: bool = True  # whether its app kind serves WebSockets (plumber does not)
     cookie: StickyCookie = StickyCookie()  # cookie-hash's cookie for this app
+    session_app: bool = False  # its WebSockets are Shiny sessions (faucet.session_host)
 
     @property
     def backends(self) -> list[Backend]:

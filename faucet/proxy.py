@@ -38,8 +38,11 @@ from faucet.health import HEALTH_PATH, health
 from faucet.http1 import encode_head
 from faucet.hypercorn_adapter import DEFAULT_MAX_MESSAGE
 from faucet.mount import Mount
+from faucet.page_script import SCRIPT_SUFFIX, page_request_headers, with_script
 from faucet.request_body import RequestBody
 from faucet.router import Redirect, RouteTable
+from faucet.session_host import SessionHost
+from faucet.sessions import BY_STRATEGY, Placement, Reservation, full_page, with_session_id
 from faucet.spool import ResponseSpool
 from faucet.strategy import Strategy
 from faucet.telemetry import Recorder
@@ -48,6 +51,7 @@ from faucet.websocket import open_session, relay, worker_handshake
 from faucet.ws_budget import WebSocketBudget
 
 RETRY_AFTER = b"5"
+SESSIONS_RETRY_AFTER = 10  # seconds, when every worker has max_sessions sessions
 
 
 @define(eq=False)
@@ -63,6 +67,7 @@ class Arrival:
     draft: EventDraft
     started: float  # perf_counter when the request arrived
     cookie: uuid.UUID | None = None  # the client's sticky cookie (cookie-hash)
+    placement: Placement = BY_STRATEGY  # a Shiny app's session, if the request has one
 
 
 @define(eq=False)
@@ -70,13 +75,13 @@ class Admitted:
     """A request that has a backend: what forwarding it needs, and its slot to release."""
 
     arrival: Arrival
-    lease: Lease
+    lease: Lease | None  # None: a reconnect for a session faucet no longer holds
     chosen: float  # perf_counter when the backend was chosen (telemetry's elapsed)
     released: bool = False
 
     @property
-    def backend(self) -> Backend:
-        return self.lease.backend
+    def backend(self) -> Backend | None:
+        return self.lease.backend if self.lease is not None else None
 
     @property
     def target(self) -> bytes:
@@ -87,7 +92,7 @@ class Admitted:
     def release(self, worker_seconds: float | None = None) -> None:
         """Give the backend's slot back, once: early when the worker has answered (with
         how long it took), else when the exchange ends."""
-        if not self.released:
+        if not self.released and self.lease is not None:
             self.released = True
             self.arrival.mount.dispatcher.release(self.lease, worker_seconds)
 
@@ -96,11 +101,13 @@ class Proxy:
     """The ASGI application the front door (faucet.front, hypercorn for upgrades) serves."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
-                 stopping: trio.Event, websockets: WebSocketBudget,
+                 stopping: trio.Event, websockets: WebSocketBudget, sessions: SessionHost,
                  routes: RouteTable | None = None):
         """``stopping`` is set when a shutdown begins, so open WebSocket sessions close
-        at once; ``websockets`` bounds their number and memory."""
+        at once; ``websockets`` bounds their number and memory; ``sessions`` holds the
+        Shiny apps' sessions."""
         self.websockets = websockets
+        self.sessions = sessions
         self.config = config
         self.stopping = stopping
         self.mounts = list(mounts)
@@ -143,9 +150,13 @@ class Proxy:
         started = time.perf_counter()
         if scope["path"] == HEALTH_PATH:
             status, body = health(self.mounts, self.recorder.statistics(),
-                                  self.websockets.statistics(),
+                                  self.websockets.statistics(), self.sessions.statistics(),
                                   details=self.health_details(scope))
             await respond(send, status, json.dumps(body).encode(), b"application/json")
+            return
+        if scope["path"].endswith(SCRIPT_SUFFIX):  # Shiny's reconnect script, under any prefix
+            await respond(send, 200, self.sessions.script, b"text/javascript",
+                          extra=[(b"cache-control", b"no-cache")])
             return
         arrival = await self.arrive(scope, send, started)
         if arrival is None:
@@ -212,8 +223,17 @@ class Proxy:
         admitted = await self.claim(arrival, deny)
         if admitted is None:
             return
+        placement = arrival.placement
+        # A new Shiny session counts on its worker from now on (faucet.sessions.Reservation).
+        reservation = Reservation(admitted.backend) if placement.opens else None
         status = 0
         try:
+            if placement.session is not None or placement.refusal == "gone":
+                # A Shiny session's reconnect: faucet.session_host resumes it or refuses it.
+                admitted.release()
+                status = 101
+                await self.sessions.join(placement, scope, receive, send)
+                return
             handshake = worker_handshake(arrival.request, admitted.target,
                                          self.headers_for(scope, arrival), scope)
             try:
@@ -227,7 +247,9 @@ class Proxy:
                 return
             finally:
                 admitted.release()  # the slot covers the handshake, not the session
-            if worker is not None:
+            if worker is not None and reservation is not None:
+                await self.sessions.open(placement, reservation, worker, receive, send)
+            elif worker is not None:
                 admitted.backend.sessions += 1
                 try:
                     await relay(worker, receive, send, self.max_message, self.stopping,
@@ -235,6 +257,8 @@ class Proxy:
                 finally:
                     admitted.backend.sessions -= 1
         finally:
+            if reservation is not None:
+                reservation.release()
             self.record(arrival.draft, status, admitted.backend, admitted.chosen)
 
     async def arrive(self, scope, send, started: float) -> Arrival | None:
@@ -262,7 +286,15 @@ class Proxy:
         cookie = None
         if mount.dispatcher.strategy == Strategy.COOKIE_HASH and request.cookies:
             cookie = parse_cookie(request.cookies, mount.cookie)
-        return Arrival(request, ip, mount, path, query, prefix, draft, started, cookie)
+        # -- Shiny apps: faucet.sessions places sessions and what belongs to them --
+        placement = self.sessions.place(mount, scope, path) if mount.session_app else BY_STRATEGY
+        if placement.refusal == "full":
+            status = await respond(send, 503, full_page(SESSIONS_RETRY_AFTER), b"text/html",
+                                   extra=[(b"retry-after", str(SESSIONS_RETRY_AFTER).encode())])
+            self.record(draft, status, None, started)
+            return None
+        return Arrival(request, ip, mount, path, query, prefix, draft, started, cookie,
+                       placement)
 
     async def buffer_body(self, scope, receive, send, arrival: Arrival):
         """The request body read up to ``proxy_buffer_size`` before a worker is claimed,
@@ -296,10 +328,16 @@ class Proxy:
         """A backend for the request; 503 + Retry-After (answered and recorded here) when
         none frees up within ``worker_wait_timeout`` or the queue is full."""
         dispatcher = arrival.mount.dispatcher
+        placement = arrival.placement
+        if placement.refusal == "gone":  # a reconnect faucet refuses: no worker needed
+            return Admitted(arrival, None, time.perf_counter())
         key = self.sticky_key(dispatcher.strategy, arrival)
         try:
-            # Most requests find a worker at once, without the cost of a cancel scope.
-            lease = dispatcher.try_acquire(key, job=arrival.path)
+            # Most requests find a worker at once, without the cost of a cancel scope; a
+            # Shiny session's requests go to its worker (faucet.sessions.place).
+            lease = (dispatcher.try_acquire_on(placement.backend, job=arrival.path)
+                     if placement.backend is not None else None)
+            lease = lease or dispatcher.try_acquire(key, job=arrival.path)
             if lease is None:
                 with trio.fail_after(self.config.worker_wait_timeout):
                     lease = await dispatcher.acquire(key, job=arrival.path)
@@ -322,10 +360,15 @@ class Proxy:
         return None
 
     def headers_for(self, scope, arrival: Arrival) -> list[tuple[bytes, bytes]]:
-        """The headers the worker receives for a request."""
-        return upstream_headers(arrival.request, scheme=scope["scheme"], peer=peer(scope),
-                                trust_forwarded=self.trust_forwarded, prefix=arrival.prefix,
-                                request_uuid=arrival.draft.request_uuid)
+        """The headers the worker receives for a request (a Shiny app's with the session's
+        FAUCET_SESSION_ID, and a page it asks for uncompressed: faucet.page_script)."""
+        headers = upstream_headers(arrival.request, scheme=scope["scheme"], peer=peer(scope),
+                                   trust_forwarded=self.trust_forwarded, prefix=arrival.prefix,
+                                   request_uuid=arrival.draft.request_uuid)
+        if arrival.mount.session_app:
+            headers = page_request_headers(
+                with_session_id(headers, arrival.placement.session_id), scope["method"])
+        return headers
 
     async def forward(self, scope, send, admitted: Admitted, body: RequestBody | None,
                       extra) -> int:
@@ -347,6 +390,8 @@ class Proxy:
                 conn, response = await pool.exchange(
                     head, method, body.next_piece if body is not None else None,
                     arrival.request.chunked)
+                # A Shiny page gets the reconnect script: (response, whole body) or None.
+                page = await with_script(response, conn) if arrival.mount.session_app else None
             except UpstreamError as exc:
                 return await respond(send, 502, f"Bad Gateway: {exc}\n".encode())
         if clock.cancelled_caught:
@@ -354,11 +399,14 @@ class Proxy:
             return await respond(send, 504, b"Gateway Timeout: the worker did not answer within "
                                  + f"{timeout:g}s\n".encode())
         admitted.backend.note_answer()
+        if page is not None:
+            response = page[0]
         try:
             await send({"type": "http.response.start", "status": response.status,
                         "headers": response_headers(response.headers) + extra})
-            if response.length is not None and response.length <= self.buffer_size:
-                data = await conn.read_body()
+            if page is not None or (response.length is not None
+                                    and response.length <= self.buffer_size):
+                data = page[1] if page is not None else await conn.read_body()
                 self._done(pool, conn, admitted)
                 conn = None
                 await send({"type": "http.response.body", "body": data, "more_body": False})

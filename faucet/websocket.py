@@ -56,6 +56,10 @@ class WorkerGone(Exception):
     """The worker's connection broke, closed without a close frame, or broke protocol."""
 
 
+class MessageTooBig(Exception):
+    """A message from the worker exceeds ``max_message_size``."""
+
+
 @frozen
 class _End:
     """How a session ends: the close still owed to each side (None: nothing to send)."""
@@ -88,6 +92,7 @@ class WorkerLeg:
     def __init__(self, stream: trio.SocketStream):
         self.stream = stream
         self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self.subprotocol: str | None = None  # the one the worker accepted
         self._pending: deque = deque()
         self._send_lock = trio.Lock()
 
@@ -111,6 +116,33 @@ class WorkerLeg:
             raise WorkerGone(f"the worker broke the connection: {exc!r}") from exc
         return self._pending.popleft()
 
+    async def receive_message(self, limit: int,
+                              budget: WebSocketBudget) -> str | bytes | CloseConnection:
+        """The worker's next whole message (its frames reassembled, pings answered on the
+        way), or its close frame. Its fragments are charged to ``budget`` (shared by all
+        sessions) until it is whole; MessageTooBig beyond ``limit`` bytes or the budget."""
+        parts: list = []
+        size = 0
+        try:
+            while True:
+                event = await self.next_event()
+                if isinstance(event, Message):
+                    if size + len(event.data) > limit:
+                        raise MessageTooBig(f"a message from the worker exceeds {limit} bytes")
+                    if not budget.take(len(event.data)):
+                        raise MessageTooBig("faucet's WebSocket memory is exhausted")
+                    size += len(event.data)
+                    parts.append(event.data)
+                    if event.message_finished:
+                        return ("".join(parts) if isinstance(event, TextMessage)
+                                else b"".join(parts))
+                elif isinstance(event, Ping):
+                    await self.send(event.response())
+                elif isinstance(event, CloseConnection):
+                    return event
+        finally:
+            budget.give(size)
+
 
 async def open_session(backend: Backend, handshake: Request, send) -> tuple[WorkerLeg | None, int]:
     """Connect and upgrade. Accepted: the client is accepted with the worker's subprotocol
@@ -130,6 +162,7 @@ async def open_session(backend: Backend, handshake: Request, send) -> tuple[Work
         if isinstance(reply, AcceptConnection):
             await send({"type": "websocket.accept", "subprotocol": reply.subprotocol,
                         "headers": _back_to_client(reply.extra_headers)})
+            worker.subprotocol = reply.subprotocol
             upgraded = True
             return worker, 101
         await deny({"type": "http.response.start", "status": reply.status_code,
@@ -158,8 +191,8 @@ async def relay(worker: WorkerLeg, receive, send, limit: int, stopping: trio.Eve
     and a graceful shutdown should not wait its whole timeout for it."""
     end = _SHUTDOWN
     try:
-        end = await _first_to_end(partial(_client_to_worker, receive, worker),
-                                  partial(_worker_to_client, worker, send, limit, budget),
+        end = await first_to_end(partial(_client_to_worker, receive, worker),
+                                 partial(_worker_to_client, worker, send, limit, budget),
                                   partial(_until, stopping))
     finally:
         with trio.move_on_after(CLOSE_GRACE, shield=True):
@@ -177,9 +210,9 @@ async def _until(stopping: trio.Event) -> _End:
     return _SHUTDOWN
 
 
-async def _first_to_end(*pumps) -> _End:
+async def first_to_end(*pumps):
     """Run the pumps together; the first to return ends the others and names the end."""
-    ends: list[_End] = []
+    ends: list = []
 
     async def run(pump, cancel_scope: trio.CancelScope) -> None:
         ends.append(await pump())
@@ -203,8 +236,7 @@ async def _client_to_worker(receive, worker: WorkerLeg) -> _End:
             return _End(None, CloseConnection(code, reason))
         text = message.get("text")
         try:
-            await worker.send(TextMessage(text) if text is not None
-                              else BytesMessage(message["bytes"]))
+            await worker.send(worker_message(text if text is not None else message["bytes"]))
         except WorkerGone as exc:
             log.warning("websocket: %s", exc)
             return _WORKER_GONE
@@ -212,36 +244,31 @@ async def _client_to_worker(receive, worker: WorkerLeg) -> _End:
 
 async def _worker_to_client(worker: WorkerLeg, send, limit: int,
                             budget: WebSocketBudget) -> _End:
-    """Reassemble the worker's messages (hypercorn sends whole messages) up to ``limit``
+    """Relay the worker's whole messages (hypercorn sends whole messages) up to ``limit``
     bytes each, and within what ``budget`` has left for all sessions."""
-    parts: list = []
-    size = 0
     try:
         while True:
-            event = await worker.next_event()
-            if isinstance(event, Message):
-                if size + len(event.data) > limit or not budget.take(len(event.data)):
-                    reason = (f"a message from the worker exceeds {limit} bytes"
-                              if size + len(event.data) > limit
-                              else "faucet's WebSocket memory is exhausted")
-                    return _End((1009, reason), CloseConnection(1009, reason))
-                size += len(event.data)
-                parts.append(event.data)
-                if event.message_finished:
-                    budget.give(size)
-                    parts, size, whole = [], 0, parts
-                    await send({"type": "websocket.send", **(
-                        {"text": "".join(whole)} if isinstance(event, TextMessage)
-                        else {"bytes": b"".join(whole)})})
-            elif isinstance(event, Ping):
-                await worker.send(event.response())
-            elif isinstance(event, CloseConnection):
-                return _End((event.code, event.reason), event.response())
+            message = await worker.receive_message(limit, budget)
+            if isinstance(message, CloseConnection):
+                return _End((message.code, message.reason), message.response())
+            await send(client_message(message))
+    except MessageTooBig as exc:
+        return _End((1009, str(exc)), CloseConnection(1009, str(exc)))
     except WorkerGone as exc:
         log.warning("websocket: %s", exc)
         return _WORKER_GONE
-    finally:
-        budget.give(size)  # a message the worker never finished
+
+
+def client_message(message: str | bytes) -> dict:
+    """The ASGI message that sends ``message`` to the client."""
+    if isinstance(message, str):
+        return {"type": "websocket.send", "text": message}
+    return {"type": "websocket.send", "bytes": message}
+
+
+def worker_message(message: str | bytes) -> TextMessage | BytesMessage:
+    """The wsproto event that sends ``message`` to the worker."""
+    return TextMessage(message) if isinstance(message, str) else BytesMessage(message)
 
 
 def _back_to_client(headers) -> list[tuple[bytes, bytes]]:

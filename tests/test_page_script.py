@@ -1,0 +1,58 @@
+"""faucet.page_script: the reconnect script goes into a Shiny app's HTML pages."""
+
+from faucet.http1 import Response
+from faucet.page_script import (
+    MAX_PAGE,
+    TAG,
+    add_script,
+    page_headers,
+    page_request_headers,
+    rewritable,
+    script_body,
+)
+
+PAGE = b"<!DOCTYPE html><html><head><title>t</title></HEAD>\n<body>hi</body></html>"
+
+
+def response(status=200, kind=b"text/html; charset=UTF-8", encoding=None, length=100):
+    headers = [(b"content-type", kind)]
+    if encoding:
+        headers.append((b"content-encoding", encoding))
+    return Response(status, headers, length, False, True)
+
+
+def test_only_uncompressed_html_pages_of_a_known_length_are_rewritten():
+    assert rewritable(response())
+    assert rewritable(response(encoding=b"identity"))
+    assert not rewritable(response(status=304))
+    assert not rewritable(response(kind=b"application/javascript"))
+    assert not rewritable(response(encoding=b"gzip"))
+    assert not rewritable(response(length=None))  # chunked or until close
+    assert not rewritable(response(length=MAX_PAGE + 1))
+
+
+def test_a_page_load_asks_the_worker_for_an_uncompressed_page():
+    headers = [(b"accept", b"text/html,*/*;q=0.8"), (b"accept-encoding", b"gzip, br")]
+    assert page_request_headers(headers, "GET") == headers[:1]
+    assert page_request_headers(headers, "POST") == headers
+    assets = [(b"accept", b"*/*"), (b"accept-encoding", b"gzip")]
+    assert page_request_headers(assets, "GET") == assets
+
+
+def test_the_tag_goes_before_the_first_head_end():
+    assert add_script(PAGE) == PAGE.replace(b"</HEAD>", TAG + b"</HEAD>")
+    assert add_script(b"<html><body>no head</body></html>") is None
+
+
+def test_a_rewritten_page_has_its_new_length():
+    headers = [(b"content-type", b"text/html"), (b"content-length", b"10"),
+               (b"x-ua-compatible", b"IE=edge")]
+    assert page_headers(headers, 1234) == [(b"content-type", b"text/html"),
+                                           (b"x-ua-compatible", b"IE=edge"),
+                                           (b"content-length", b"1234")]
+
+
+def test_the_served_script_starts_with_its_settings():
+    body = script_body({"heartbeatTimeout": 20000})
+    assert body.startswith(b'window.FAUCET_RECONNECT = {"heartbeatTimeout": 20000};\n')
+    assert b"Shiny.createSocket" in body

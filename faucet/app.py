@@ -19,6 +19,7 @@ import trio
 from attrs import frozen
 
 from faucet.app_kinds import KINDS, strategy_for
+from faucet.autoscale import Policy
 from faucet.backend import Backend
 from faucet.balancer import StickyCookie
 from faucet.config import Config, parse_size
@@ -32,6 +33,7 @@ from faucet.logs import worker_logger
 from faucet.mount import Mount
 from faucet.proxy import Proxy
 from faucet.routes_config import RouteConfig
+from faucet.scaler import scale_workers
 from faucet.strategy import Strategy
 from faucet.supervisor import supervise_worker
 from faucet.telemetry import serve_telemetry
@@ -60,6 +62,7 @@ class PlannedApp:
     spec: AppSpec
     strategy: Strategy
     workers: int
+    scaling: Policy | None = None  # rps: workers started and stopped with the load
 
 
 @frozen
@@ -75,7 +78,8 @@ def plan_start(config: Config) -> Plan:
     kind = resolve_kind(config.type, workdir, config.app_dir)
     spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
     strategy = _strategy(kind, Strategy(config.strategy) if config.strategy else None, "strategy")
-    return Plan([PlannedApp(None, spec, strategy, config.workers)])
+    scaling = _scaling(strategy, config, config)
+    return Plan([PlannedApp(None, spec, strategy, config.workers, scaling)])
 
 
 def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
@@ -84,8 +88,18 @@ def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
     for index, route in enumerate(routes):
         spec = _spec(config, route.server_type, Path(route.workdir), route.app_dir, route.qmd)
         strategy = _strategy(route.server_type, route.strategy, f"route[{index}].strategy")
-        apps.append(PlannedApp(route, spec, strategy, route.workers))
+        scaling = _scaling(strategy, route, config)
+        apps.append(PlannedApp(route, spec, strategy, route.workers, scaling))
     return Plan(apps)
+
+
+def _scaling(strategy: Strategy, app: Config | RouteConfig, config: Config) -> Policy | None:
+    """An rps app's autoscaling (from its own settings: the top level in start mode, its
+    ``[[route]]`` in router mode; both checked to have max_rps), else None."""
+    if not strategy.scales:
+        return None
+    assert app.max_rps is not None
+    return Policy(app.max_rps, app.min_workers, app.workers, config.scale_down_after)
 
 
 def _strategy(kind: str, chosen: Strategy | None, key: str) -> Strategy:
@@ -168,9 +182,14 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
             async with trio.open_nursery() as front:
                 shutdown.attach(front.cancel_scope)
                 for mount, app in zip(mounts, plan.apps, strict=True):
-                    log.info("%s: %d %s worker(s), strategy %s, in %s",
-                             app.route.route if app.route else "app", len(mount.backends),
-                             app.spec.kind, app.strategy, app.spec.workdir)
+                    log.info("%s: %s %s worker(s), strategy %s, in %s",
+                             app.route.route if app.route else "app", _pool_size(app),
+                             app.spec.kind, _strategy_shown(app), app.spec.workdir)
+                    if app.scaling:
+                        await front.start(partial(
+                            scale_workers, mount.dispatcher, app.spec, app.scaling,
+                            startup_timeout=config.startup_timeout))
+                        continue
                     for backend in mount.backends:
                         await front.start(partial(
                             supervise_worker, backend, app.spec,
@@ -185,6 +204,16 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 task_status.started(Serving(binds, mounts, recorder))
         finally:
             recorder.close()
+
+
+def _pool_size(app: PlannedApp) -> str:
+    scaling = app.scaling
+    return f"{scaling.min_workers} to {app.workers}" if scaling else str(app.workers)
+
+
+def _strategy_shown(app: PlannedApp) -> str:
+    scaling = app.scaling
+    return f"{app.strategy} (max_rps {scaling.max_rps:g})" if scaling else str(app.strategy)
 
 
 def front_limits(config: Config, open_files: int) -> Limits:

@@ -22,6 +22,9 @@ class Backend:
     pid: int | None = None
     # Bumped on every (re)start so pooled upstream connections to a dead process are dropped.
     generation: int = 0
+    # Set by the autoscaler (rps) while the worker is not simply running:
+    # "stopped (scaled down)", "draining (scaled down)"...
+    phase: str | None = None
     # Its position in the app's list of backends (and in the proxy's upstream pools),
     # which the sticky hashes and round-robin count in.
     index: int = field(init=False)
@@ -38,6 +41,7 @@ class Backend:
             "target": self.target,
             "route": self.route,
             "online": self.online,
+            "state": self.phase or ("online" if self.online else "offline"),
             "pid": self.pid,
             "port": self.port,
             "inflight": self.inflight,

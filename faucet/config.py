@@ -363,7 +363,8 @@ def load_config(
     problems = [
         _line(key, repr(value), message, origin) for key, value, message in validate(config)
     ]
-    problems += [_line(key, shown, message, origin) for key, shown, message in _scaling(config)]
+    problems += [_line(key, shown, message, origin)
+                 for key, shown, message in _scaling(config, origin)]
     try:
         base_dir = path.parent if path is not None else Path(".")
         routes = normalise_route_tables(raw_routes, base_dir, str(path)) if raw_routes else []
@@ -375,12 +376,13 @@ def load_config(
     return config
 
 
-def _scaling(config: Config) -> list[tuple[str, str | None, str]]:
+def _scaling(config: Config, origin: Mapping[str, str]) -> list[tuple[str, str | None, str]]:
     """The rps settings that only make sense together."""
     problems = []
     if config.strategy == Strategy.RPS and config.max_rps is None:
-        problems.append(("max_rps", None, "required when strategy is rps: the requests per "
-                                          "second one worker should take, e.g. 10"))
+        problems.append(("max_rps", None, f"required with strategy = 'rps' (from "
+                                          f"{origin['strategy']}): the requests per second "
+                                          "one worker should take, e.g. 10"))
     if 1 <= config.workers < config.min_workers:
         problems.append(("min_workers", repr(config.min_workers),
                          f"must be at most workers ({config.workers})"))

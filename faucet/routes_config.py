@@ -200,7 +200,7 @@ def _scaling_problems(table: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
     """The rps keys that only make sense together (the table's values are checked)."""
     problems = []
     if _strategy(table.get("strategy", "round-robin")).scales and "max_rps" not in table:
-        problems.append(("max_rps", _MISSING, "required when strategy is rps: the requests "
+        problems.append(("max_rps", _MISSING, "required with strategy = 'rps': the requests "
                                               "per second one worker should take, e.g. 10"))
     if table.get("min_workers", 1) > table["workers"]:
         problems.append(("min_workers", table["min_workers"],

@@ -96,7 +96,7 @@ class _Pool:
         self.autoscaler.exited(backend.index)
 
     def _log(self, decision: Decision, sample: Sample) -> None:
-        load = (f"{self.autoscaler.rate:.1f} req/s, {sample.queued} queued, "
+        load = (f"{self.autoscaler.rate:.1f} req/s, {sample.queued} queued; now "
                 f"{len(self.autoscaler.running())} of {len(sample.workers)} running")
         for verb, indices in (("starting", decision.start), ("taken back", decision.resume),
                               ("draining", decision.drain), ("stopping", decision.stop)):

@@ -132,7 +132,7 @@ def test_toml_syntax_error_names_the_line(conf):
         ),
         (
             'route = "/"\nserver_type = "plumber"\nworkers = 1\nstrategy = "rps"',
-            "route[0].max_rps (from {}): required when strategy is rps",
+            "route[0].max_rps (from {}): required with strategy = 'rps'",
         ),
         (
             'route = "/"\nserver_type = "plumber"\nworkers = 2\nmax_rps = 0',

@@ -23,6 +23,7 @@ from faucet.autoscale import Policy
 from faucet.backend import Backend
 from faucet.balancer import StickyCookie
 from faucet.config import Config, parse_size
+from faucet.cpus import available_cpus
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
 from faucet.fd_limit import connection_budget, raise_open_file_limit
@@ -95,11 +96,13 @@ def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
 
 def _scaling(strategy: Strategy, app: Config | RouteConfig, config: Config) -> Policy | None:
     """An rps app's autoscaling (from its own settings: the top level in start mode, its
-    ``[[route]]`` in router mode; both checked to have max_rps), else None."""
+    ``[[route]]`` in router mode; both checked to have max_rps), else None. Workers start
+    at most one per CPU at a time: starting R is CPU-bound."""
     if not strategy.scales:
         return None
     assert app.max_rps is not None
-    return Policy(app.max_rps, app.min_workers, app.workers, config.scale_down_after)
+    return Policy(app.max_rps, app.min_workers, app.workers, config.scale_down_after,
+                  max_starting=available_cpus())
 
 
 def _strategy(kind: str, chosen: Strategy | None, key: str) -> Strategy:

@@ -5,12 +5,13 @@ the scaler (``scaler.py``) hands ``Autoscaler.decide`` a ``Sample`` of the pool 
 out the ``Decision`` it returns.
 
 Up, fast. The pool needs ``ceil(rate / max_rps)`` workers, the rate being the requests
-that arrived over the last ``RATE_WINDOW`` seconds; several start at once when the rate
-calls for them. Requests waiting in the dispatcher's queue mean the running workers do not
-keep up whatever the rate says (slow requests): then ``ceil(queued / max_rps)`` more, at
-least one, but only once no worker is still starting and ``COOLDOWN`` has passed since the
-last start, so that a queue which the workers already starting will drain does not start
-every worker in the pool.
+that arrived over the last ``RATE_WINDOW`` seconds. Requests waiting in the dispatcher's
+queue mean the running workers do not keep up whatever the rate says (slow requests): then
+``ceil(queued / max_rps)`` more, at least one, but only once no worker is still starting
+and ``COOLDOWN`` has passed since the last start, so that a queue which the workers already
+starting will drain does not start every worker in the pool. Several start at once, up to
+``max_starting``: starting R is CPU-bound (~0.7 s of CPU for Plumber), so starting more
+workers than there are CPUs only brings every one of them online later.
 
 Down, slowly. The pool keeps as many workers as the most it needed at any tick of the last
 ``scale_down_after`` seconds (a stabilisation window, as Kubernetes' autoscaler keeps), so a
@@ -50,6 +51,7 @@ class Policy:
     min_workers: int
     max_workers: int
     scale_down_after: float = 30.0
+    max_starting: int = 2  # workers starting at once at most: the CPUs faucet may use
 
 
 @frozen
@@ -162,14 +164,15 @@ class Autoscaler:
         """What to do now; the phases move as if it were done."""
         self._observe(sample)
         running = self.running()
-        need = self._need(sample, running)
+        starting = sum(not sample.workers[i].online for i in running)
+        need = self._need(sample, len(running), starting)
         self._needed.record(sample.now, need)
         resume: list[int] = []
         start: list[int] = []
         drain: list[int] = []
         stop: list[int] = []
         if need > len(running):
-            resume, start = self._grow(need - len(running), sample)
+            resume, start = self._grow(need - len(running), starting, sample)
         elif len(running) > (keep := self._needed.peak()):  # need is at least min_workers
             drain, stop = self._shrink(running, len(running) - keep, sample)
         drained, stopped = self._drained(sample, fresh=drain)
@@ -188,24 +191,24 @@ class Autoscaler:
             self._served[index] = worker.served
         self._arrivals.record(sample.now, arrived)
 
-    def _need(self, sample: Sample, running: list[int]) -> int:
+    def _need(self, sample: Sample, running: int, starting: int) -> int:
         """The workers the load calls for now, within the policy's bounds."""
         policy = self.policy
-        need = math.ceil(self.rate / policy.max_rps)
-        starting = any(not sample.workers[i].online for i in running)
-        if (sample.queued and not starting
-                and sample.now - self._last_start >= COOLDOWN):
-            need = max(need, len(running) + math.ceil(sample.queued / policy.max_rps))
+        need = math.ceil(round(self.rate / policy.max_rps, 6))  # 60.00000000000001 is 60
+        if sample.queued and not starting and sample.now - self._last_start >= COOLDOWN:
+            need = max(need, running + math.ceil(sample.queued / policy.max_rps))
         return min(max(need, policy.min_workers), policy.max_workers)
 
-    def _grow(self, count: int, sample: Sample) -> tuple[list[int], list[int]]:
+    def _grow(self, count: int, starting: int,
+              sample: Sample) -> tuple[list[int], list[int]]:
         """Take back draining workers first (warm, unless their process has exited since
-        they were drained), then start stopped ones, lowest index first. A worker still
-        stopping is started on a later tick."""
+        they were drained), then start stopped ones, lowest index first, while fewer than
+        ``max_starting`` are starting. The rest, and workers still stopping, are started
+        on later ticks."""
         resume = [i for i, phase in enumerate(self.phases) if phase is Phase.DRAINING
                   and sample.workers[i].life == self._drained_life[i]][:count]
-        start = [i for i, phase in enumerate(self.phases)
-                 if phase is Phase.STOPPED][:count - len(resume)]
+        room = max(0, min(count - len(resume), self.policy.max_starting - starting))
+        start = [i for i, phase in enumerate(self.phases) if phase is Phase.STOPPED][:room]
         for index in resume + start:
             self.phases[index] = Phase.RUNNING
             self._busy_at[index] = sample.now

@@ -128,13 +128,25 @@ def test_the_first_decision_starts_min_workers():
 
 
 def test_a_rate_above_max_rps_starts_the_workers_it_needs_at_once():
-    pool = started_pool(Policy(max_rps=10, min_workers=1, max_workers=8))
+    pool = started_pool(Policy(max_rps=10, min_workers=1, max_workers=8, max_starting=4))
     starts = [d.start for d in pool.run(1.0, rate=35)]
     assert sum(len(s) for s in starts) == 3  # 35 req/s over 1 s needs 4 workers of 10
     assert pool.scaler.running() == [0, 1, 2, 3]
     pool.bring_online()
     pool.run(1.0, rate=35)
     assert pool.scaler.running() == [0, 1, 2, 3]  # steady: nothing more
+
+
+def test_no_more_than_max_starting_start_at_once():
+    pool = started_pool(Policy(max_rps=10, min_workers=1, max_workers=8, max_starting=2))
+    pool.run(1.0, rate=60)
+    assert pool.scaler.running() == [0, 1, 2]  # needs 6: 2 starting
+    pool.online[1] = True
+    assert pool.run(TICK, rate=60) == [Decision(start=(3,))]  # one is up: the next starts
+    pool.bring_online()
+    assert pool.run(TICK, rate=60) == [Decision(start=(4, 5))]
+    pool.bring_online()
+    assert not pool.run(1.0, rate=60)
 
 
 def test_the_rate_never_starts_more_than_workers():
@@ -166,7 +178,7 @@ def test_the_queue_starts_workers_no_faster_than_the_cooldown():
 
 
 def test_a_long_queue_starts_one_worker_per_max_rps_waiting():
-    pool = started_pool(Policy(max_rps=5, min_workers=1, max_workers=8))
+    pool = started_pool(Policy(max_rps=5, min_workers=1, max_workers=8, max_starting=8))
     pool.inflight[0] = 1
     pool.queued = 12
     assert pool.tick().start == (1, 2, 3)
@@ -174,7 +186,7 @@ def test_a_long_queue_starts_one_worker_per_max_rps_waiting():
 
 def test_an_idle_pool_drains_its_least_recently_busy_workers_after_the_grace():
     pool = started_pool(Policy(max_rps=10, min_workers=1, max_workers=4,
-                               scale_down_after=30), hold_exit=True)
+                               scale_down_after=30, max_starting=4), hold_exit=True)
     pool.run(1.0, rate=35)
     pool.bring_online()
     pool.run(2.0, rate=35)

@@ -16,6 +16,7 @@ import trio
 from faucet.app import plan_router, plan_start
 from faucet.autoscale import Policy
 from faucet.config import load_config
+from faucet.cpus import available_cpus
 from faucet.errors import ConfigError
 from faucet.health import HEALTH_PATH
 from faucet.router import RouteTable
@@ -117,7 +118,8 @@ def test_max_rps_has_one_name_in_file_env_and_flag(tmp_path):
     assert load_config(path, {"FAUCET_MAX_RPS": "7.5"}, {}).max_rps == 7.5
     assert load_config(path, {"FAUCET_MAX_RPS": "7.5"}, {"max_rps": "9"}).max_rps == 9.0
     assert plan_start(attrs.evolve(config, dir=str(PLUMBER))).apps[0].scaling == Policy(
-        max_rps=3.0, min_workers=2, max_workers=4, scale_down_after=60.0)
+        max_rps=3.0, min_workers=2, max_workers=4, scale_down_after=60.0,
+        max_starting=available_cpus())
 
 
 def test_rps_needs_max_rps_and_min_workers_within_workers():
@@ -149,7 +151,8 @@ def test_the_rust_example_router_files_load_as_they_are(tmp_path):
         ("/sliders/", Strategy.COOKIE_HASH, None),
         ("/text/", Strategy.COOKIE_HASH, None),
         ("/qmd/", Strategy.COOKIE_HASH, None),
-        ("/api/", Strategy.RPS, Policy(max_rps=1.0, min_workers=1, max_workers=4)),
+        ("/api/", Strategy.RPS, Policy(max_rps=1.0, min_workers=1, max_workers=4,
+                                       max_starting=available_cpus())),
         ("/", Strategy.COOKIE_HASH, None),
     ]
 

@@ -5,11 +5,12 @@ the scaler (``scaler.py``) hands ``Autoscaler.decide`` a ``Sample`` of the pool 
 out the ``Decision`` it returns.
 
 Up, fast. The pool needs ``ceil(rate / max_rps)`` workers, the rate being the requests
-that arrived over the last ``RATE_WINDOW`` seconds. Requests waiting in the dispatcher's
-queue mean the running workers do not keep up whatever the rate says (slow requests): then
-``ceil(queued / max_rps)`` more, at least one, but only once no worker is still starting
-and ``COOLDOWN`` has passed since the last start, so that a queue which the workers already
-starting will drain does not start every worker in the pool. Several start at once, up to
+that arrived over the last ``RATE_WINDOW`` seconds. A queue in the dispatcher that has not
+shrunk over the last ``COOLDOWN`` seconds means the running workers do not keep up whatever
+the rate says (slow requests): then ``ceil(queued / max_rps)`` more, at least one, but only
+once no worker is still starting and ``COOLDOWN`` has passed since the last start, so that
+a queue which the workers already starting (or just started) will drain does not start
+every worker in the pool. Several start at once, up to
 ``max_starting``: starting R is CPU-bound (~0.7 s of CPU for Plumber), so starting more
 workers than there are CPUs only brings every one of them online later.
 
@@ -95,19 +96,26 @@ class Decision:
         return bool(self.start or self.resume or self.drain or self.stop)
 
 
-class RateMeter:
-    """Events per second over the last ``window`` seconds, from a running total sampled
-    now and then."""
+class History:
+    """A value sampled now and then over the last ``window`` seconds, and what it was when
+    the window began (the newest sample at or before its start)."""
 
     def __init__(self, window: float):
         self.window = window
-        # (time, total), oldest first; the first is the newest at or before the window's start.
-        self._samples: deque[tuple[float, int]] = deque()
+        self._samples: deque[tuple[float, int]] = deque()  # (time, value), oldest first
 
-    def record(self, now: float, total: int) -> None:
-        self._samples.append((now, total))
+    def record(self, now: float, value: int) -> None:
+        self._samples.append((now, value))
         while len(self._samples) > 1 and self._samples[1][0] <= now - self.window:
             self._samples.popleft()
+
+    def then(self) -> int:
+        """The value at the window's start (the oldest recorded, early on)."""
+        return self._samples[0][1]
+
+
+class RateMeter(History):
+    """Events per second over the last ``window`` seconds, from a running total."""
 
     def rate(self) -> float:
         """Events since the window's start per second; while fewer than ``window`` seconds
@@ -146,6 +154,7 @@ class Autoscaler:
         count = policy.max_workers
         self.phases = [Phase.STOPPED] * count
         self._arrivals = RateMeter(RATE_WINDOW)
+        self._queued = History(COOLDOWN)
         self._needed = WindowMax(policy.scale_down_after)
         self._last_start = -math.inf
         self._busy_at = [-math.inf] * count  # when each last had a request or session
@@ -190,12 +199,14 @@ class Autoscaler:
                 self._busy_at[index] = sample.now
             self._served[index] = worker.served
         self._arrivals.record(sample.now, arrived)
+        self._queued.record(sample.now, sample.queued)
 
     def _need(self, sample: Sample, running: int, starting: int) -> int:
         """The workers the load calls for now, within the policy's bounds."""
         policy = self.policy
         need = math.ceil(round(self.rate / policy.max_rps, 6))  # 60.00000000000001 is 60
-        if sample.queued and not starting and sample.now - self._last_start >= COOLDOWN:
+        if (sample.queued and sample.queued >= self._queued.then() and not starting
+                and sample.now - self._last_start >= COOLDOWN):
             need = max(need, running + math.ceil(sample.queued / policy.max_rps))
         return min(max(need, policy.min_workers), policy.max_workers)
 

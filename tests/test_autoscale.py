@@ -177,6 +177,22 @@ def test_the_queue_starts_workers_no_faster_than_the_cooldown():
     assert pool.tick().start == (2,)
 
 
+def test_a_queue_that_drains_starts_no_worker():
+    pool = started_pool(Policy(max_rps=100, min_workers=1, max_workers=4))
+    pool.inflight[0] = 1
+    pool.queued = 30
+    assert pool.tick().start == (1,)
+    pool.bring_online()
+    pool.inflight[1] = 1
+    for queued in range(30, 0, -1):  # a backlog the two are working off
+        pool.queued = queued
+        assert not pool.tick()
+    pool.queued += 1
+    assert not pool.tick()  # grew again, but not above what it was a second ago
+    # The same for a second: the two do not keep up.
+    assert pool.run(COOLDOWN + TICK) == [Decision(start=(2,))]
+
+
 def test_a_long_queue_starts_one_worker_per_max_rps_waiting():
     pool = started_pool(Policy(max_rps=5, min_workers=1, max_workers=8, max_starting=8))
     pool.inflight[0] = 1

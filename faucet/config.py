@@ -10,6 +10,7 @@ came from and what is allowed.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
@@ -90,6 +91,11 @@ def _positive(value):
         raise ValueError("must be greater than 0")
 
 
+def _rate(value):
+    if not 0 < value < math.inf:
+        raise ValueError("must be a number greater than 0")
+
+
 def _host_port(value):
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -163,9 +169,10 @@ class Config:
     workers: int = setting(attrs.Factory(available_cpus), _at_least(1))
     # None: the app kind's default (app_kinds.KINDS): sticky for Shiny, else round-robin.
     strategy: str | None = setting(None, _one_of(tuple(Strategy)))
-    # rps: the pool runs between min_workers and workers, one more worker for every max_rps
-    # requests per second (or when requests queue), one fewer after scale_down_after idle.
-    max_rps: float | None = setting(None, _positive)
+    # rps: the pool runs between min_workers and workers: a worker for every max_rps
+    # requests per second (more while requests queue); one the pool has not needed for
+    # scale_down_after seconds stops.
+    max_rps: float | None = setting(None, _rate)
     min_workers: int = setting(1, _at_least(1))
     scale_down_after: float = setting(30.0, _at_least(0))
     type: str = setting("auto", _one_of(("auto", *KINDS)))

@@ -9,6 +9,7 @@ from ``[[route]]`` tables in faucet.toml (``config.load_config``); both go throu
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -89,8 +90,8 @@ def _workers(value: Any) -> int:
 def _max_rps(value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError("expected a number")
-    if value <= 0:
-        raise ValueError("must be greater than 0")
+    if not 0 < value < math.inf:
+        raise ValueError("must be a number greater than 0")
     return float(value)
 
 

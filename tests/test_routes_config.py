@@ -136,7 +136,11 @@ def test_toml_syntax_error_names_the_line(conf):
         ),
         (
             'route = "/"\nserver_type = "plumber"\nworkers = 2\nmax_rps = 0',
-            "route[0].max_rps = 0 (from {}): must be greater than 0",
+            "route[0].max_rps = 0 (from {}): must be a number greater than 0",
+        ),
+        (
+            'route = "/"\nserver_type = "plumber"\nworkers = 2\nmax_rps = nan',
+            "route[0].max_rps = nan (from {}): must be a number greater than 0",
         ),
         (
             'route = "/"\nserver_type = "plumber"\nworkers = 2\nmax_rps = "10"',

@@ -127,7 +127,9 @@ def test_rps_needs_max_rps_and_min_workers_within_workers():
         "max_rps: required with strategy = 'rps' (from FAUCET_STRATEGY): the requests per "
         "second one worker should take, e.g. 10"]
     assert problems(overrides={"strategy": "rps", "max_rps": "0"}) == [
-        "max_rps = 0.0 (from --max-rps): must be greater than 0"]
+        "max_rps = 0.0 (from --max-rps): must be a number greater than 0"]
+    assert problems(environ={"FAUCET_MAX_RPS": "nan"}) == [
+        "max_rps = nan (from FAUCET_MAX_RPS): must be a number greater than 0"]
     assert problems(overrides={"workers": "2", "min_workers": "3"}) == [
         "min_workers = 3 (from --min-workers): must be at most workers (2)"]
 

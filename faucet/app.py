@@ -20,9 +20,11 @@ from attrs import frozen
 
 from faucet.app_events import WorkerEvents
 from faucet.app_kinds import KINDS, strategy_for
+from faucet.autoscale import Policy
 from faucet.backend import Backend
 from faucet.balancer import StickyCookie
 from faucet.config import Config, parse_size
+from faucet.cpus import available_cpus
 from faucet.dispatch import Dispatcher
 from faucet.errors import ConfigError, leaves
 from faucet.events import LogEvent
@@ -34,6 +36,7 @@ from faucet.logs import worker_logger
 from faucet.mount import Mount
 from faucet.proxy import Proxy
 from faucet.routes_config import RouteConfig
+from faucet.scaler import scale_workers
 from faucet.session_host import SessionHost
 from faucet.strategy import Strategy
 from faucet.supervisor import supervise_worker
@@ -63,6 +66,7 @@ class PlannedApp:
     spec: AppSpec
     strategy: Strategy
     workers: int
+    scaling: Policy | None = None  # rps: workers started and stopped with the load
 
 
 @frozen
@@ -78,7 +82,8 @@ def plan_start(config: Config) -> Plan:
     kind = resolve_kind(config.type, workdir, config.app_dir)
     spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
     strategy = _strategy(kind, Strategy(config.strategy) if config.strategy else None, "strategy")
-    return Plan([PlannedApp(None, spec, strategy, config.workers)])
+    scaling = _scaling(strategy, config, config)
+    return Plan([PlannedApp(None, spec, strategy, config.workers, scaling)])
 
 
 def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
@@ -87,8 +92,20 @@ def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
     for index, route in enumerate(routes):
         spec = _spec(config, route.server_type, Path(route.workdir), route.app_dir, route.qmd)
         strategy = _strategy(route.server_type, route.strategy, f"route[{index}].strategy")
-        apps.append(PlannedApp(route, spec, strategy, route.workers))
+        scaling = _scaling(strategy, route, config)
+        apps.append(PlannedApp(route, spec, strategy, route.workers, scaling))
     return Plan(apps)
+
+
+def _scaling(strategy: Strategy, app: Config | RouteConfig, config: Config) -> Policy | None:
+    """An rps app's autoscaling (from its own settings: the top level in start mode, its
+    ``[[route]]`` in router mode; both checked to have max_rps), else None. Workers start
+    at most one per CPU at a time: starting R is CPU-bound."""
+    if not strategy.scales:
+        return None
+    assert app.max_rps is not None
+    return Policy(app.max_rps, app.min_workers, app.workers, config.scale_down_after,
+                  max_starting=available_cpus())
 
 
 def _strategy(kind: str, chosen: Strategy | None, key: str) -> Strategy:
@@ -172,15 +189,17 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
             async with trio.open_nursery() as front:
                 shutdown.attach(front.cancel_scope)
                 for mount, app in zip(mounts, plan.apps, strict=True):
-                    log.info("%s: %d %s worker(s), strategy %s, in %s",
-                             app.route.route if app.route else "app", len(mount.backends),
-                             app.spec.kind, app.strategy, app.spec.workdir)
+                    log.info("%s: %s %s worker(s), strategy %s, in %s",
+                             app.route.route if app.route else "app", _pool_size(app),
+                             app.spec.kind, _strategy_shown(app), app.spec.workdir)
+                    supervise = partial(_supervise, config, recorder, app.spec,
+                                        mount.dispatcher)
+                    if app.scaling:
+                        await front.start(scale_workers, mount.dispatcher, app.scaling,
+                                          supervise)
+                        continue
                     for backend in mount.backends:
-                        await front.start(partial(
-                            supervise_worker, backend, app.spec,
-                            mount.dispatcher.changed, config,
-                            worker_log=worker_logger(backend.worker_id, backend.route),
-                            events=worker_events(recorder, backend)))
+                        await front.start(supervise, backend)
                 websockets = WebSocketBudget(parse_size(config.websocket_memory),
                                              config.max_websockets)
                 sessions = SessionHost(config, shutdown.stopping, websockets)
@@ -194,6 +213,15 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
             recorder.close()
 
 
+async def _supervise(config: Config, recorder: Recorder, spec: AppSpec,
+                     dispatcher: Dispatcher, backend: Backend, *,
+                     task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """One worker of an app, for as long as it runs (a fixed pool's, or the scaler's)."""
+    await supervise_worker(backend, spec, dispatcher.changed, config,
+                           worker_log=worker_logger(backend.worker_id, backend.route),
+                           events=worker_events(recorder, backend), task_status=task_status)
+
+
 def worker_events(recorder: Recorder, backend: Backend) -> WorkerEvents | None:
     """The worker's event recorder, None when the sink takes no ``LogEvent``s."""
     if not recorder.wants(LogEvent):
@@ -201,6 +229,16 @@ def worker_events(recorder: Recorder, backend: Backend) -> WorkerEvents | None:
     return WorkerEvents(recorder.record, namespace=recorder.namespace,
                         version=recorder.version, worker_id=backend.worker_id,
                         worker_route=backend.route)
+
+
+def _pool_size(app: PlannedApp) -> str:
+    scaling = app.scaling
+    return f"{scaling.min_workers} to {app.workers}" if scaling else str(app.workers)
+
+
+def _strategy_shown(app: PlannedApp) -> str:
+    scaling = app.scaling
+    return f"{app.strategy} (max_rps {scaling.max_rps:g})" if scaling else str(app.strategy)
 
 
 def front_limits(config: Config, open_files: int) -> Limits:

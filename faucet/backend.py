@@ -40,6 +40,9 @@ class Backend:
     last_failure: str | None = None  # why it last left service, kept after it returns
     # The running process's evidence of a hang, while its supervisor keeps a watch.
     watch: Watch | None = None
+    # Set by the autoscaler (rps) while the worker is not simply running:
+    # "stopped (scaled down)", "draining (scaled down)"...
+    scaling: str | None = None
     # Its position in the app's list of backends (and in the proxy's upstream pools),
     # which the sticky hashes and round-robin count in.
     index: int = field(init=False)
@@ -79,7 +82,7 @@ class Backend:
             "target": self.target,
             "route": self.route,
             "online": self.online,
-            "state": str(self.phase),
+            "state": self.scaling or str(self.phase),
             "last_failure": self.last_failure,
             "pid": self.pid,
             "port": self.port,

@@ -10,6 +10,7 @@ came from and what is allowed.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
@@ -91,6 +92,11 @@ def _positive(value):
         raise ValueError("must be greater than 0")
 
 
+def _rate(value):
+    if not 0 < value < math.inf:
+        raise ValueError("must be a number greater than 0")
+
+
 def _host_port(value):
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -168,6 +174,12 @@ class Config:
     workers: int = setting(attrs.Factory(available_cpus), _at_least(1))
     # None: the app kind's default (app_kinds.KINDS): sticky for Shiny, else round-robin.
     strategy: str | None = setting(None, _one_of(tuple(Strategy)))
+    # rps: the pool runs between min_workers and workers: a worker for every max_rps
+    # requests per second (more while requests queue); one the pool has not needed for
+    # scale_down_after seconds stops.
+    max_rps: float | None = setting(None, _rate)
+    min_workers: int = setting(1, _at_least(1))
+    scale_down_after: float = setting(30.0, _at_least(0))
     type: str = setting("auto", _one_of(("auto", *KINDS)))
     dir: str = "."
     app_dir: str | None = None
@@ -237,10 +249,6 @@ ENV_ALIASES = {
 # faucet.toml, faucet gives each worker its FAUCET_WORKER_ID, and the Rust server's install
 # instructions set FAUCET_VERSION.
 OTHER_ENV = frozenset({"FAUCET_CONFIG", "FAUCET_WORKER_ID", "FAUCET_VERSION"})
-# The Rust server's names for what faucet does not do: warned about, not applied.
-NOT_APPLIED_ENV = {
-    "FAUCET_MAX_RPS": "it sets the Rust server's rps strategy, which faucet does not have",
-}
 CLI_ALIASES = {
     "--pg-con-string": "telemetry.postgres_string",
     "--pg-sslmode": "telemetry.sslmode",
@@ -335,9 +343,6 @@ def env_warnings(environ: Mapping[str, str]) -> list[str]:
     for name in sorted(environ):
         if not name.startswith("FAUCET_") or name in settings or name in OTHER_ENV:
             continue
-        if name in NOT_APPLIED_ENV:
-            lines.append(f"{name} is ignored: {NOT_APPLIED_ENV[name]}")
-            continue
         # Compared without the prefix every name shares, which would make all look close.
         close = difflib.get_close_matches(
             name.removeprefix("FAUCET_"), [known.removeprefix("FAUCET_") for known in settings],
@@ -389,6 +394,8 @@ def load_config(
         problems.append(_line("heartbeat_timeout", repr(config.heartbeat_timeout),
                               f"must be greater than heartbeat_interval "
                               f"({config.heartbeat_interval:g})", origin))
+    problems += [_line(key, shown, message, origin)
+                 for key, shown, message in _scaling(config, origin)]
     try:
         base_dir = path.parent if path is not None else Path(".")
         routes = normalise_route_tables(raw_routes, base_dir, str(path)) if raw_routes else []
@@ -398,6 +405,19 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _scaling(config: Config, origin: Mapping[str, str]) -> list[tuple[str, str | None, str]]:
+    """The rps settings that only make sense together."""
+    problems = []
+    if config.strategy == Strategy.RPS and config.max_rps is None:
+        problems.append(("max_rps", None, f"required with strategy = 'rps' (from "
+                                          f"{origin['strategy']}): the requests per second "
+                                          "one worker should take, e.g. 10"))
+    if 1 <= config.workers < config.min_workers:
+        problems.append(("min_workers", repr(config.min_workers),
+                         f"must be at most workers ({config.workers})"))
+    return problems
 
 
 def _line(key: str, shown_value: str | None, message: str, origin: Mapping[str, str]) -> str:

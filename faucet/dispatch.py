@@ -97,7 +97,7 @@ class Dispatcher:
         if lease is not None:
             return lease
         slow = not self.known_quick(job)
-        if self.strategy == Strategy.LEAST_BUSY:
+        if self.strategy.queues:
             return Lease(await self._wait_in_queue(slow, job), False, slow, job)
         if self.sticky and key is not None:
             backend, moved = await self._acquire_sticky(key)
@@ -111,7 +111,7 @@ class Dispatcher:
         """``acquire`` when it need not wait (most requests), else None: the caller then
         awaits ``acquire`` under its deadline."""
         slow = not self.known_quick(job)
-        if self.strategy == Strategy.LEAST_BUSY:
+        if self.strategy.queues:
             backend = None if self.queued() else self._slot(slow)
         elif self.sticky and key is not None:
             backend = self.backends[sticky_index(key, len(self.backends))]

@@ -9,6 +9,7 @@ from ``[[route]]`` tables in faucet.toml (``config.load_config``); both go throu
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +35,8 @@ class RouteConfig:
     workdir: str = "."
     app_dir: str | None = None
     qmd: str | None = None
+    max_rps: float | None = None  # rps: required
+    min_workers: int = 1  # rps: the fewest workers kept running
 
 
 def _rust_spellings(name: str) -> tuple[str, str, str]:
@@ -49,8 +52,6 @@ _SERVER_TYPES = {
 _STRATEGIES = {
     spelling: strategy for strategy in Strategy for spelling in _rust_spellings(strategy)
 }
-# The Rust server's on-demand scaling strategy has no counterpart here.
-_UNSUPPORTED_STRATEGIES = ("rps", "Rps")
 
 
 def _choices(table: Mapping[str, str]) -> str:
@@ -72,9 +73,6 @@ def _server_type(value: Any) -> str:
 
 
 def _strategy(value: Any) -> Strategy:
-    if value in _UNSUPPORTED_STRATEGIES:
-        raise ValueError(f"rps autoscaling is not supported; use {Strategy.LEAST_BUSY} or "
-                         f"{Strategy.ROUND_ROBIN}")
     try:
         return _STRATEGIES[_string(value)]
     except KeyError:
@@ -87,6 +85,14 @@ def _workers(value: Any) -> int:
     if value < 1:
         raise ValueError("must be at least 1")
     return value
+
+
+def _max_rps(value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError("expected a number")
+    if not 0 < value < math.inf:
+        raise ValueError("must be a number greater than 0")
+    return float(value)
 
 
 def _string(value: Any) -> str:
@@ -104,6 +110,8 @@ _FIELDS: dict[str, tuple[bool, Callable[[Any], Any]]] = {
     "workdir": (False, _string),
     "app_dir": (False, _string),
     "qmd": (False, _string),
+    "max_rps": (False, _max_rps),
+    "min_workers": (False, _workers),
 }
 
 
@@ -185,7 +193,19 @@ def _table_problems(table: Mapping[str, Any], base_dir: Path) -> list[tuple[str,
         except ValueError as exc:
             problems.append((key, table[key], str(exc)))
     if not problems:
-        problems += _path_problems(table, base_dir)
+        problems += _scaling_problems(table) + _path_problems(table, base_dir)
+    return problems
+
+
+def _scaling_problems(table: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+    """The rps keys that only make sense together (the table's values are checked)."""
+    problems = []
+    if _strategy(table.get("strategy", "round-robin")).scales and "max_rps" not in table:
+        problems.append(("max_rps", _MISSING, "required with strategy = 'rps': the requests "
+                                              "per second one worker should take, e.g. 10"))
+    if table.get("min_workers", 1) > table["workers"]:
+        problems.append(("min_workers", table["min_workers"],
+                         f"must be at most workers ({table['workers']})"))
     return problems
 
 

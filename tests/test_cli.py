@@ -59,7 +59,7 @@ def test_bad_values_exit_2_naming_each_key():
     assert result.stderr.splitlines() == [
         "faucet: workers = 0 (from --workers): must be at least 1",
         "faucet: strategy = 'fastest' (from --strategy): expected one of: round-robin, "
-        "ip-hash, cookie-hash, least-busy",
+        "ip-hash, cookie-hash, least-busy, rps",
     ]
 
 

@@ -65,7 +65,7 @@ def test_every_bad_value_is_reported_with_key_value_source_and_allowed():
     assert lines == [
         "workers = 0 (from FAUCET_WORKERS): must be at least 1",
         "strategy = 'fastest' (from --strategy): expected one of: round-robin, ip-hash, "
-        "cookie-hash, least-busy",
+        "cookie-hash, least-busy, rps",
         "telemetry.sslmode = 'maybe' (from --telemetry-sslmode): expected one of: disable, "
         "allow, prefer, require, verify-ca, verify-full",
     ]
@@ -148,7 +148,7 @@ def test_every_rust_env_name_is_read():
         "FAUCET_TELEMETRY_NAMESPACE": "ns", "FAUCET_TELEMETRY_VERSION": "v1",
         "FAUCET_WORKERS": "7", "FAUCET_STRATEGY": "ip-hash", "FAUCET_TYPE": "shiny",
         "FAUCET_DIR": "/app", "FAUCET_APP_DIR": "sub", "FAUCET_QMD": "doc.qmd",
-        "FAUCET_ROUTER_CONF": "routes.toml", "FAUCET_LOG": "debug",
+        "FAUCET_ROUTER_CONF": "routes.toml", "FAUCET_LOG": "debug", "FAUCET_MAX_RPS": "2.5",
     }
     c = load_config(None, rust_env, {})
     t = c.telemetry
@@ -159,6 +159,7 @@ def test_every_rust_env_name_is_read():
         "postgresql://h/d", "/ca.pem", "verify-full", "ns", "v1")
     assert (c.workers, c.strategy, c.type, c.dir, c.app_dir, c.qmd, c.conf, c.log_level) == (
         7, "ip-hash", "shiny", "/app", "sub", "doc.qmd", "routes.toml", "debug")
+    assert c.max_rps == 2.5
     assert env_warnings(rust_env | {"FAUCET_CONFIG": "x", "FAUCET_WORKER_ID": "1"}) == []
 
 
@@ -171,7 +172,3 @@ def test_ignored_faucet_variables_are_named_with_the_closest_setting():
         "FAUCET_ZZZ is not a faucet setting and is ignored; faucet --help lists them",
     ]
 
-
-def test_rust_settings_faucet_does_not_apply_are_warned_about():
-    (line,) = env_warnings({"FAUCET_MAX_RPS": "10"})
-    assert line.startswith("FAUCET_MAX_RPS is ignored: it sets the Rust server's rps strategy")

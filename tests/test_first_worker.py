@@ -19,7 +19,9 @@ async def test_requests_wait_for_workers_still_starting(tmp_path):
     slow_start.write_text(f'#!/bin/sh\nsleep 1\nexec {sys.executable} {STANDIN} "$@"\n')
     slow_start.chmod(0o755)
     routes = [RouteConfig(route=f"/{strategy}/", server_type="plumber", strategy=strategy,
-                          workdir=str(tmp_path)) for strategy in Strategy]
+                          workdir=str(tmp_path),
+                          max_rps=10.0 if strategy.scales else None)
+              for strategy in Strategy]
     config = config_for(rscript=str(slow_start), route=routes, worker_wait_timeout=30)
     async with run_faucet(config, routes=RouteTable(routes), wait=False) as faucet, \
             faucet.client() as client:

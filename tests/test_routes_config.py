@@ -131,13 +131,29 @@ def test_toml_syntax_error_names_the_line(conf):
             "route[0].route = 'api/' (from {}): must start with '/'",
         ),
         (
-            'route = "/"\nserver_type = "shiny"\nworkers = 1\nstrategy = "rps"',
-            "route[0].strategy = 'rps' (from {}): rps autoscaling is not supported",
+            'route = "/"\nserver_type = "plumber"\nworkers = 1\nstrategy = "rps"',
+            "route[0].max_rps (from {}): required with strategy = 'rps'",
+        ),
+        (
+            'route = "/"\nserver_type = "plumber"\nworkers = 2\nmax_rps = 0',
+            "route[0].max_rps = 0 (from {}): must be a number greater than 0",
+        ),
+        (
+            'route = "/"\nserver_type = "plumber"\nworkers = 2\nmax_rps = nan',
+            "route[0].max_rps = nan (from {}): must be a number greater than 0",
+        ),
+        (
+            'route = "/"\nserver_type = "plumber"\nworkers = 2\nmax_rps = "10"',
+            "route[0].max_rps = '10' (from {}): expected a number",
+        ),
+        (
+            'route = "/"\nserver_type = "plumber"\nworkers = 2\nmin_workers = 3',
+            "route[0].min_workers = 3 (from {}): must be at most workers (2)",
         ),
         (
             'route = "/"\nserver_type = "shiny"\nworkers = 1\nstrategy = "sticky"',
             "route[0].strategy = 'sticky' (from {}): expected one of: round-robin, ip-hash, "
-            "cookie-hash, least-busy",
+            "cookie-hash, least-busy, rps",
         ),
         (
             'route = "/"\nserver_type = "quarto-shiny"\nworkers = 1',

@@ -57,6 +57,18 @@ async def token_of(client: ResumingClient) -> str:
     return json.loads(await client.receive())["config"]["sessionId"]
 
 
+@contextlib.asynccontextmanager
+async def one_session(tmp_path):
+    """faucet with one stand-in worker and one resuming client whose session is open:
+    (faucet, client, the nursery its connection lives in)."""
+    async with (run_faucet(standin_config(tmp_path, workers=1)) as faucet,
+                trio.open_nursery() as legs):
+        client = ResumingClient(direct_url(faucet))
+        await client.connect(legs)
+        await token_of(client)
+        yield faucet, client, legs
+
+
 async def command(faucet, text: str) -> str:
     """Send one command on a separate session of the (single) worker; its answer."""
     async with open_websocket_url(direct_url(faucet)) as ws:
@@ -152,33 +164,21 @@ async def test_a_half_open_client_is_found_by_the_heartbeat_and_can_resume(tmp_p
 
 
 async def test_a_worker_that_dies_tells_its_clients_to_reload(tmp_path):
-    async with (run_faucet(standin_config(tmp_path, workers=1)) as faucet,
-                trio.open_nursery() as legs):
-        client = ResumingClient(direct_url(faucet))
-        await client.connect(legs)
-        await token_of(client)
+    async with one_session(tmp_path) as (faucet, client, legs):
         os.kill(faucet.backends()[0].pid, signal.SIGKILL)
         assert await client.close_code() == 4002
         legs.cancel_scope.cancel()
 
 
 async def test_graceful_shutdown_tells_clients_faucet_is_restarting(tmp_path):
-    async with (run_faucet(standin_config(tmp_path, workers=1)) as faucet,
-                trio.open_nursery() as legs):
-        client = ResumingClient(direct_url(faucet))
-        await client.connect(legs)
-        await token_of(client)
+    async with one_session(tmp_path) as (faucet, client, legs):
         faucet.shutdown.request()
         assert await client.close_code() == 1012
         legs.cancel_scope.cancel()
 
 
 async def test_the_worker_gets_faucets_session_id_never_the_clients(tmp_path):
-    async with (run_faucet(standin_config(tmp_path, workers=1)) as faucet,
-                trio.open_nursery() as legs):
-        client = ResumingClient(direct_url(faucet))
-        await client.connect(legs)
-        await token_of(client)
+    async with one_session(tmp_path) as (faucet, client, legs):
         await client.send("headers")
         assert json.loads(await client.receive())["faucet_session_id"] == str(client.session_id)
         forged = [(b"FAUCET_SESSION_ID", b"forged"), (b"faucet-session-id", b"forged")]

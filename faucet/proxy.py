@@ -29,6 +29,7 @@ from faucet.balancer import (
     ip_key,
     parse_cookie,
     set_cookie_header,
+    sticky_index,
 )
 from faucet.config import Config, parse_size
 from faucet.dispatch import Lease, QueueFull
@@ -287,7 +288,8 @@ class Proxy:
         if mount.dispatcher.strategy == Strategy.COOKIE_HASH and request.cookies:
             cookie = parse_cookie(request.cookies, mount.cookie)
         # -- Shiny apps: faucet.sessions places sessions and what belongs to them --
-        placement = self.sessions.place(mount, scope, path) if mount.session_app else BY_STRATEGY
+        placement = (self.sessions.place(mount, scope, path, self.cookie_backend(mount, cookie))
+                     if mount.session_app else BY_STRATEGY)
         if placement.refusal == "full":
             status = await respond(send, 503, full_page(SESSIONS_RETRY_AFTER), b"text/html",
                                    extra=[(b"retry-after", str(SESSIONS_RETRY_AFTER).encode())])
@@ -349,6 +351,12 @@ class Proxy:
             self.record(arrival.draft, status, None, arrival.started)
             return None
         return Admitted(arrival, lease, time.perf_counter())
+
+    def cookie_backend(self, mount: Mount, cookie: uuid.UUID | None) -> Backend | None:
+        """The worker a client's sticky cookie names, if it has one."""
+        if cookie is None:
+            return None
+        return mount.backends[sticky_index(cookie_key(cookie), len(mount.backends))]
 
     def sticky_key(self, strategy: Strategy, arrival: Arrival) -> int | None:
         """The key a sticky strategy maps to a worker; None places the request by load

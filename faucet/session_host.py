@@ -32,6 +32,7 @@ from collections import deque
 import trio
 from wsproto.events import CloseConnection
 
+from faucet.backend import Backend
 from faucet.config import Config, parse_size
 from faucet.hypercorn_adapter import DEFAULT_MAX_MESSAGE
 from faucet.mount import Mount
@@ -187,10 +188,12 @@ class SessionHost:
                                  sum(not live.attached for live in self.registry),
                                  self.budget.used)
 
-    def place(self, mount: Mount, scope: dict, path: bytes) -> Placement:
+    def place(self, mount: Mount, scope: dict, path: bytes,
+              preferred: Backend | None = None) -> Placement:
         return place(self.registry, mount.backends, self.max_sessions,
                      websocket=scope["type"] == "websocket", method=scope["method"],
-                     path=path, query=scope["query_string"], headers=scope["headers"])
+                     path=path, query=scope["query_string"], headers=scope["headers"],
+                     preferred=preferred)
 
     async def open(self, placement: Placement, reservation: Reservation, worker: WorkerLeg,
                    receive, send) -> None:

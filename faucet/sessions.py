@@ -328,13 +328,15 @@ BY_STRATEGY = Placement()
 
 def place(registry: Registry, backends: Sequence[Backend], max_sessions: int | None, *,
           websocket: bool, method: str, path: bytes, query: bytes,
-          headers: Sequence[tuple[bytes, bytes]]) -> Placement:
+          headers: Sequence[tuple[bytes, bytes]],
+          preferred: Backend | None = None) -> Placement:
     """Where a request of a Shiny app goes.
 
     A WebSocket resuming a session faucet holds goes to that session's worker; one that
     names a session faucet no longer holds (attempt > 0) is refused so its page reloads;
-    any other opens a new session on the worker with the fewest live sessions (503 when
-    all have ``max_sessions``). A request bound to a session by Shiny's token goes to
+    any other opens a new session on ``preferred`` (the worker the client's sticky cookie
+    names) when it is online with room, else on the worker with the fewest live sessions
+    (503 when all have ``max_sessions``). A request bound to a session by Shiny's token goes to
     its worker; a page load when every worker is full gets the 503 page; the rest go by
     the strategy."""
     if websocket:
@@ -347,7 +349,9 @@ def place(registry: Registry, backends: Sequence[Backend], max_sessions: int | N
             if params.attempt > 0:
                 return Placement(session_id=params.session_id, refusal="gone")
         session_id = params.session_id if params else uuid.uuid4()
-        backend = fewest_sessions(backends, max_sessions)
+        backend = (preferred if preferred is not None and preferred.online
+                   and has_room([preferred], max_sessions)
+                   else fewest_sessions(backends, max_sessions))
         if backend is None and not has_room(backends, max_sessions):
             return Placement(refusal="full")
         return Placement(backend, None, session_id, opens=True, resumable=params is not None)

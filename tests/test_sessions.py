@@ -114,6 +114,18 @@ def test_a_new_websocket_opens_a_session_on_the_emptiest_worker():
     assert plain.opens and not plain.resumable and plain.session_id not in (None, SID)
 
 
+def test_a_new_session_goes_where_the_clients_cookie_points_while_that_worker_has_room():
+    """A browser that carries a sticky cookie comes back to its worker (R may cache its
+    data there); without one, or when that worker is full or down, the emptiest one."""
+    pool = backends(3, 1)
+    new = {"websocket": True, "method": "GET", "path": b"/websocket/", "query": b"",
+           "headers": []}
+    assert place(Registry(), pool, None, preferred=pool[0], **new).backend is pool[0]
+    assert place(Registry(), pool, 3, preferred=pool[0], **new).backend is pool[1]  # full
+    pool[0].online = False
+    assert place(Registry(), pool, None, preferred=pool[0], **new).backend is pool[1]
+
+
 def test_a_reconnect_resumes_its_session_or_is_told_it_is_gone():
     pool = backends(0, 0)
     registry = Registry()

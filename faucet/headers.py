@@ -52,6 +52,10 @@ class ClientRequest:
     forwarded_host: bytes | None = None
 
 
+# Fields only faucet writes: a client's own would reach the worker beside faucet's.
+WRITTEN_BY_FAUCET = frozenset({b"faucet-request-uuid", b"x-forwarded-prefix"})
+
+
 def hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """The fields of ``headers`` never forwarded: RFC 9110's connection-specific ones
     plus any that a Connection header names (lower-case names expected)."""
@@ -73,7 +77,8 @@ def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> ClientRequest:
         if name == b"transfer-encoding":
             request.has_body = request.chunked = True
             continue
-        if name in dropped or b"_" in name and name.replace(b"_", b"-") in FAUCET_FIELDS:
+        if (name in dropped or name in WRITTEN_BY_FAUCET
+                or b"_" in name and name.replace(b"_", b"-") in FAUCET_FIELDS):
             continue
         if name == b"x-forwarded-for":
             request.forwarded_for = value

@@ -193,13 +193,15 @@ async def test_underscore_header_names_never_reach_worker(edge):
     headers faucet itself sets."""
     reply = await edge.exchange(http(
         "GET /who HTTP/1.1", "Host: x", "X_Forwarded_For: 6.6.6.6",
-        "Faucet_Request_Uuid: evil", "X_Real_IP: 6.6.6.6"))
+        "Faucet_Request_Uuid: evil", "X_Real_IP: 6.6.6.6", "Faucet-Request-Uuid: forged",
+        "X-Forwarded-Prefix: /forged"))
     assert reply.status == 200
     (received,) = edge.recording.requests()
     assert [name for name, _ in received.headers if "_" in name] == []
     assert received.values("x-forwarded-for") == ["127.0.0.1"]
-    (request_id,) = received.values("faucet-request-uuid")
+    (request_id,) = received.values("faucet-request-uuid")  # faucet's own, only
     uuid.UUID(request_id)
+    assert received.values("x-forwarded-prefix") == []
 
 
 async def test_forwarded_for_client_is_the_trusted_proxys_entry(tmp_path, monkeypatch, sink,

@@ -114,7 +114,7 @@ class Dispatcher:
         if self.strategy.queues:
             backend = None if self.queued() else self._slot(slow)
         elif self.sticky and key is not None:
-            backend = self.backends[sticky_index(key, len(self.backends))]
+            backend = self.sticky_backend(key)
             backend = backend if backend.online else None
         else:  # round-robin, or a sticky client's first request: place it by load
             place = least_loaded if self.sticky else next_online
@@ -157,9 +157,13 @@ class Dispatcher:
         backend.slow_inflight += slow
         return backend
 
+    def sticky_backend(self, key: int) -> Backend:
+        """The backend a sticky key maps to, online or not."""
+        return self.backends[sticky_index(key, len(self.backends))]
+
     async def _acquire_sticky(self, key: int) -> tuple[Backend, bool]:
-        index = sticky_index(key, len(self.backends))
-        own = self.backends[index]
+        own = self.sticky_backend(key)
+        index = own.index
         if not own.online:
             # A restart takes about a second: give the worker holding the session a
             # short grace before moving the client elsewhere.

@@ -177,17 +177,24 @@ class Front:
         head limit however it arrived (h11 checks only heads still incomplete), one
         framed twice (Content-Length and Transfer-Encoding: front and worker could
         disagree on where it ends), or a body declared over ``max_body``."""
-        size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
+        size = len(request.target)
+        framing = 0  # one for Content-Length, two for Transfer-Encoding
+        declared = 0
+        for name, value in request.headers:  # one pass: this runs for every request
+            size += len(name) + len(value) + 4
+            if name == b"content-length":
+                framing |= 1
+                declared = int(value)
+            elif name == b"transfer-encoding":
+                framing |= 2
         if size > self.max_head:
             return _plain(431, f"Request Header Fields Too Large: the head is over "
                                f"{self.max_head} bytes")
-        names = [name for name, _ in request.headers]
-        if b"transfer-encoding" in names and b"content-length" in names:
+        if framing == 3:
             return _plain(400, "Bad Request: both Content-Length and Transfer-Encoding")
-        for name, value in request.headers:
-            if name == b"content-length" and int(value) > self.limits.max_body:
-                return _plain(413, f"Content Too Large: the body is over "
-                                   f"{self.limits.max_body} bytes")
+        if declared > self.limits.max_body:
+            return _plain(413, f"Content Too Large: the body is over "
+                               f"{self.limits.max_body} bytes")
         return None
 
     async def _receive_head(self, stream: trio.SocketStream, begun: bytearray) -> bytes | None:

@@ -29,7 +29,6 @@ from faucet.balancer import (
     ip_key,
     parse_cookie,
     set_cookie_header,
-    sticky_index,
 )
 from faucet.config import Config, parse_size
 from faucet.dispatch import Lease, QueueFull
@@ -215,12 +214,13 @@ class Proxy:
             self.record(arrival.draft, status, None, started)
             return
         try:
-            await self.websocket_session(scope, receive, send, arrival)
+            await self.websocket_session(scope, receive, send, deny, arrival)
         finally:
             self.websockets.close_session()
 
-    async def websocket_session(self, scope, receive, send, arrival: Arrival) -> None:
-        deny = handshake_responder(send)
+    async def websocket_session(self, scope, receive, send, deny, arrival: Arrival) -> None:
+        """One admitted WebSocket: a Shiny session resumed or opened, or a plain relay;
+        ``deny`` answers the handshake in HTTP."""
         admitted = await self.claim(arrival, deny)
         if admitted is None:
             return
@@ -288,7 +288,10 @@ class Proxy:
         if mount.dispatcher.strategy == Strategy.COOKIE_HASH and request.cookies:
             cookie = parse_cookie(request.cookies, mount.cookie)
         # -- Shiny apps: faucet.sessions places sessions and what belongs to them --
-        placement = (self.sessions.place(mount, scope, path, self.cookie_backend(mount, cookie))
+        # (a new session goes where the client's sticky cookie points, while there is room)
+        preferred = (mount.dispatcher.sticky_backend(cookie_key(cookie))
+                     if cookie is not None else None)
+        placement = (self.sessions.place(mount, scope, path, preferred)
                      if mount.session_app else BY_STRATEGY)
         if placement.refusal == "full":
             status = await respond(send, 503, full_page(SESSIONS_RETRY_AFTER), b"text/html",
@@ -351,12 +354,6 @@ class Proxy:
             self.record(arrival.draft, status, None, arrival.started)
             return None
         return Admitted(arrival, lease, time.perf_counter())
-
-    def cookie_backend(self, mount: Mount, cookie: uuid.UUID | None) -> Backend | None:
-        """The worker a client's sticky cookie names, if it has one."""
-        if cookie is None:
-            return None
-        return mount.backends[sticky_index(cookie_key(cookie), len(mount.backends))]
 
     def sticky_key(self, strategy: Strategy, arrival: Arrival) -> int | None:
         """The key a sticky strategy maps to a worker; None places the request by load

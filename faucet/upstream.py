@@ -55,8 +55,8 @@ class ClosedBeforeAnswer(UpstreamError):
 class UpstreamConnection:
     """One keep-alive HTTP/1.1 connection to a worker: send bytes, read a response."""
 
-    __slots__ = ("stream", "generation", "sent_all", "_sock", "_quickack", "_buffer", "_left",
-                 "_chunks", "_open_ended", "_idle")
+    __slots__ = ("stream", "generation", "sent_all", "_sock", "_quickack", "_poller", "_buffer",
+                 "_left", "_chunks", "_open_ended", "_idle")
 
     def __init__(self, stream: trio.SocketStream, generation: int):
         self.stream = stream
@@ -64,6 +64,9 @@ class UpstreamConnection:
         self.sent_all = False  # the last send completed (the worker may have the request)
         self._sock = stream.socket
         self._quickack = _QUICKACK is not None and self._sock.family in _TCP
+        # For ``quiet``: registered once, so each reuse costs one poll(2) and no objects.
+        self._poller = select.poll()
+        self._poller.register(self._sock.fileno(), select.POLLIN | select.POLLPRI)
         self._buffer = bytearray()
         self._idle = True  # no exchange under way, or the last one completed cleanly
         self._left: int | None = 0
@@ -169,11 +172,7 @@ class UpstreamConnection:
     def quiet(self) -> bool:
         """Nothing is waiting to be read: no stray bytes, no close from the worker. Checked
         before a pooled connection is reused; a connection with unread bytes never is."""
-        if self._buffer:
-            return False
-        poller = select.poll()
-        poller.register(self._sock.fileno(), select.POLLIN | select.POLLPRI)
-        return not poller.poll(0)
+        return not self._buffer and not self._poller.poll(0)
 
     def close(self) -> None:
         """Drop the connection at once (sync, so it is safe in any cleanup path)."""

@@ -19,9 +19,13 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+import trio
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 
+from faucet.config import TelemetryConfig
+from faucet.errors import ConfigError
+from faucet.telemetry import serve_telemetry
 from faucet.telemetry_init import init_table
 
 DEFAULT_SERVER = "host=127.0.0.1 port=5432 user=postgres dbname=test"
@@ -72,3 +76,11 @@ def query(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         cursor = conn.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+
+
+async def start_up_error(dsn: str) -> str:
+    """The ConfigError faucet's telemetry must refuse to start with on ``dsn``."""
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(ConfigError) as info:
+            await nursery.start(serve_telemetry, TelemetryConfig(postgres_string=dsn))
+    return str(info.value)

@@ -24,7 +24,7 @@ from faucet.telemetry import Recorder, serve_telemetry
 from faucet.telemetry_init import SQL_DIR, init_table
 from tests.forwarder import Forwarder
 from tests.helpers import make_event, until
-from tests.pg import query
+from tests.pg import query, start_up_error
 
 SECRET = "pw-Secret-0417"
 
@@ -329,17 +329,12 @@ async def test_sslmode_is_applied_to_the_connection(pg_dsn, caplog):
 
 
 async def test_missing_table_is_a_config_error(pg_empty_dsn):
-    async with trio.open_nursery() as nursery:
-        with pytest.raises(ConfigError, match="faucet telemetry init"):
-            await nursery.start(serve_telemetry, TelemetryConfig(postgres_string=pg_empty_dsn))
+    assert "faucet telemetry init" in await start_up_error(pg_empty_dsn)
 
 
 async def test_mismatched_columns_are_a_config_error(pg_empty_dsn):
     query(pg_empty_dsn, "CREATE TABLE faucet_http_events (request_uuid uuid, status int)")
-    async with trio.open_nursery() as nursery:
-        with pytest.raises(ConfigError) as info:
-            await nursery.start(serve_telemetry, TelemetryConfig(postgres_string=pg_empty_dsn))
-    message = str(info.value)
+    message = await start_up_error(pg_empty_dsn)
     assert "status is integer, expected smallint" in message
     assert "time (timestamp with time zone) is missing" in message
 

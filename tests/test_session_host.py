@@ -69,6 +69,28 @@ async def one_session(tmp_path):
         yield faucet, client, legs
 
 
+@contextlib.asynccontextmanager
+async def session_behind_forwarder(config):
+    """faucet running ``config`` and one resuming client whose session is open, reaching
+    faucet through a forwarder the test can cut: (faucet, forwarder, client, the nursery
+    its connection lives in, the session's token)."""
+    async with (run_faucet(config) as faucet, network(faucet) as (forwarder, url),
+                trio.open_nursery() as legs):
+        client = ResumingClient(url)
+        await client.connect(legs)
+        yield faucet, forwarder, client, legs, await token_of(client)
+
+
+async def told_to_reload_once_back(forwarder, client: ResumingClient, legs) -> None:
+    """The network returns: the client's reconnect is refused with 4001, so its page
+    reloads into a fresh session."""
+    forwarder.restore()
+    with pytest.raises(SessionGone) as gone:
+        await client.connect(legs)
+    assert gone.value.code == 4001
+    legs.cancel_scope.cancel()
+
+
 async def command(faucet, text: str) -> str:
     """Send one command on a separate session of the (single) worker; its answer."""
     async with open_websocket_url(direct_url(faucet)) as ws:
@@ -85,11 +107,8 @@ async def dropped(client: ResumingClient) -> None:
 
 
 async def test_a_dropped_connection_resumes_without_losing_or_repeating_a_message(tmp_path):
-    async with (run_faucet(standin_config(tmp_path, workers=1)) as faucet,
-                network(faucet) as (forwarder, url), trio.open_nursery() as legs):
-        client = ResumingClient(url)
-        await client.connect(legs)
-        token = await token_of(client)
+    config = standin_config(tmp_path, workers=1)
+    async with session_behind_forwarder(config) as (faucet, forwarder, client, legs, token):
         for i in (1, 2, 3):
             await client.send(f"m{i}")
         forwarder.cut()
@@ -109,46 +128,26 @@ async def test_a_dropped_connection_resumes_without_losing_or_repeating_a_messag
 
 async def test_a_client_back_after_reconnect_grace_is_told_to_reload(tmp_path):
     config = standin_config(tmp_path, workers=1, reconnect_grace=0.5)
-    async with (run_faucet(config) as faucet, network(faucet) as (forwarder, url),
-                trio.open_nursery() as legs):
-        client = ResumingClient(url)
-        await client.connect(legs)
-        await token_of(client)
+    async with session_behind_forwarder(config) as (faucet, forwarder, client, legs, _):
         forwarder.cut()
         await until_health(faucet, lambda body: body["sessions"]["live"] == 0)
-        forwarder.restore()
-        with pytest.raises(SessionGone) as gone:
-            await client.connect(legs)
-        assert gone.value.code == 4001
-        legs.cancel_scope.cancel()
+        await told_to_reload_once_back(forwarder, client, legs)
 
 
 async def test_the_buffer_bound_ends_a_session_whose_client_is_away(tmp_path):
     config = standin_config(tmp_path, workers=1, reconnect_buffer="64")
-    async with (run_faucet(config) as faucet, network(faucet) as (forwarder, url),
-                trio.open_nursery() as legs):
-        client = ResumingClient(url)
-        await client.connect(legs)
-        token = await token_of(client)
+    async with session_behind_forwarder(config) as (faucet, forwarder, client, legs, token):
         forwarder.cut()
         await until_health(faucet, lambda body: body["sessions"]["waiting"] == 1)
         assert await command(faucet, f"emit {token} 40") == "emitted"  # > 64 bytes
         await until_health(faucet, lambda body: body["sessions"]["live"] == 0)
         assert (await health(faucet))["sessions"]["buffered"] == 0
-        forwarder.restore()
-        with pytest.raises(SessionGone) as gone:
-            await client.connect(legs)
-        assert gone.value.code == 4001
-        legs.cancel_scope.cancel()
+        await told_to_reload_once_back(forwarder, client, legs)
 
 
 async def test_a_half_open_client_is_found_by_the_heartbeat_and_can_resume(tmp_path):
     config = standin_config(tmp_path, workers=1, heartbeat_interval=0.2, heartbeat_timeout=1)
-    async with (run_faucet(config) as faucet, network(faucet) as (forwarder, url),
-                trio.open_nursery() as legs):
-        client = ResumingClient(url)
-        await client.connect(legs)
-        token = await token_of(client)
+    async with session_behind_forwarder(config) as (faucet, forwarder, client, legs, token):
         sessions = (await health(faucet))["sessions"]
         assert (sessions["live"], sessions["waiting"]) == (1, 0)
         forwarder.freeze()  # packets dropped: no FIN, no RST, the pings go unanswered
@@ -286,17 +285,9 @@ async def test_without_grace_a_session_ends_with_its_connection_and_keeps_its_he
         tmp_path):
     config = standin_config(tmp_path, workers=1, reconnect_grace=0, heartbeat_interval=0.2,
                             heartbeat_timeout=1)
-    async with (run_faucet(config) as faucet, network(faucet) as (forwarder, url),
-                trio.open_nursery() as legs):
-        client = ResumingClient(url)
-        await client.connect(legs)
-        await token_of(client)
+    async with session_behind_forwarder(config) as (faucet, forwarder, client, legs, _):
         with trio.fail_after(5):  # the page's watchdog needs faucet's pings
             assert await client.ws.get_message() == "ping"
         forwarder.cut()
         await until_health(faucet, lambda body: body["sessions"]["live"] == 0)
-        forwarder.restore()
-        with pytest.raises(SessionGone) as gone:
-            await client.connect(legs)
-        assert gone.value.code == 4001
-        legs.cancel_scope.cancel()
+        await told_to_reload_once_back(forwarder, client, legs)

@@ -10,6 +10,7 @@ import uuid
 
 import httpx
 import pytest
+import trio
 
 from faucet.config import TelemetryConfig
 from tests.edge_support import http, recorded_faucet
@@ -246,3 +247,40 @@ async def test_oversized_head_in_pieces_is_431(edge):
         reply = await client.reply()
     assert edge.recording.raw() == b""
     assert reply.status == 431, reply
+
+
+# ------------------------------------------------------------------ slow and vanished clients
+
+
+async def test_a_client_that_vanishes_mid_body_never_reaches_the_worker(edge):
+    """Half a body, then the connection drops: a body that fits proxy_buffer_size is read
+    before a worker is claimed, so no byte of it reaches the worker (before, the head and
+    the half body did, and R waited on the rest); the next client is served."""
+    async with edge.connect() as client:
+        await client.send(http("POST /up HTTP/1.1", "Host: x", "Content-Length: 1000",
+                               body=b"x" * 10))
+    follow_up = await edge.exchange(http("GET /next HTTP/1.1", "Host: y"))
+    assert (follow_up.status, follow_up.body) == (200, b"GET /next")
+    assert edge.recording.summaries() == [("GET", "/next", "none", b"")]
+    assert b"POST /up" not in edge.recording.raw()
+
+
+async def test_a_stalled_upload_gets_408_and_never_reaches_the_worker(tmp_path, monkeypatch):
+    async with recorded_faucet(tmp_path, monkeypatch, client_body_timeout=0.3) as edge:
+        reply = await edge.exchange(http("POST /up HTTP/1.1", "Host: x", "Content-Length: 100",
+                                         body=b"x" * 10))
+        assert reply.status == 408
+        assert edge.recording.raw() == b""
+
+
+async def test_a_trickled_head_gets_408_and_never_reaches_the_worker(tmp_path, monkeypatch):
+    async with recorded_faucet(tmp_path, monkeypatch, head_timeout=0.3) as edge:
+        async with edge.connect() as client:
+            await client.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(3):
+                await trio.sleep(0.05)  # the trickle is the attack, not synchronisation
+                await client.send(b"X")
+            reply = await client.reply()
+        assert reply.status == 408
+        assert edge.recording.raw() == b""
+

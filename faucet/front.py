@@ -46,7 +46,7 @@ _HEAD_END = re.compile(rb"\n\r?\n")  # where h11 finds the end of a head
 # accept() errors that mean "out of resources for now": wait and try again.
 _ACCEPT_CAPACITY = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY = 0.1  # seconds
-ACCEPT_LOG_EVERY = 10.0  # seconds between two log lines about accept errors
+ERROR_LOG_EVERY = 10.0  # seconds between two log lines about one recurring error
 
 
 @frozen
@@ -88,12 +88,13 @@ class Front:
         self.waiting: set[trio.CancelScope] = set()  # connections between requests
         self.hand_off = HandOff(app, config)
         self.slots = trio.Semaphore(limits.max_connections)
-        self.accept_errors = RateLimitedLog(ACCEPT_LOG_EVERY)
+        self.accept_errors = RateLimitedLog(ERROR_LOG_EVERY)
+        self.connection_errors = RateLimitedLog(ERROR_LOG_EVERY)
 
     async def accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         """Accept connections while fewer than ``max_connections`` are open (the rest wait
         in the kernel's backlog). Running out of file descriptors or memory is logged at
-        most once per ``ACCEPT_LOG_EVERY`` seconds, with a count, and retried. The
+        most once per ``ERROR_LOG_EVERY`` seconds, with a count, and retried. The
         listener closes when this is cancelled (shutdown: no new connections)."""
         async with listener:
             await self._accept(listener, nursery)
@@ -119,10 +120,15 @@ class Front:
         await self.hand_off.close_idle()
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
+        """Serve one client connection. Whatever goes wrong in it ends it alone: it is
+        logged (at most once per ``ERROR_LOG_EVERY`` seconds, with a count) and closed,
+        and every other connection, the workers and faucet carry on."""
         try:
             await self._serve(stream)
         except _BROKEN:
             pass  # the client went away
+        except Exception as exc:
+            self.connection_errors.note("a client connection failed and was closed", exc)
         finally:
             self.slots.release()
             await trio.aclose_forcefully(stream)
@@ -242,7 +248,7 @@ class Front:
 
     async def _hand_off(self, stream: trio.SocketStream, data: bytes | bytearray) -> None:
         """Let hypercorn serve the rest of the connection, starting with ``data``."""
-        await self.hand_off.serve(_Replay(stream, bytes(data)))
+        await self.hand_off.serve(Replay(stream, bytes(data), self.limits.send_timeout))
 
 
 def _has_body(headers) -> bool:
@@ -411,22 +417,33 @@ class RateLimitedLog:
         self.next_line = -math.inf
         self.unlogged = 0
 
-    def note(self, message: str) -> None:
+    def note(self, message: str, exc: BaseException | None = None) -> None:
+        """One more occurrence; ``exc``'s traceback goes with the lines that are logged."""
         self.unlogged += 1
         now = trio.current_time()
         if now >= self.next_line:
-            log.error("%s (%d occurrences since the last report)", message, self.unlogged)
+            log.error("%s (%d occurrences since the last report)", message, self.unlogged,
+                      exc_info=exc)
             self.unlogged = 0
             self.next_line = now + self.every
 
 
-class _Replay:
+class Replay:
     """The client's stream as hypercorn's connection server sees it: the bytes faucet
-    already read come first. (No ``do_handshake``: hypercorn takes it for plain TCP.)"""
+    already read come first. (No ``do_handshake``: hypercorn takes it for plain TCP.)
 
-    def __init__(self, stream: trio.SocketStream, data: bytes):
+    hypercorn serialises its own writes but calls ``send_eof`` outside that lock, so a
+    close racing a write raised trio.BusyResourceError out of the connection; here every
+    write and the EOF take turns. A write the client has not taken within
+    ``send_timeout`` breaks the stream, as on faucet's own HTTP/1.1 path (hypercorn has
+    no send timeout of its own).
+    """
+
+    def __init__(self, stream: trio.SocketStream, data: bytes, send_timeout: float):
         self._stream = stream
         self._data = data
+        self._send_timeout = send_timeout
+        self._sending = trio.Lock()
         self.socket = stream.socket
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -436,10 +453,16 @@ class _Replay:
         return await self._stream.receive_some(max_bytes)
 
     async def send_all(self, data) -> None:
-        await self._stream.send_all(data)
+        async with self._sending:
+            with trio.move_on_after(self._send_timeout):
+                await self._stream.send_all(data)
+                return
+        await self._stream.aclose()
+        raise trio.BrokenResourceError(f"the client took no write for {self._send_timeout:g}s")
 
     async def send_eof(self) -> None:
-        await self._stream.send_eof()
+        async with self._sending:
+            await self._stream.send_eof()
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -14,7 +14,7 @@ import hypercorn.protocol.h2
 import hypercorn.protocol.h11
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
-from hypercorn.protocol.events import StreamClosed
+from hypercorn.protocol.events import Body, Data, StreamClosed
 from hypercorn.protocol.ws_stream import (
     ASGIWebsocketState,
     FrameTooLargeError,
@@ -104,7 +104,7 @@ class _BudgetedBuffer(WebsocketBuffer):
 
 
 class _FaucetWSStream(WSStream):
-    """hypercorn's WebSocket stream with two changes.
+    """hypercorn's WebSocket stream with three changes.
 
     Close codes: hypercorn 0.18 reports every close the client starts, and its own 1009,
     to the app as 1006 (pgjones/hypercorn#127). This stream remembers the close frame it
@@ -112,6 +112,14 @@ class _FaucetWSStream(WSStream):
     and reports that code and reason instead, so they reach the worker.
 
     Memory: the unfinished message is charged to ``budget`` (set by ``install``).
+
+    One answer to the handshake: bytes a client sends before the handshake is answered
+    (RFC 6455 4.1 forbids it) made hypercorn write its own 400 at once, even while the
+    app's answer was being written; two answers on one h11 connection raised
+    LocalProtocolError out of the connection (which used to end faucet). Here whoever
+    answers the handshake holds ``_answering``, and early bytes wait for the app's answer:
+    after an accept they are frames like any other, after an HTTP answer they are
+    dropped, and with no answer yet the client gets the 400 and the app a disconnect.
     """
 
     budget = WebSocketBudget(memory=1 << 62, sessions=1 << 62)
@@ -120,6 +128,14 @@ class _FaucetWSStream(WSStream):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.buffer = _BudgetedBuffer(self.buffer.max_length, self.budget)
+        self._answering = trio.Lock()
+
+    async def app_send(self, message) -> None:
+        if self.state is ASGIWebsocketState.CONNECTED:
+            await super().app_send(message)
+            return
+        async with self._answering:
+            await super().app_send(message)
 
     async def _send_wsproto_event(self, event) -> None:
         if isinstance(event, CloseConnection) and self.state is ASGIWebsocketState.CONNECTED:
@@ -127,6 +143,9 @@ class _FaucetWSStream(WSStream):
         await super()._send_wsproto_event(event)
 
     async def handle(self, event) -> None:
+        if isinstance(event, (Body, Data)) and not self.closed and not self.handshake.accepted:
+            await self._early_data(event)
+            return
         if isinstance(event, StreamClosed):
             self.buffer.clear()  # a message the client never finished
         if (isinstance(event, StreamClosed) and self._close_frame is not None
@@ -135,6 +154,18 @@ class _FaucetWSStream(WSStream):
             code, reason = self._close_frame
             await self.app_put({"type": "websocket.disconnect", "code": code, "reason": reason})
         else:
+            await super().handle(event)
+
+
+    async def _early_data(self, event) -> None:
+        async with self._answering:
+            accepted, refused = self.handshake.accepted, False
+            if not accepted and not self.closed and self.state is ASGIWebsocketState.HANDSHAKE:
+                self.closed = refused = True  # from here the app's messages go nowhere
+                await self._send_error_response(400)
+        if refused and self.app_put is not None:
+            await self.app_put({"type": "websocket.disconnect", "code": 1006})
+        elif accepted:  # the app accepted while these bytes waited: they are frames
             await super().handle(event)
 
 

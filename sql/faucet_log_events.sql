@@ -3,8 +3,10 @@
 -- worker lifecycle steps (event_type worker_start, worker_online, worker_exit,
 -- worker_restart; target 'faucet'). The first ten columns are the Rust faucet's table;
 -- worker_route and worker_id say which worker it came from, as in faucet_http_events.
--- A table made by the Rust server gains them with:
+-- Both are optional: faucet writes a table made by the Rust server without them. Add
+-- them (then restart faucet) with:
 --   ALTER TABLE faucet_log_events ADD COLUMN worker_route TEXT, ADD COLUMN worker_id INT;
+-- The table itself is optional too: without it faucet logs these events instead.
 CREATE TABLE IF NOT EXISTS faucet_log_events (
     namespace TEXT,
     version TEXT,

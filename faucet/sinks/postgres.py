@@ -1,6 +1,12 @@
 """The ``postgres`` sink: binary COPY into ``faucet_http_events`` and ``faucet_log_events``
 (one transaction per batch, so a retried batch is never stored twice).
 
+Only ``faucet_http_events`` is required. Each connection looks the tables up first, so a
+database set up from the HTTP table's documented DDL, or by the Rust server, works as
+it is: without ``faucet_log_events`` the log events go to faucet's log instead (one
+warning says so), and a log table without ``worker_route``/``worker_id`` (the Rust
+server's) is written without them.
+
 psycopg's ``AsyncConnection`` needs asyncio, so the sink drives a sync connection of its
 own from worker threads. A database that stops answering must stall neither the batches
 nor shutdown, so every blocking step is a call the sink can abandon: libpq's
@@ -41,17 +47,23 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("faucet.telemetry")
 
-class _Table:
-    """Where one event type goes: the table, its columns with their types (binary COPY
-    sends typed values, so these must be exactly the table's), the COPY and the row."""
 
-    def __init__(self, name: str, columns: Sequence[str], types: Sequence[str]) -> None:
+class _Table:
+    """Where one event type goes: the table and the columns faucet writes, with their
+    types (binary COPY sends typed values, so these must be exactly the table's).
+    ``optional`` columns may be absent (an older table); they are then not written."""
+
+    def __init__(
+        self, name: str, columns: Sequence[str], types: Sequence[str], optional: Sequence[str] = ()
+    ) -> None:
         self.name = name
         self.types = dict(zip(columns, types, strict=True))
-        self.copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        self.optional = frozenset(optional)
+
+    def copy(self, columns: Sequence[str]) -> sql.Composed:
+        return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(self.name), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
-        self.row = operator.attrgetter(*columns)
 
 
 HTTP_TABLE = _Table(
@@ -65,6 +77,7 @@ LOG_TABLE = _Table(
     LOG_COLUMNS,
     ("text", "text", "text", "timestamptz", "uuid", "uuid", "text", "text", "text", "jsonb",
      "text", "int4"),
+    optional=("worker_route", "worker_id"),  # the Rust server's table has neither
 )  # fmt: skip
 TABLES = {HttpEvent: HTTP_TABLE, LogEvent: LOG_TABLE}
 # Each expected column with what the table has under that name (NULL: no such column).
@@ -85,6 +98,10 @@ class SchemaMismatch(SinkUnavailable):
     (retried until someone fixes the table) afterwards."""
 
 
+class TableMissing(SchemaMismatch):
+    """No such table (for ``faucet_log_events``, not an error: its events are logged)."""
+
+
 class PostgresSink:
     """Binary COPY of each batch on one connection, reconnecting after failures."""
 
@@ -94,6 +111,10 @@ class PostgresSink:
         self._settings = settings
         self._patience = patience  # seconds a call may go unanswered before it is abandoned
         self._idle: psycopg.Connection | None = None  # between calls; a call takes it
+        # Per event type, the columns its table has, as the last connection found them
+        # (None: no such table, the events are logged instead).
+        self._columns: dict[type, tuple[str, ...] | None] = {}
+        self._warned = False  # about a missing faucet_log_events
 
     @classmethod
     async def open(cls, options: Mapping[str, Any], config: TelemetryConfig) -> PostgresSink:
@@ -127,6 +148,11 @@ class PostgresSink:
 
     async def write_batch(self, events: Sequence[Event]) -> None:
         await self._call(self._copy, events)
+        for event in events:
+            if self._columns[type(event)] is None:
+                logger.info(
+                    "not stored (no table %s): %s", TABLES[type(event)].name, event.to_json()
+                )
 
     async def aclose(self) -> None:
         conn, self._idle = self._idle, None
@@ -157,40 +183,63 @@ class PostgresSink:
     # The rest runs in worker threads, on the connection the call holds.
 
     def _connect(self, call: _Call) -> psycopg.Connection:
-        """The call's connection, connecting and checking the table if needed."""
+        """The call's connection, connecting and looking the tables up if needed."""
         if call.conn is None:
             try:
                 call.attach(self._settings.connect())
-                _check_table(call.conn)
+                self._columns = {HttpEvent: _columns(call.conn, HTTP_TABLE),
+                                 LogEvent: self._log_columns(call.conn)}  # fmt: skip
             except psycopg.Error as exc:
                 raise _unavailable(exc) from None
         return call.conn
+
+    def _log_columns(self, conn: psycopg.Connection) -> tuple[str, ...] | None:
+        """``faucet_log_events``' columns, None (with one warning) when it is missing."""
+        try:
+            return _columns(conn, LOG_TABLE)
+        except TableMissing as exc:
+            if not self._warned:
+                self._warned = True
+                logger.warning(
+                    "telemetry: %s; meanwhile log events go to faucet's log "
+                    "only (the table is looked up again on reconnecting)",
+                    exc,
+                )
+            return None
 
     def _copy(self, call: _Call, events: Sequence[Event]) -> None:
         conn = self._connect(call)
         try:
             with conn.transaction(), conn.cursor() as cursor:
                 for event_type, table in TABLES.items():
-                    rows = [table.row(event) for event in events if type(event) is event_type]
-                    if rows:
-                        _copy_rows(call, cursor, table, rows)
+                    columns = self._columns[event_type]
+                    batch = [event for event in events if type(event) is event_type]
+                    if columns and batch:
+                        _copy_rows(call, cursor, table, columns, batch)
         except psycopg.OperationalError as exc:
             raise _unavailable(exc) from None
         except psycopg.Error as exc:
             # A table changed under us is an outage to wait out (SchemaMismatch from
-            # the re-check), not a reason to lose this batch.
+            # the re-check), or a batch to write again as the tables are now, not a
+            # reason to lose this batch.
             call.drop()
+            found = self._columns
             self._connect(call)
+            if self._columns != found:
+                raise SinkUnavailable(f"the tables changed: {error_text(exc)}") from None
             raise SinkError(error_text(exc)) from None
 
 
-def _copy_rows(call: _Call, cursor: psycopg.Cursor, table: _Table, rows: list) -> None:
-    with cursor.copy(table.copy) as copy:
+def _copy_rows(
+    call: _Call, cursor: psycopg.Cursor, table: _Table, columns: Sequence[str], batch: list
+) -> None:
+    with cursor.copy(table.copy(columns)) as copy:
         if call.abandoned:  # the batch is being retried elsewhere: send CopyFail
             raise _Abandoned
-        copy.set_types(list(table.types.values()))
-        for row in rows:
-            copy.write_row(row)
+        copy.set_types([table.types[name] for name in columns])
+        row = operator.attrgetter(*columns)
+        for event in batch:
+            copy.write_row(row(event))
 
 
 class _Abandoned(Exception):
@@ -284,29 +333,27 @@ def _unavailable(exc: psycopg.Error) -> SinkUnavailable:
     return kind(error_text(exc))
 
 
-def _check_table(conn: psycopg.Connection) -> None:
-    """SchemaMismatch unless each of faucet's tables has every column with its type."""
-    for table in TABLES.values():
-        _check_columns(conn, table)
-
-
-def _check_columns(conn: psycopg.Connection, table: _Table) -> None:
-    names, types = list(table.types), list(table.types.values())
+def _columns(conn: psycopg.Connection, table: _Table) -> tuple[str, ...]:
+    """The columns faucet writes that ``table`` has. TableMissing when there is no such
+    table, SchemaMismatch when one of its columns has another type or a required one is
+    missing."""
     found, search_path = conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL, current_setting('search_path')", (table.name,)
     ).fetchone()
     if not found:
-        raise SchemaMismatch(
+        raise TableMissing(
             f"table {table.name} not found (search_path: {search_path}); "
             "create it with `faucet telemetry init`"
         )
+    names, types = list(table.types), list(table.types.values())
     rows = conn.execute(_COLUMNS_CHECK, (names, types, table.name)).fetchall()
     problems = [
         f"{name} is {actual}, expected {expected}" if actual else f"{name} ({expected}) is missing"
         for name, expected, actual in rows
-        if actual != expected
+        if actual != expected and (actual or name not in table.optional)
     ]
     if problems:
         raise SchemaMismatch(
             f"table {table.name} does not match faucet's schema: {'; '.join(problems)}"
         )
+    return tuple(name for name, _expected, actual in rows if actual)

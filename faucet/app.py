@@ -192,8 +192,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                     log.info("%s: %s %s worker(s), strategy %s, in %s",
                              app.route.route if app.route else "app", _pool_size(app),
                              app.spec.kind, _strategy_shown(app), app.spec.workdir)
-                    supervise = partial(_supervise, config, recorder, app.spec,
-                                        mount.dispatcher)
+                    supervise = partial(_supervise, config, recorder, app.spec)
                     if app.scaling:
                         await front.start(scale_workers, mount.dispatcher, app.scaling,
                                           supervise)
@@ -213,11 +212,10 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
             recorder.close()
 
 
-async def _supervise(config: Config, recorder: Recorder, spec: AppSpec,
-                     dispatcher: Dispatcher, backend: Backend, *,
+async def _supervise(config: Config, recorder: Recorder, spec: AppSpec, backend: Backend, *,
                      task_status=trio.TASK_STATUS_IGNORED) -> None:
     """One worker of an app, for as long as it runs (a fixed pool's, or the scaler's)."""
-    await supervise_worker(backend, spec, dispatcher.changed, config,
+    await supervise_worker(backend, spec, config,
                            worker_log=worker_logger(backend.worker_id, backend.route),
                            events=worker_events(recorder, backend), task_status=task_status)
 

@@ -63,13 +63,13 @@ class WorkerSample:
     inflight: int  # requests holding it
     sessions: int  # open WebSocket sessions
     served: int  # requests finished, ever
-    generation: int  # bumped by its supervisor at every process start
+    incarnation: int  # bumped by its supervisor at every process start
     restarts: int  # bumped by its supervisor once a process has exited
 
     @property
     def life(self) -> tuple[int, int]:
         """Changes whenever its process exits or a new one starts."""
-        return self.generation, self.restarts
+        return self.incarnation, self.restarts
 
 
 @frozen

@@ -46,16 +46,19 @@ def next_online(backends: Sequence[Backend], start: int) -> Backend | None:
     return None
 
 
-def least_loaded(backends: Sequence[Backend], start: int) -> Backend | None:
-    """Where a new sticky client goes: the online backend with the fewest live sessions,
-    then the fewest requests in flight; ties go to the first at or after ``start``, so
-    new clients from one address (a proxy in front) still spread over the workers."""
+def least_loaded(backends: Sequence[Backend], start: int = 0,
+                 limit: int | None = None) -> Backend | None:
+    """The emptiest online backend, where a new sticky client or Shiny session goes: the
+    fewest live sessions (below ``limit``, None: no limit), then the fewest requests in
+    flight; ties go to the first at or after ``start``, so new clients from one address
+    (a proxy in front) still spread over the workers."""
     best = None
     count = len(backends)
     for offset in range(count):
         backend = backends[(start + offset) % count]
-        if backend.online and (best is None or (backend.sessions, backend.inflight)
-                               < (best.sessions, best.inflight)):
+        if (backend.online and (limit is None or backend.sessions < limit)
+                and (best is None or (backend.sessions, backend.inflight)
+                     < (best.sessions, best.inflight))):
             best = backend
     return best
 

@@ -77,6 +77,8 @@ class Dispatcher:
         self._slow_waiters: deque[_Waiter] = deque()
         self._given = {False: 0.0, True: 0.0}  # keyed by "slow"
         self._durations: dict[Hashable, float] = {}
+        for backend in self.backends:  # each tells of its own changes (faucet.backend)
+            backend.on_change = self.changed
 
     def changed(self) -> None:
         """A backend went online or offline: wake whoever waits for one."""
@@ -133,10 +135,7 @@ class Dispatcher:
 
     def release(self, lease: Lease, seconds: float | None = None) -> None:
         """Give the slot back; ``seconds`` the worker spent on the job, when it finished."""
-        backend = lease.backend
-        backend.inflight -= 1
-        backend.slow_inflight -= lease.slow
-        backend.served += 1
+        lease.backend.release(lease.slow)
         if seconds is not None and lease.job is not None:
             self._learn(lease.job, seconds)
         self._serve_waiters()
@@ -153,8 +152,7 @@ class Dispatcher:
             self._durations[job] = seconds
 
     def _take(self, backend: Backend, slow: bool) -> Backend:
-        backend.inflight += 1
-        backend.slow_inflight += slow
+        backend.lease(slow)
         return backend
 
     def sticky_backend(self, key: int) -> Backend:

@@ -251,12 +251,12 @@ class Proxy:
             if worker is not None and reservation is not None:
                 await self.sessions.open(placement, reservation, worker, receive, send)
             elif worker is not None:
-                admitted.backend.sessions += 1
+                admitted.backend.session_opened()
                 try:
                     await relay(worker, receive, send, self.max_message, self.stopping,
                                 self.websockets)
                 finally:
-                    admitted.backend.sessions -= 1
+                    admitted.backend.session_closed()
         finally:
             if reservation is not None:
                 reservation.release()

@@ -15,19 +15,19 @@ import logging
 
 import trio
 
-from faucet.autoscale import Autoscaler, Decision, Phase, Policy, Sample, WorkerSample
+from faucet.autoscale import Autoscaler, Decision, Policy, Sample, WorkerSample
 from faucet.backend import Backend
-from faucet.backend import Phase as WorkerPhase
 from faucet.dispatch import Dispatcher
 from faucet.logs import target_label
 
 log = logging.getLogger("faucet.scaler")
 TICK = 0.1  # seconds between two looks at the load; a worker takes ~0.6 s to start
+SCALED_DOWN = "scaled down"  # why its workers are drained or stopped, as health shows it
 
 
 def sample_pool(dispatcher: Dispatcher, now: float) -> Sample:
     return Sample(now, dispatcher.queued(), tuple(
-        WorkerSample(b.online, b.inflight, b.sessions, b.served, b.generation, b.restarts)
+        WorkerSample(b.online, b.inflight, b.sessions, b.served, b.incarnation, b.restarts)
         for b in dispatcher.backends))
 
 
@@ -38,7 +38,8 @@ async def scale_workers(dispatcher: Dispatcher, policy: Policy, supervise, *,
     its process group), started once its process is spawned."""
     pool = _Pool(dispatcher, Autoscaler(policy), supervise)
     for backend in dispatcher.backends:
-        backend.scaling = Phase.STOPPED.value
+        backend.stopping(SCALED_DOWN)
+        backend.stopped()
     async with trio.open_nursery() as nursery:
         while True:
             await pool.tick(nursery)
@@ -66,15 +67,11 @@ class _Pool:
         self._log(decision, sample)
         backends = self.dispatcher.backends
         for index in decision.drain:
-            backends[index].online = False
-            backends[index].scaling = Phase.DRAINING.value
+            backends[index].drain(SCALED_DOWN)
         for index in decision.resume:
-            backends[index].online = backends[index].phase is WorkerPhase.ONLINE
-            backends[index].scaling = None
-        if decision.drain or decision.resume:
-            self.dispatcher.changed()
+            backends[index].resume()
         for index in decision.stop:
-            backends[index].scaling = Phase.STOPPING.value
+            backends[index].stopping(SCALED_DOWN)
             self.scopes.pop(index).cancel()
         for index in decision.start:
             await nursery.start(self._run, backends[index])
@@ -83,11 +80,10 @@ class _Pool:
         """Supervise one worker until its scope is cancelled (which stops its process group),
         then mark it stopped."""
         scope = self.scopes[backend.index] = trio.CancelScope()
-        backend.scaling = None
+        backend.resume()
         with scope:
             await self.supervise(backend, task_status=task_status)
-        backend.pid = None
-        backend.scaling = Phase.STOPPED.value
+        backend.stopped()
         self.autoscaler.exited(backend.index)
 
     def _log(self, decision: Decision, sample: Sample) -> None:

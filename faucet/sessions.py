@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 from attrs import define, frozen
 
 from faucet.backend import Backend
+from faucet.balancer import least_loaded
 from faucet.page_script import is_page_load
 
 PING = "ping"
@@ -236,7 +237,7 @@ class Registry:
     def add(self, session) -> None:
         """``session`` has a ``state: SessionState``."""
         self._by_id[session.state.id] = session
-        session.state.backend.sessions += 1
+        session.state.backend.session_opened()
 
     def bind_token(self, session, token: str) -> None:
         session.state.token = token
@@ -245,7 +246,7 @@ class Registry:
     def remove(self, session) -> None:
         state = session.state
         if self._by_id.pop(state.id, None) is session:
-            state.backend.sessions -= 1
+            state.backend.session_closed()
         if state.token is not None and self._by_token.get(state.token) is session:
             del self._by_token[state.token]
 
@@ -257,19 +258,12 @@ class Reservation:
     def __init__(self, backend: Backend):
         self.backend = backend
         self._held = True
-        backend.sessions += 1
+        backend.session_opened()
 
     def release(self) -> None:
         if self._held:
             self._held = False
-            self.backend.sessions -= 1
-
-
-def fewest_sessions(backends: Sequence[Backend], limit: int | None) -> Backend | None:
-    """The online backend with the fewest live sessions, below ``limit`` (None: no
-    limit); among equals the one with the fewest requests in flight, then the first."""
-    return min((b for b in backends if b.online and (limit is None or b.sessions < limit)),
-               key=lambda b: (b.sessions, b.inflight), default=None)
+            self.backend.session_closed()
 
 
 def has_room(backends: Sequence[Backend], limit: int | None) -> bool:
@@ -351,7 +345,7 @@ def place(registry: Registry, backends: Sequence[Backend], max_sessions: int | N
         session_id = params.session_id if params else uuid.uuid4()
         backend = (preferred if preferred is not None and preferred.online
                    and has_room([preferred], max_sessions)
-                   else fewest_sessions(backends, max_sessions))
+                   else least_loaded(backends, limit=max_sessions))
         if backend is None and not has_room(backends, max_sessions):
             return Placement(refusal="full")
         return Placement(backend, None, session_id, opens=True, resumable=params is not None)

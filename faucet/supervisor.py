@@ -11,14 +11,13 @@ import shutil
 import signal
 import subprocess
 from collections import deque
-from collections.abc import Callable
 from functools import partial
 
 import trio
 
 from faucet.app_events import WorkerEvents
 from faucet.app_kinds import KINDS
-from faucet.backend import Backend, Phase
+from faucet.backend import Backend
 from faucet.config import Config
 from faucet.liveness import Probe, Watch
 from faucet.workers import AppSpec, withheld_variables, worker_argv, worker_env
@@ -129,7 +128,6 @@ def describe_exit(returncode: int | None) -> str:
 async def supervise_worker(
     backend: Backend,
     app: AppSpec,
-    on_change: Callable[[], None],
     config: Config,
     *,
     worker_log: logging.LoggerAdapter | logging.Logger,
@@ -137,8 +135,8 @@ async def supervise_worker(
     events: WorkerEvents | None = None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the worker until cancelled. ``on_change`` fires whenever it goes online or
-    offline. Started (for ``nursery.start``) once the first process is spawned.
+    """Run the worker until cancelled, moving ``backend`` through its process's life.
+    Started (for ``nursery.start``) once the first process is spawned.
     ``events``, if given, takes the app's event lines off stderr and records each start,
     online, exit and restart."""
     policy = policy or RestartPolicy()
@@ -157,16 +155,14 @@ async def supervise_worker(
             worker_log.error("cannot start %s: %s; retrying in %.1fs", argv[0], exc, delay)
             await trio.sleep(delay)
             continue
-        backend.pid = process.pid
-        backend.generation += 1
-        backend.enter(Phase.STARTING)
+        run = trio.CancelScope()  # ended early when the watch finds the worker hung
+        watch = Watch(config.unhealthy_after,
+                      partial(_take_out_of_service, backend, worker_log, run))
+        backend.spawned(process.pid, watch)
         if events:
             events.started(argv, process.pid)
         task_status.started()
         task_status = trio.TASK_STATUS_IGNORED
-        run = trio.CancelScope()  # ended early when the watch finds the worker hung
-        watch = backend.watch = Watch(config.unhealthy_after, partial(
-            _take_out_of_service, backend, on_change, worker_log, run))
         try:
             with run:
                 async with trio.open_nursery() as nursery:
@@ -174,26 +170,21 @@ async def supervise_worker(
                     nursery.start_soon(relay_output, process.stderr, worker_log, logging.WARNING,
                                        tail, events)
                     watching = await nursery.start(_look_after, backend, process, watch,
-                                                   on_change, config, busy_unseen, worker_log,
-                                                   events)
+                                                   config, busy_unseen, worker_log, events)
                     await process.wait()
                     watching.cancel()  # gone: nothing to bring online or check
                     # Output still in the pipes is relayed; a grandchild that keeps them
                     # open must not hold the restart up.
                     nursery.cancel_scope.deadline = trio.current_time() + 1
         finally:
-            backend.watch = None
-            if not watch.verdict and backend.enter(Phase.RESTARTING):
-                on_change()
+            backend.exited(None if process.returncode is None
+                           else f"exited ({describe_exit(process.returncode)})")
             with trio.move_on_after(KILL_GRACE + 1, shield=True):
                 await stop_process_group(process)
             process.close()
-        backend.enter(Phase.RESTARTING)
-        if watch.verdict is None:
-            backend.last_failure = f"exited ({describe_exit(process.returncode)})"
         uptime = trio.current_time() - began
         delay = policy.delay(uptime)
-        backend.restarts += 1
+        backend.restarting()
         last = "\n".join(tail) or "(no output on stderr)"
         worker_log.error("exited (%s) after %.1fs; restarting in %.1fs. Last stderr lines:\n%s",
                          describe_exit(process.returncode), uptime, delay, last)
@@ -203,18 +194,16 @@ async def supervise_worker(
         await trio.sleep(delay)
 
 
-def _take_out_of_service(backend: Backend, on_change, worker_log, run: trio.CancelScope,
+def _take_out_of_service(backend: Backend, worker_log, run: trio.CancelScope,
                          reason: str) -> None:
     """The watch found the worker hung: route nothing more to it and end its run, whose
     cleanup stops the process group (the restart follows)."""
-    backend.last_failure = reason
-    if backend.enter(Phase.UNHEALTHY):
-        on_change()
+    backend.condemned(reason)
     worker_log.error("unhealthy: %s; restarting it", reason)
     run.cancel()
 
 
-async def _look_after(backend: Backend, process: WorkerProcess, watch: Watch, on_change,
+async def _look_after(backend: Backend, process: WorkerProcess, watch: Watch,
                       config: Config, busy_unseen: bool, worker_log,
                       events: WorkerEvents | None = None,
                       task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -222,7 +211,7 @@ async def _look_after(backend: Backend, process: WorkerProcess, watch: Watch, on
     Started with the cancel scope that ends it once the process has exited."""
     with trio.CancelScope() as scope:
         task_status.started(scope)
-        if await _become_online(backend, process, on_change, config.startup_timeout,
+        if await _become_online(backend, process, config.startup_timeout,
                                 worker_log, events):
             while config.liveness_interval > 0:
                 await trio.sleep(config.liveness_interval)
@@ -274,7 +263,7 @@ def process_stopped(pid: int) -> bool:
     return bool(fields) and fields[0] in (b"T", b"t")
 
 
-async def _become_online(backend: Backend, process: WorkerProcess, on_change,
+async def _become_online(backend: Backend, process: WorkerProcess,
                          startup_timeout: float, worker_log,
                          events: WorkerEvents | None = None) -> bool:
     """Online once the port accepts a connection (True); killed if that takes too long."""
@@ -286,11 +275,10 @@ async def _become_online(backend: Backend, process: WorkerProcess, on_change,
                 await trio.sleep(PROBE_INTERVAL)
                 continue
             await stream.aclose()
-            backend.enter(Phase.ONLINE)
+            backend.ready()
             worker_log.info("online on 127.0.0.1:%d (pid %d)", backend.port, process.pid)
             if events:
                 events.online(backend.port, process.pid)
-            on_change()
             return True
         return False
     worker_log.error("did not accept connections within %gs (startup_timeout); killing it",

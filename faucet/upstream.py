@@ -55,12 +55,12 @@ class ClosedBeforeAnswer(UpstreamError):
 class UpstreamConnection:
     """One keep-alive HTTP/1.1 connection to a worker: send bytes, read a response."""
 
-    __slots__ = ("stream", "generation", "sent_all", "_sock", "_quickack", "_poller", "_buffer",
+    __slots__ = ("stream", "incarnation", "sent_all", "_sock", "_quickack", "_poller", "_buffer",
                  "_left", "_chunks", "_open_ended", "_idle")
 
-    def __init__(self, stream: trio.SocketStream, generation: int):
+    def __init__(self, stream: trio.SocketStream, incarnation: int):
         self.stream = stream
-        self.generation = generation
+        self.incarnation = incarnation
         self.sent_all = False  # the last send completed (the worker may have the request)
         self._sock = stream.socket
         self._quickack = _QUICKACK is not None and self._sock.family in _TCP
@@ -204,10 +204,10 @@ class UpstreamPool:
 
     async def connection(self) -> tuple[UpstreamConnection, bool]:
         """An idle connection (True: reused) or a new one (False)."""
-        generation = self.backend.generation
+        incarnation = self.backend.incarnation
         while self._idle:
             conn = self._idle.pop()
-            if conn.generation == generation and conn.quiet():
+            if conn.incarnation == incarnation and conn.quiet():
                 return conn, True
             conn.close()
         try:
@@ -215,7 +215,7 @@ class UpstreamPool:
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {self.backend.target} "
                                 f"(127.0.0.1:{self.backend.port}): {exc.strerror}") from exc
-        return UpstreamConnection(stream, generation), False
+        return UpstreamConnection(stream, incarnation), False
 
     async def exchange(self, head: bytes, method: str, body: BodySource | None,
                        chunked: bool) -> tuple[UpstreamConnection, Response]:
@@ -254,7 +254,7 @@ class UpstreamPool:
 
     def put_back(self, conn: UpstreamConnection) -> None:
         """Keep a connection whose exchange completed cleanly; close anything else."""
-        if (conn.reusable() and conn.generation == self.backend.generation
+        if (conn.reusable() and conn.incarnation == self.backend.incarnation
                 and len(self._idle) < MAX_IDLE):
             self._idle.append(conn)
         else:

@@ -24,6 +24,7 @@ import httpx
 import trio
 
 from faucet.app import Shutdown, plan_router, plan_start, serve
+from faucet.backend import Backend, Phase
 from faucet.config import Config, TelemetryConfig
 from faucet.events import HttpEvent
 from faucet.front import Limits
@@ -307,3 +308,29 @@ async def read_all(stream: trio.SocketStream) -> bytes:
         while chunk := await stream.receive_some(65536):
             data += chunk
     return data
+
+
+def make_backends(count: int, online: bool = True) -> list[Backend]:
+    """``count`` backends of one app (workers 1, 2...), online or never started."""
+    out = [Backend(worker_id=i + 1, port=1000 + i) for i in range(count)]
+    for backend in out:
+        if online:
+            bring_online(backend)
+    return out
+
+
+def bring_online(backend: Backend) -> None:
+    """As its supervisor does: a process spawned, then accepting connections."""
+    backend.spawned(pid=1)
+    backend.ready()
+
+
+def set_online(backend: Backend, online: bool) -> None:
+    """Into routing (its process started first if it has none running) or out of it,
+    as a drain does."""
+    if online:
+        backend.resume()
+        if backend.phase is not Phase.ONLINE:
+            bring_online(backend)
+    else:
+        backend.drain("taken out by the test")

@@ -40,7 +40,7 @@ class Pool:
     def sample(self) -> Sample:
         return Sample(self.now, self.queued, tuple(
             WorkerSample(online=self.online[i], inflight=self.inflight[i], sessions=0,
-                         served=self.served[i], generation=self.generation[i],
+                         served=self.served[i], incarnation=self.generation[i],
                          restarts=self.restarts[i])
             for i in range(len(self.online))))
 

@@ -18,10 +18,14 @@ from faucet.balancer import (
     set_cookie_header,
     sticky_index,
 )
+from tests.helpers import make_backends, set_online
 
 
 def pool(*online: bool) -> list[Backend]:
-    return [Backend(worker_id=i + 1, port=1000 + i, online=o) for i, o in enumerate(online)]
+    backends = make_backends(len(online))
+    for backend, on in zip(backends, online, strict=True):
+        set_online(backend, on)
+    return backends
 
 
 def test_next_online_skips_offline_and_wraps():
@@ -33,11 +37,11 @@ def test_next_online_skips_offline_and_wraps():
 
 def test_least_busy_prefers_idle_and_respects_the_limit():
     backends = pool(True, True, True)
-    backends[0].inflight, backends[1].inflight, backends[2].inflight = 1, 0, 0
+    backends[0].lease(slow=True)
     assert least_busy(backends, 0, limit=1).worker_id == 2
     assert least_busy(backends, 2, limit=1).worker_id == 3
-    for b in backends:
-        b.inflight = 1
+    backends[1].lease(slow=True)
+    backends[2].lease(slow=True)
     assert least_busy(backends, 0, limit=1) is None
     assert least_busy(backends, 0, limit=2).worker_id == 1
 

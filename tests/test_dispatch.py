@@ -6,25 +6,20 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from faucet.backend import Backend
 from faucet.dispatch import Dispatcher, QueueFull
 from faucet.strategy import Strategy
-
-
-def backends(count: int, online: bool = True) -> list[Backend]:
-    return [Backend(worker_id=i + 1, port=1000 + i, online=online) for i in range(count)]
+from tests.helpers import make_backends, set_online
 
 
 async def bring_online(dispatcher: Dispatcher, index: int, after: float) -> None:
     """Backend ``index`` comes online ``after`` seconds, as its supervisor reports it."""
     await trio.sleep(after)
-    dispatcher.backends[index].online = True
-    dispatcher.changed()
+    set_online(dispatcher.backends[index], True)
 
 
 async def test_round_robin_spreads_over_online_workers():
-    dispatcher = Dispatcher(backends(3), Strategy.ROUND_ROBIN)
-    dispatcher.backends[1].online = False
+    dispatcher = Dispatcher(make_backends(3), Strategy.ROUND_ROBIN)
+    set_online(dispatcher.backends[1], False)
     picked = []
     for _ in range(4):
         lease = await dispatcher.acquire()
@@ -34,7 +29,7 @@ async def test_round_robin_spreads_over_online_workers():
 
 
 async def test_request_waits_until_a_worker_comes_online(autojump_clock):
-    dispatcher = Dispatcher(backends(2, online=False), Strategy.ROUND_ROBIN)
+    dispatcher = Dispatcher(make_backends(2, online=False), Strategy.ROUND_ROBIN)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(bring_online, dispatcher, 1, 2)
         start = trio.current_time()
@@ -52,11 +47,11 @@ async def test_first_request_waits_for_the_first_worker_to_come_online(
         strategy, key, autojump_clock):
     """Workers still starting (none has ever been online): the request waits, it is not
     refused at once."""
-    dispatcher = Dispatcher(backends(2, online=False), strategy, sticky_grace=3)
+    dispatcher = Dispatcher(make_backends(2, online=False), strategy, sticky_grace=3)
 
     async def bring_up():
         await trio.sleep(10)
-        dispatcher.backends[1].online = True
+        set_online(dispatcher.backends[1], True)
         dispatcher.changed()
 
     async with trio.open_nursery() as nursery:
@@ -70,7 +65,7 @@ async def test_first_request_waits_for_the_first_worker_to_come_online(
 
 @pytest.mark.parametrize(("strategy", "key"), WAYS)
 async def test_caller_deadline_bounds_the_wait(strategy, key, autojump_clock):
-    dispatcher = Dispatcher(backends(2, online=False), strategy, sticky_grace=3)
+    dispatcher = Dispatcher(make_backends(2, online=False), strategy, sticky_grace=3)
     with pytest.raises(trio.TooSlowError):
         with trio.fail_after(5):
             await dispatcher.acquire(key, job="/x")
@@ -78,7 +73,7 @@ async def test_caller_deadline_bounds_the_wait(strategy, key, autojump_clock):
 
 
 async def test_least_busy_queues_fifo_and_hands_over_on_release(autojump_clock):
-    dispatcher = Dispatcher(backends(2), Strategy.LEAST_BUSY, max_inflight=1)
+    dispatcher = Dispatcher(make_backends(2), Strategy.LEAST_BUSY, max_inflight=1)
     first = await dispatcher.acquire()
     second = await dispatcher.acquire()
     assert {first.backend.worker_id, second.backend.worker_id} == {1, 2}
@@ -105,7 +100,7 @@ async def test_least_busy_queues_fifo_and_hands_over_on_release(autojump_clock):
 
 
 async def test_least_busy_queue_is_bounded(autojump_clock):
-    dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY, max_queue=1)
+    dispatcher = Dispatcher(make_backends(1), Strategy.LEAST_BUSY, max_queue=1)
     await dispatcher.acquire()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(dispatcher.acquire)
@@ -117,7 +112,7 @@ async def test_least_busy_queue_is_bounded(autojump_clock):
 
 
 async def test_cancelled_waiter_leaves_the_queue_and_returns_a_handed_backend(autojump_clock):
-    dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY)
+    dispatcher = Dispatcher(make_backends(1), Strategy.LEAST_BUSY)
     held = await dispatcher.acquire()
     with trio.move_on_after(1):
         await dispatcher.acquire()
@@ -127,12 +122,12 @@ async def test_cancelled_waiter_leaves_the_queue_and_returns_a_handed_backend(au
 
 
 async def test_sticky_waits_a_grace_then_moves(autojump_clock):
-    dispatcher = Dispatcher(backends(3), Strategy.COOKIE_HASH, sticky_grace=3)
+    dispatcher = Dispatcher(make_backends(3), Strategy.COOKIE_HASH, sticky_grace=3)
     key = 4  # 4 % 3 -> backend index 1 (worker 2)
     lease = await dispatcher.acquire(key)
     assert lease.backend.worker_id == 2 and not lease.moved
     dispatcher.release(lease)
-    dispatcher.backends[1].online = False
+    set_online(dispatcher.backends[1], False)
     start = trio.current_time()
     lease = await dispatcher.acquire(key)
     assert lease.moved and lease.backend.worker_id == 3
@@ -140,8 +135,8 @@ async def test_sticky_waits_a_grace_then_moves(autojump_clock):
 
 
 async def test_sticky_stays_when_its_worker_returns_within_the_grace(autojump_clock):
-    dispatcher = Dispatcher(backends(2), Strategy.IP_HASH, sticky_grace=3)
-    dispatcher.backends[0].online = False
+    dispatcher = Dispatcher(make_backends(2), Strategy.IP_HASH, sticky_grace=3)
+    set_online(dispatcher.backends[0], False)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(bring_online, dispatcher, 0, 1)
         lease = await dispatcher.acquire(0)
@@ -149,7 +144,7 @@ async def test_sticky_stays_when_its_worker_returns_within_the_grace(autojump_cl
 
 
 async def test_least_busy_pipelines_only_quick_work_behind_quick_work(autojump_clock):
-    dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY)
+    dispatcher = Dispatcher(make_backends(1), Strategy.LEAST_BUSY)
     dispatcher.release(await dispatcher.acquire(job="/echo"), seconds=0.002)
     dispatcher.release(await dispatcher.acquire(job="/sleep"), seconds=0.2)
     assert dispatcher.known_quick("/echo") and not dispatcher.known_quick("/sleep")
@@ -167,7 +162,7 @@ async def test_least_busy_pipelines_only_quick_work_behind_quick_work(autojump_c
 
 
 async def test_unknown_and_slow_work_is_never_pipelined_behind(autojump_clock):
-    dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY)
+    dispatcher = Dispatcher(make_backends(1), Strategy.LEAST_BUSY)
     await dispatcher.acquire(job="/first-time")
     with trio.move_on_after(1):
         await dispatcher.acquire(job="/first-time")
@@ -179,7 +174,7 @@ class BusyWorker:
     is busy with a /slow job until ``free()``; ``request`` records the order jobs start."""
 
     async def __aenter__(self):
-        self.dispatcher = Dispatcher(backends(1), Strategy.LEAST_BUSY)
+        self.dispatcher = Dispatcher(make_backends(1), Strategy.LEAST_BUSY)
         self.dispatcher.release(await self.dispatcher.acquire(job="/echo"), seconds=0.01)
         self.dispatcher.release(await self.dispatcher.acquire(job="/slow"), seconds=0.05)
         self.held = await self.dispatcher.acquire(job="/slow")  # nothing pipelines behind

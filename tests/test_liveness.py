@@ -9,7 +9,7 @@ from functools import partial
 import trio
 
 from faucet.app_kinds import KINDS
-from faucet.backend import Backend, Phase
+from faucet.backend import Backend
 from faucet.liveness import STOPPED, Probe, Watch
 from faucet.supervisor import probe, process_stopped
 
@@ -78,19 +78,19 @@ def test_unhealthy_after_one():
     assert alarms == [f"{Probe.SILENT.value} (1 checks in a row)"]
 
 
-def test_backend_phases_say_when_routing_changes_and_hooks_reach_the_watch():
+def test_the_proxys_reports_reach_the_running_process_watch():
     backend = Backend(worker_id=1, port=1)
-    assert backend.state()["state"] == "starting" and not backend.online
-    assert backend.enter(Phase.ONLINE) and backend.online
-    assert backend.enter(Phase.UNHEALTHY) and not backend.online
-    assert not backend.enter(Phase.RESTARTING)  # offline either way
     backend.note_timeout()  # no process watched: nothing to report to
-    backend.watch, alarms = watch(2)
+    process_watch, alarms = watch(2)
+    backend.spawned(pid=1, watch=process_watch)
     backend.note_timeout()
     backend.note_answer()
     backend.note_timeout()
     assert alarms == [] and backend.watch.timeouts == 1
-    backend.inflight, backend.served = 1, 4
+    for _ in range(5):
+        backend.lease(slow=False)
+    for _ in range(4):
+        backend.release(slow=False)
     assert backend.acquired == 5
 
 

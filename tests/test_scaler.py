@@ -13,7 +13,7 @@ from pathlib import Path
 import trio
 
 from faucet.app import free_port
-from faucet.autoscale import Phase, Policy
+from faucet.autoscale import Policy
 from faucet.backend import Backend
 from faucet.config import Config
 from faucet.dispatch import Dispatcher
@@ -24,8 +24,8 @@ from faucet.workers import AppSpec
 from tests.helpers import MARK, STANDIN, marked_processes, until
 
 AUTOJUMP = 0.01
-STOPPED = Phase.STOPPED.value
-DRAINING = Phase.DRAINING.value
+STOPPED = "stopped (scaled down)"
+DRAINING = "draining (scaled down)"
 
 
 async def wait_for(condition, seconds: float = 300) -> None:
@@ -54,7 +54,7 @@ async def test_a_burst_starts_workers_and_idle_ones_drain_and_stop(
         dispatcher.release(lease, seconds)
 
     async with trio.open_nursery() as nursery:
-        supervise = partial(supervise_worker, app=spec, on_change=dispatcher.changed,
+        supervise = partial(supervise_worker, app=spec,
                             config=Config(startup_timeout=600, liveness_interval=0),
                             worker_log=logging.getLogger("test.scaler"))
         await nursery.start(scale_workers, dispatcher, policy, supervise)
@@ -75,18 +75,19 @@ async def test_a_burst_starts_workers_and_idle_ones_drain_and_stop(
         idle = next(b for b in backends if b not in (first.backend, second.backend))
         draining = max(first.backend, second.backend, key=lambda b: b.index)
         kept = min(first.backend, second.backend, key=lambda b: b.index)
-        await wait_for(lambda: idle.scaling == STOPPED and draining.scaling == DRAINING)
+        await wait_for(lambda: idle.status == STOPPED and draining.status == DRAINING)
         assert idle.pid is None and not idle.online
         assert not draining.online and draining.pid in marked_processes(mark)
         assert len(marked_processes(mark)) == 2
         dispatcher.release(first if first.backend is draining else second)
-        await wait_for(lambda: draining.scaling == STOPPED)
+        await wait_for(lambda: draining.status == STOPPED)
         dispatcher.release(first if first.backend is kept else second)
         assert marked_processes(mark) == [kept.pid]
         assert kept.online and kept.state()["state"] == "online"
         assert draining.state() | {"port": None} == {
             "worker_id": draining.worker_id, "target": draining.target, "route": None,
-            "online": False, "state": "stopped (scaled down)", "pid": None, "port": None,
+            "generation": 0, "online": False, "state": "stopped (scaled down)", "pid": None,
+            "port": None,
             "inflight": 0, "sessions": 0, "served": draining.served,
             "restarts": draining.restarts, "last_failure": None}
         nursery.cancel_scope.cancel()

@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from faucet.backend import Backend
+from faucet.balancer import least_loaded
 from faucet.sessions import (
     SESSION_HEADER,
     SHUTTING_DOWN,
@@ -16,7 +17,6 @@ from faucet.sessions import (
     SessionState,
     client_closed,
     config_token,
-    fewest_sessions,
     full_page,
     path_token,
     place,
@@ -24,6 +24,7 @@ from faucet.sessions import (
     with_session_id,
     worker_closed,
 )
+from tests.helpers import make_backends, set_online
 
 SID = uuid.UUID("0b8f4c7e-8c1e-4a57-9f49-5d2f2f8f5e11")
 HTML = [(b"accept", b"text/html,application/xhtml+xml,*/*;q=0.8")]
@@ -37,9 +38,10 @@ class Held:
 
 
 def backends(*sessions: int, online: bool = True) -> list[Backend]:
-    out = [Backend(worker_id=i + 1, port=1000 + i, online=online) for i in range(len(sessions))]
+    out = make_backends(len(sessions), online)
     for backend, count in zip(out, sessions, strict=True):
-        backend.sessions = count
+        for _ in range(count):
+            backend.session_opened()
     return out
 
 
@@ -85,18 +87,18 @@ def test_outbox_bounds_each_session_and_all_together_but_always_takes_one_messag
 
 def test_fewest_sessions_places_evenly_below_the_limit_and_skips_offline_workers():
     pool = backends(2, 1, 1)
-    pool[1].inflight = 1
-    assert fewest_sessions(pool, None) is pool[2]  # equal sessions: fewer in flight
-    pool[2].online = False
-    assert fewest_sessions(pool, None) is pool[1]
-    assert fewest_sessions(pool, 1) is None  # every online worker is full
-    assert fewest_sessions(backends(0, 0, online=False), None) is None
+    pool[1].lease(slow=True)
+    assert least_loaded(pool) is pool[2]  # equal sessions: fewer in flight
+    set_online(pool[2], False)
+    assert least_loaded(pool) is pool[1]
+    assert least_loaded(pool, limit=1) is None  # every online worker is full
+    assert least_loaded(backends(0, 0, online=False)) is None
 
 
 def test_a_reservation_counts_a_session_being_opened_until_released_once():
     pool = backends(0, 0)
     reservation = Reservation(pool[0])
-    assert fewest_sessions(pool, None) is pool[1]
+    assert least_loaded(pool) is pool[1]
     reservation.release()
     reservation.release()
     assert pool[0].sessions == 0
@@ -122,7 +124,7 @@ def test_a_new_session_goes_where_the_clients_cookie_points_while_that_worker_ha
            "headers": []}
     assert place(Registry(), pool, None, preferred=pool[0], **new).backend is pool[0]
     assert place(Registry(), pool, 3, preferred=pool[0], **new).backend is pool[1]  # full
-    pool[0].online = False
+    set_online(pool[0], False)
     assert place(Registry(), pool, None, preferred=pool[0], **new).backend is pool[1]
 
 
@@ -156,8 +158,8 @@ def test_full_workers_refuse_new_sessions_and_page_loads_but_not_other_requests(
     for method, headers in (("GET", []), ("POST", HTML)):  # assets, a form's post
         assert place(Registry(), pool, 2, websocket=False, method=method, path=b"/x.js",
                      query=b"", headers=headers).refusal is None
-    pool[0].online = False
-    pool[1].online = False  # none online: the strategy waits for one, no refusal
+    set_online(pool[0], False)
+    set_online(pool[1], False)  # none online: the strategy waits for one, no refusal
     assert place(Registry(), pool, 2, websocket=True, method="GET", path=b"/",
                  query=b"", headers=[]).refusal is None
     page = full_page(10)

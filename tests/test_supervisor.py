@@ -21,7 +21,7 @@ import trio
 
 from faucet import supervisor
 from faucet.app import free_port
-from faucet.backend import Backend
+from faucet.backend import Backend, Phase
 from faucet.config import Config
 from faucet.supervisor import RestartPolicy, WorkerProcess, stop_process_group, supervise_worker
 from faucet.workers import AppSpec, worker_argv, worker_env
@@ -62,7 +62,7 @@ class LogWatch(logging.Handler):
 @attrs.define
 class Watched:
     """A supervised stand-in: its backend, its log, and every online/offline change as
-    (trio time, online, generation)."""
+    (trio time, online, incarnation)."""
 
     backend: Backend
     log: LogWatch
@@ -70,7 +70,7 @@ class Watched:
     _changed: trio.Event = attrs.field(factory=trio.Event)
 
     def on_change(self) -> None:
-        self.changes.append((trio.current_time(), self.backend.online, self.backend.generation))
+        self.changes.append((trio.current_time(), self.backend.online, self.backend.incarnation))
         self._changed.set()
         self._changed = trio.Event()
 
@@ -109,9 +109,10 @@ async def supervised(folder: Path, monkeypatch, *, rscript: Path | str = STANDIN
     mark = uuid.uuid4().hex
     monkeypatch.setenv(MARK, mark)  # the worker's environment is faucet's
     watched = Watched(Backend(worker_id=1, port=free_port()), LogWatch())
+    watched.backend.on_change = watched.on_change
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(
-            supervise_worker, watched.backend, spec(folder, rscript), watched.on_change,
+            supervise_worker, watched.backend, spec(folder, rscript),
             Config(startup_timeout=startup_timeout, liveness_interval=0),
             worker_log=watched.log.logger,
             policy=policy or RestartPolicy(initial=0.1, rng=Ceiling())))
@@ -137,7 +138,7 @@ async def test_online_only_once_the_worker_accepts_connections(tmp_path, monkeyp
     monkeypatch.setenv("STANDIN_HOLD", str(gate))
     async with supervised(tmp_path, monkeypatch) as worker:
         backend = worker.backend
-        assert backend.pid is not None and backend.generation == 1  # spawned at start
+        assert backend.pid is not None and backend.incarnation == 1  # spawned at start
         await worker.log.wait_for("^holding$")  # running, not listening yet
         assert not backend.online and worker.changes == []
         await trio.to_thread.run_sync(gate.write_bytes, b"")
@@ -159,30 +160,47 @@ def platform_calls(request, monkeypatch):
     return request.param
 
 
-async def test_crash_restarts_with_growing_backoff_and_a_new_generation(tmp_path, monkeypatch,
-                                                                       platform_calls):
+async def test_crash_restarts_with_growing_backoff_and_a_new_incarnation(tmp_path, monkeypatch,
+                                                                        platform_calls):
     monkeypatch.setenv("STANDIN_EXIT_AFTER", "1")
     policy = RestartPolicy(initial=0.2, cap=10, rng=Ceiling())
     async with supervised(tmp_path, monkeypatch, policy=policy) as worker:
         backend = worker.backend
-        for generation, delay in ((2, 0.2), (3, 0.4)):
+        for incarnation, delay in ((2, 0.2), (3, 0.4)):
             await worker.wait_until(lambda: backend.online)
             crashed_pid = backend.pid
             assert await worker.get() == "worker 1"  # its last answer: then it exits
-            await worker.wait_until(lambda g=generation: backend.online and
-                                    backend.generation == g)
-            assert backend.restarts == generation - 1 and backend.pid != crashed_pid
+            await worker.wait_until(lambda g=incarnation: backend.online and
+                                    backend.incarnation == g)
+            assert backend.restarts == incarnation - 1 and backend.pid != crashed_pid
             with pytest.raises(ProcessLookupError):
                 os.kill(crashed_pid, 0)  # exited and reaped
             (went_down, _, _), (came_up, _, _) = worker.changes[-2:]
-            assert worker.changes[-2:] == [(went_down, False, generation - 1),
-                                           (came_up, True, generation)]
+            assert worker.changes[-2:] == [(went_down, False, incarnation - 1),
+                                           (came_up, True, incarnation)]
             assert came_up - went_down >= delay
         first, second = await worker.log.wait_for(r"^exited \(exit status 3\)", count=2)
         assert first.endswith("; restarting in 0.2s. Last stderr lines:\n"
                               "exiting after 1 requests")
         assert second.endswith("; restarting in 0.4s. Last stderr lines:\n"
                                "exiting after 1 requests")
+
+
+async def test_a_drained_worker_stays_out_of_routing_when_its_process_restarts(
+        tmp_path, monkeypatch):
+    """The bug this state machine fixed: an rps worker drained while its process
+    restarted came back into rotation when the new process came online."""
+    monkeypatch.setenv("STANDIN_EXIT_AFTER", "1")
+    policy = RestartPolicy(initial=0.1, rng=Ceiling())
+    async with supervised(tmp_path, monkeypatch, policy=policy) as worker:
+        backend = worker.backend
+        await worker.wait_until(lambda: backend.online)
+        backend.drain("scaled down")
+        assert await worker.get() == "worker 1"  # its last answer: then it exits
+        await until(lambda: backend.incarnation == 2 and backend.phase is Phase.ONLINE)
+        assert not backend.online and backend.status == "draining (scaled down)"
+        backend.resume()
+        assert backend.online
 
 
 async def test_worker_that_never_listens_is_killed_at_the_startup_timeout(tmp_path, monkeypatch):
@@ -196,7 +214,7 @@ async def test_worker_that_never_listens_is_killed_at_the_startup_timeout(tmp_pa
             count=2)
         exited = await worker.log.wait_for(r"^exited \(killed by SIGKILL\)")
         assert "; restarting in 0.1s." in exited[0]
-        assert worker.backend.generation >= 2
+        assert worker.backend.incarnation >= 2
         assert not worker.backend.online and worker.changes == []
 
 

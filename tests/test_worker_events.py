@@ -44,7 +44,7 @@ async def test_a_crashing_worker_records_start_online_exit_restart(tmp_path, mon
     backend, recorded = Backend(worker_id=2, port=free_port()), []
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(
-            supervise_worker, backend, spec(tmp_path), lambda: None,
+            supervise_worker, backend, spec(tmp_path),
             Config(startup_timeout=10, liveness_interval=0), worker_log=LogWatch().logger,
             policy=RestartPolicy(initial=0.1, rng=Ceiling()),
             events=recorder_for(recorded, worker_id=2)))

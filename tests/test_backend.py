@@ -1,0 +1,103 @@
+"""faucet.backend: one worker's state machine, changed only through its own methods."""
+
+import pytest
+
+from faucet.backend import Backend, IllegalTransition, Phase
+
+CHANGES = {  # each change, applied from every phase: the phase it leads to, or None
+    "spawned": {Phase.STOPPED: Phase.STARTING, Phase.RESTARTING: Phase.STARTING},
+    "ready": {Phase.STARTING: Phase.ONLINE},
+    "condemned": {Phase.STARTING: Phase.UNHEALTHY, Phase.ONLINE: Phase.UNHEALTHY},
+    "exited": {Phase.STARTING: Phase.RESTARTING, Phase.ONLINE: Phase.RESTARTING,
+               Phase.UNHEALTHY: Phase.RESTARTING, Phase.STOPPING: Phase.STOPPING},
+    "stopping": {phase: Phase.STOPPING for phase in Phase if phase is not Phase.STOPPING},
+}
+ARGS = {"spawned": (7,), "condemned": ("hung",), "exited": (None,), "stopping": ("why",)}
+ROUTES = {  # a way to reach each phase from a new backend
+    Phase.STOPPED: [],
+    Phase.STARTING: [("spawned", 7)],
+    Phase.ONLINE: [("spawned", 7), ("ready",)],
+    Phase.UNHEALTHY: [("spawned", 7), ("ready",), ("condemned", "hung")],
+    Phase.RESTARTING: [("spawned", 7), ("exited", "crashed")],
+    Phase.STOPPING: [("spawned", 7), ("stopping", "why")],
+}
+
+
+def backend_in(phase: Phase) -> tuple[Backend, list[str]]:
+    """A backend brought to ``phase`` by its methods, and a log of its routing changes."""
+    flips: list[str] = []
+    backend = Backend(worker_id=1, port=1)
+    backend.on_change = lambda: flips.append("online" if backend.online else "offline")
+    for name, *args in ROUTES[phase]:
+        getattr(backend, name)(*args)
+    assert backend.phase is phase
+    return backend, flips
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+@pytest.mark.parametrize("phase", list(Phase))
+def test_every_change_from_every_phase_is_allowed_or_refused(change, phase):
+    backend, _ = backend_in(phase)
+    to = CHANGES[change].get(phase)
+    if to is None:
+        with pytest.raises(IllegalTransition):
+            getattr(backend, change)(*ARGS.get(change, ()))
+        assert backend.phase is phase  # a refused change changes nothing
+    else:
+        getattr(backend, change)(*ARGS.get(change, ()))
+        assert backend.phase is to
+
+
+def test_online_only_when_the_process_is_online_and_nothing_holds_it():
+    backend, flips = backend_in(Phase.STOPPED)
+    backend.spawned(pid=7)
+    assert not backend.online and backend.incarnation == 1
+    backend.ready()
+    assert backend.online and flips == ["online"]
+    backend.drain("scaled down")
+    assert not backend.online and backend.status == "draining (scaled down)"
+    backend.exited("exited (signal 9)")  # the drained worker's process restarts
+    backend.spawned(pid=8)
+    backend.ready()
+    assert not backend.online and backend.incarnation == 2  # still drained
+    backend.resume()
+    assert backend.online and flips == ["online", "offline", "online"]
+
+
+def test_a_verdict_is_kept_as_the_last_failure_and_an_exit_names_its_own():
+    backend, flips = backend_in(Phase.ONLINE)
+    backend.condemned("5 requests in a row got no answer")
+    backend.exited("exited (signal 15)")  # the stop that follows a verdict
+    assert backend.last_failure == "5 requests in a row got no answer"
+    backend.spawned(pid=8)
+    backend.ready()
+    backend.exited("exited (exit status 3)")
+    assert backend.last_failure == "exited (exit status 3)" and backend.restarts == 0
+    backend.restarting()
+    assert backend.restarts == 1 and flips == ["online", "offline", "online", "offline"]
+
+
+def test_stopping_on_purpose_ends_stopped_with_its_reason_and_no_restart():
+    backend, _ = backend_in(Phase.ONLINE)
+    backend.stopping("scaled down")
+    backend.exited(None)  # the supervisor's cleanup while it is stopped
+    assert backend.phase is Phase.STOPPING and backend.status == "stopping (scaled down)"
+    backend.stopped()
+    assert (backend.phase, backend.pid, backend.status) == (
+        Phase.STOPPED, None, "stopped (scaled down)")
+    backend.resume()  # started again by its pool
+    backend.spawned(pid=9)
+    backend.ready()
+    assert backend.online and backend.state()["state"] == "online"
+
+
+def test_counters_change_through_leases_and_sessions():
+    backend, _ = backend_in(Phase.ONLINE)
+    backend.lease(slow=True)
+    backend.lease(slow=False)
+    backend.release(slow=True)
+    backend.session_opened()
+    assert (backend.inflight, backend.slow_inflight, backend.served, backend.acquired,
+            backend.sessions) == (1, 0, 1, 2, 1)
+    backend.session_closed()
+    assert backend.sessions == 0

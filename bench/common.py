@@ -24,7 +24,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from faucet.app import free_port
-from faucet.telemetry_init import init_table
+from faucet.telemetry.table_init import init_table
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUMBER = ROOT / "examples" / "plumber"

@@ -18,32 +18,32 @@ from pathlib import Path
 import trio
 from attrs import frozen
 
-from faucet.app_events import WorkerEvents
-from faucet.app_kinds import KINDS, strategy_for
-from faucet.autoscale import Policy
-from faucet.backend import Backend
-from faucet.balancer import StickyCookie
-from faucet.config import Config, parse_size
-from faucet.cpus import available_cpus
-from faucet.dispatch import Dispatcher
+from faucet.config.app_kinds import KINDS, strategy_for
+from faucet.config.cpus import available_cpus
+from faucet.config.routes import RouteConfig
+from faucet.config.settings import Config
+from faucet.config.strategy import Strategy
+from faucet.edge.fd_limit import connection_budget, raise_open_file_limit
+from faucet.edge.front import Limits
+from faucet.edge.front import serve as serve_front
+from faucet.edge.hypercorn_adapter import hypercorn_config, install_websocket_stream
 from faucet.errors import ConfigError, leaves
 from faucet.events import LogEvent
-from faucet.fd_limit import connection_budget, raise_open_file_limit
-from faucet.front import Limits
-from faucet.front import serve as serve_front
-from faucet.hypercorn_adapter import hypercorn_config, install_websocket_stream
+from faucet.http.ws_budget import WebSocketBudget
 from faucet.logs import worker_logger
-from faucet.mount import Mount
-from faucet.proxy import Proxy
-from faucet.routes_config import RouteConfig
-from faucet.scaler import scale_workers
-from faucet.session_host import SessionHost
-from faucet.strategy import Strategy
-from faucet.supervisor import supervise_worker
-from faucet.telemetry import Recorder, serve_telemetry
-from faucet.upstream import UpstreamPool
-from faucet.workers import AppSpec, check_executable, resolve_kind
-from faucet.ws_budget import WebSocketBudget
+from faucet.pool.autoscale import Policy
+from faucet.pool.backend import Backend
+from faucet.pool.balancer import StickyCookie
+from faucet.pool.dispatch import Dispatcher
+from faucet.pool.scaler import scale_workers
+from faucet.proxy.handler import Proxy
+from faucet.proxy.mount import Mount
+from faucet.proxy.shiny.session_host import SessionHost
+from faucet.proxy.upstream import UpstreamPool
+from faucet.telemetry.recorder import Recorder, serve_telemetry
+from faucet.workers.app_events import WorkerEvents
+from faucet.workers.command import AppSpec, check_executable, resolve_kind
+from faucet.workers.supervisor import supervise_worker
 
 log = logging.getLogger("faucet")
 _BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
@@ -199,7 +199,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                         continue
                     for backend in mount.backends:
                         await front.start(supervise, backend)
-                websockets = WebSocketBudget(parse_size(config.websocket_memory),
+                websockets = WebSocketBudget(config.websocket_memory,
                                              config.max_websockets)
                 sessions = SessionHost(config, shutdown.stopping, websockets)
                 await front.start(sessions.run)
@@ -249,7 +249,7 @@ def front_limits(config: Config, open_files: int) -> Limits:
                     "connections; using %d (raise `ulimit -n` to allow more)",
                     connections, open_files, budget, budget)
         connections = budget
-    return Limits(max_body=parse_size(config.max_body_size), max_connections=connections,
+    return Limits(max_body=config.max_body_size, max_connections=connections,
                   head_timeout=config.head_timeout, send_timeout=config.send_timeout)
 
 

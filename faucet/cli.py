@@ -20,15 +20,15 @@ from pathlib import Path
 import trio
 
 from faucet.app import Shutdown, plan_router, plan_start, serve
-from faucet.config import Config, config_path, env_warnings, load_config, setting_keys
-from faucet.env_files import load_env_files
+from faucet.config.env_files import load_env_files
+from faucet.config.flags import SHORT_FLAGS, START_SHORT_FLAGS, flags, help_line
+from faucet.config.routes import load_routes
+from faucet.config.settings import Config, config_path, env_warnings, load_config, setting_keys
 from faucet.errors import ConfigError, leaves
-from faucet.flags import SHORT_FLAGS, START_SHORT_FLAGS, flags, help_line
 from faucet.logs import reopen_on_sigusr1, setup_logging
+from faucet.proxy.router import RouteTable
 from faucet.redact import redact
-from faucet.router import RouteTable
-from faucet.routes_config import load_routes
-from faucet.telemetry_init import init_table
+from faucet.telemetry.table_init import init_table
 
 log = logging.getLogger("faucet")
 EXIT_CONFIG = 2

@@ -27,7 +27,7 @@ from typing import IO, Any, Literal
 
 import trio
 
-from faucet.log_spec import parse_log_spec
+from faucet.config.log_spec import parse_log_spec
 
 log = logging.getLogger("faucet")
 access_log = logging.getLogger("faucet.access")

@@ -24,12 +24,12 @@ import httpx
 import trio
 
 from faucet.app import Shutdown, plan_router, plan_start, serve
-from faucet.backend import Backend, Phase
-from faucet.config import Config, TelemetryConfig
+from faucet.config.settings import Config, TelemetryConfig
+from faucet.edge.front import Limits
+from faucet.edge.front import serve as serve_front
+from faucet.edge.hypercorn_adapter import HypercornConfig
 from faucet.events import HttpEvent
-from faucet.front import Limits
-from faucet.front import serve as serve_front
-from faucet.hypercorn_adapter import HypercornConfig
+from faucet.pool.backend import Backend, Phase
 from faucet.sinks import register_sink, unregister_sink
 
 ROOT = Path(__file__).resolve().parent.parent

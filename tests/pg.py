@@ -23,10 +23,10 @@ import trio
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 
-from faucet.config import TelemetryConfig
+from faucet.config.settings import TelemetryConfig
 from faucet.errors import ConfigError
-from faucet.telemetry import serve_telemetry
-from faucet.telemetry_init import init_table
+from faucet.telemetry.recorder import serve_telemetry
+from faucet.telemetry.table_init import init_table
 
 DEFAULT_SERVER = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 _PG_CTL = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from faucet.app_events import MalformedEvent, WorkerEvents, parse_line
 from faucet.events import Level, LogEvent
+from faucet.workers.app_events import MalformedEvent, WorkerEvents, parse_line
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
 EVENT_ID = "0190f7c2-1f2e-7d4a-9b1c-3e5f6a7b8c9d"

@@ -1,7 +1,7 @@
 """The app-kind table (pure)."""
 
-from faucet.app_kinds import KINDS
-from faucet.strategy import Strategy
+from faucet.config.app_kinds import KINDS
+from faucet.config.strategy import Strategy
 
 
 def test_shiny_kinds_default_to_a_sticky_strategy():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from faucet.autoscale import (
+from faucet.pool.autoscale import (
     COOLDOWN,
     Autoscaler,
     Decision,

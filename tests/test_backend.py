@@ -2,7 +2,7 @@
 
 import pytest
 
-from faucet.backend import Backend, IllegalTransition, Phase
+from faucet.pool.backend import Backend, IllegalTransition, Phase
 
 CHANGES = {  # each change, applied from every phase: the phase it leads to, or None
     "spawned": {Phase.STOPPED: Phase.STARTING, Phase.RESTARTING: Phase.STARTING},

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from faucet.backend import Backend
-from faucet.balancer import (
+from faucet.pool.backend import Backend
+from faucet.pool.balancer import (
     BadClientIp,
     client_ip,
     cookie_for_index,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from faucet.config import env_name, env_warnings, flag_name, load_config, parse_size
+from faucet.config.settings import env_name, env_warnings, flag_name, load_config, parse_size
 from faucet.errors import ConfigError
 
 

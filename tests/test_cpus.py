@@ -5,8 +5,8 @@ import os
 import attrs
 import pytest
 
-from faucet.config import Config, load_config
-from faucet.cpus import available_cpus, usable_cpus
+from faucet.config.cpus import available_cpus, usable_cpus
+from faucet.config.settings import Config, load_config
 
 
 @pytest.mark.parametrize(("affinity", "cpu_max", "cfs", "expected"), [

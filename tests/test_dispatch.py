@@ -6,8 +6,8 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from faucet.dispatch import Dispatcher, QueueFull
-from faucet.strategy import Strategy
+from faucet.config.strategy import Strategy
+from faucet.pool.dispatch import Dispatcher, QueueFull
 from tests.helpers import make_backends, set_online
 
 

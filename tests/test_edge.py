@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from faucet.config import TelemetryConfig
+from faucet.config.settings import TelemetryConfig
 from tests.edge_support import http, recorded_faucet
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"

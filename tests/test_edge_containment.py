@@ -10,8 +10,8 @@ import uuid
 import pytest
 import trio
 
-from faucet.front import Front, Limits, Replay
-from faucet.hypercorn_adapter import HypercornConfig
+from faucet.edge.front import Front, Limits, Replay
+from faucet.edge.hypercorn_adapter import HypercornConfig
 from tests.edge_support import http, recorded_faucet
 from tests.helpers import run_faucet
 from tests.shiny_standin import standin_config

@@ -2,7 +2,7 @@
 
 import pytest
 
-from faucet.env_files import load_env_files, parse_env_file
+from faucet.config.env_files import load_env_files, parse_env_file
 
 
 def values(text, environ=None):

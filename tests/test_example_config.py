@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from faucet.config import env_name, flag_name, load_config, setting_keys
+from faucet.config.settings import env_name, flag_name, load_config, setting_keys
 from tests.helpers import ROOT
 
 EXAMPLE = (ROOT / "faucet.example.toml").read_text()

@@ -6,9 +6,9 @@ import sys
 
 import trio
 
-from faucet.router import RouteTable
-from faucet.routes_config import RouteConfig
-from faucet.strategy import Strategy
+from faucet.config.routes import RouteConfig
+from faucet.config.strategy import Strategy
+from faucet.proxy.router import RouteTable
 from tests.helpers import ROOT, config_for, run_faucet
 
 STANDIN = ROOT / "tests" / "standin" / "Rscript"

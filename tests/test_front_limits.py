@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from faucet.app import front_limits
-from faucet.fd_limit import RESERVED, connection_budget, raise_open_file_limit
-from faucet.front import Limits, RateLimitedLog
+from faucet.edge.fd_limit import RESERVED, connection_budget, raise_open_file_limit
+from faucet.edge.front import Limits, RateLimitedLog
 from tests.helpers import config_for, read_all, start_front
 
 BIG = 32 * 1024 * 1024

@@ -2,7 +2,7 @@
 
 import pytest
 
-from faucet.http1 import (
+from faucet.http.http1 import (
     LAST_CHUNK,
     ChunkedDecoder,
     UpstreamProtocolError,

@@ -13,7 +13,7 @@ from psycopg.conninfo import make_conninfo
 from trio_websocket import open_websocket_url
 
 from faucet.app import free_port
-from faucet.liveness import STOPPED
+from faucet.pool.liveness import STOPPED
 from tests.helpers import (
     PLUMBER,
     config_for,

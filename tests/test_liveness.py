@@ -8,10 +8,10 @@ from functools import partial
 
 import trio
 
-from faucet.app_kinds import KINDS
-from faucet.backend import Backend
-from faucet.liveness import STOPPED, Probe, Watch
-from faucet.supervisor import probe, process_stopped
+from faucet.config.app_kinds import KINDS
+from faucet.pool.backend import Backend
+from faucet.pool.liveness import STOPPED, Probe, Watch
+from faucet.workers.supervisor import probe, process_stopped
 
 
 def watch(after: int = 2) -> tuple[Watch, list[str]]:

@@ -13,10 +13,10 @@ import httpx
 import pytest
 import trio
 
-from faucet.config import TelemetryConfig
+from faucet.config.settings import TelemetryConfig
 from faucet.events import Event
-from faucet.telemetry import TelemetryStatistics, serve_telemetry
-from faucet.telemetry_init import SQL_DIR, init_table
+from faucet.telemetry.recorder import TelemetryStatistics, serve_telemetry
+from faucet.telemetry.table_init import SQL_DIR, init_table
 from tests.helpers import PLUMBER, STANDIN, make_event, served, until, wait_until
 from tests.pg import query, start_up_error
 from tests.test_app_events import marker, r_fields

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from faucet.log_spec import OFF, LogSpec, parse_log_spec
+from faucet.config.log_spec import OFF, LogSpec, parse_log_spec
 
 
 @pytest.mark.parametrize(("text", "level"), [

@@ -1,7 +1,7 @@
 """faucet.page_script: the reconnect script goes into a Shiny app's HTML pages."""
 
-from faucet.http1 import Response
-from faucet.page_script import (
+from faucet.http.http1 import Response
+from faucet.proxy.shiny.page_script import (
     MAX_PAGE,
     TAG,
     add_script,

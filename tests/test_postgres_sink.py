@@ -17,11 +17,11 @@ import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from faucet.app import free_port
-from faucet.config import TelemetryConfig
+from faucet.config.settings import TelemetryConfig
 from faucet.errors import ConfigError
 from faucet.sinks.pg_conninfo import connection_settings
-from faucet.telemetry import Recorder, serve_telemetry
-from faucet.telemetry_init import SQL_DIR, init_table
+from faucet.telemetry.recorder import Recorder, serve_telemetry
+from faucet.telemetry.table_init import SQL_DIR, init_table
 from tests.forwarder import Forwarder
 from tests.helpers import make_event, until
 from tests.pg import query, start_up_error

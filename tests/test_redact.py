@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from faucet.cli import main
-from faucet.config import load_config
+from faucet.config.settings import load_config
 from faucet.errors import ConfigError
 from faucet.redact import redact
 from faucet.sinks.pg_conninfo import connection_settings

@@ -1,7 +1,7 @@
 """Path -> route matching (pure)."""
 
-from faucet.router import Redirect, RouteMatch, RouteTable
-from faucet.routes_config import RouteConfig
+from faucet.config.routes import RouteConfig
+from faucet.proxy.router import Redirect, RouteMatch, RouteTable
 
 
 def table(*routes: str) -> RouteTable:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from faucet.app import free_port
-from faucet.health import HEALTH_PATH
+from faucet.proxy.health import HEALTH_PATH
 from tests.helpers import (
     FASTAPI,
     PLUMBER,

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from faucet.config.routes import RouteConfig, load_routes, normalise_route_tables
+from faucet.config.strategy import Strategy
 from faucet.errors import ConfigError
-from faucet.routes_config import RouteConfig, load_routes, normalise_route_tables
-from faucet.strategy import Strategy
 
 
 @pytest.fixture

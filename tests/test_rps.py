@@ -14,14 +14,14 @@ import pytest
 import trio
 
 from faucet.app import plan_router, plan_start
-from faucet.autoscale import Policy
-from faucet.config import load_config
-from faucet.cpus import available_cpus
+from faucet.config.cpus import available_cpus
+from faucet.config.routes import load_routes
+from faucet.config.settings import load_config
+from faucet.config.strategy import Strategy
 from faucet.errors import ConfigError
-from faucet.health import HEALTH_PATH
-from faucet.router import RouteTable
-from faucet.routes_config import load_routes
-from faucet.strategy import Strategy
+from faucet.pool.autoscale import Policy
+from faucet.proxy.health import HEALTH_PATH
+from faucet.proxy.router import RouteTable
 from tests.helpers import PLUMBER, SHINY, STANDIN, config_for, run_faucet
 from tests.test_app_types import QUARTO_STAND_IN
 

@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from faucet.cli import build_parser, parse
-from faucet.config import env_name, setting_keys
-from faucet.flags import DESCRIPTIONS, help_line
+from faucet.config.flags import DESCRIPTIONS, help_line
+from faucet.config.settings import env_name, setting_keys
 from tests.helpers import PLUMBER, ROOT, faucet_process, kill_session, wait_for_line
 
 STANDIN = str(ROOT / "tests" / "standin" / "Rscript")

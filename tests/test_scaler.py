@@ -13,14 +13,14 @@ from pathlib import Path
 import trio
 
 from faucet.app import free_port
-from faucet.autoscale import Policy
-from faucet.backend import Backend
-from faucet.config import Config
-from faucet.dispatch import Dispatcher
-from faucet.scaler import TICK, scale_workers
-from faucet.strategy import Strategy
-from faucet.supervisor import supervise_worker
-from faucet.workers import AppSpec
+from faucet.config.settings import Config
+from faucet.config.strategy import Strategy
+from faucet.pool.autoscale import Policy
+from faucet.pool.backend import Backend
+from faucet.pool.dispatch import Dispatcher
+from faucet.pool.scaler import TICK, scale_workers
+from faucet.workers.command import AppSpec
+from faucet.workers.supervisor import supervise_worker
 from tests.helpers import MARK, STANDIN, marked_processes, until
 
 AUTOJUMP = 0.01

@@ -12,9 +12,9 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from faucet.config import TelemetryConfig
-from faucet.router import RouteTable
-from faucet.routes_config import RouteConfig
+from faucet.config.routes import RouteConfig
+from faucet.config.settings import TelemetryConfig
+from faucet.proxy.router import RouteTable
 from tests.forwarder import Forwarder
 from tests.helpers import run_faucet
 from tests.shiny_client import ResumingClient, SessionGone

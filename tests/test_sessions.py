@@ -4,9 +4,9 @@ import uuid
 
 import pytest
 
-from faucet.backend import Backend
-from faucet.balancer import least_loaded
-from faucet.sessions import (
+from faucet.pool.backend import Backend
+from faucet.pool.balancer import least_loaded
+from faucet.proxy.shiny.sessions import (
     SESSION_HEADER,
     SHUTTING_DOWN,
     WORKER_GONE,

@@ -12,12 +12,12 @@ import pytest
 import trio
 
 import faucet.sinks
-from faucet.config import TelemetryConfig
+from faucet.config.settings import TelemetryConfig
 from faucet.errors import ConfigError
 from faucet.sinks import available_sinks, load_sink
 from faucet.sinks.null import NullSink
 from faucet.sinks.stdout import StdoutSink
-from faucet.telemetry import serve_telemetry
+from faucet.telemetry.recorder import serve_telemetry
 from tests.helpers import make_event, registered_sink
 from tests.test_telemetry import log_event
 

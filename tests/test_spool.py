@@ -4,7 +4,7 @@ when both are full."""
 import trio
 import trio.testing
 
-from faucet.spool import ResponseSpool
+from faucet.proxy.spool import ResponseSpool
 
 
 async def drain(spool: ResponseSpool) -> bytes:

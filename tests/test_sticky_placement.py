@@ -7,10 +7,10 @@ from http.cookies import SimpleCookie
 
 import attrs
 
-from faucet.balancer import LB_COOKIE, StickyCookie, cookie_key, parse_cookie, sticky_index
-from faucet.router import RouteTable
-from faucet.routes_config import RouteConfig
-from faucet.strategy import Strategy
+from faucet.config.routes import RouteConfig
+from faucet.config.strategy import Strategy
+from faucet.pool.balancer import LB_COOKIE, StickyCookie, cookie_key, parse_cookie, sticky_index
+from faucet.proxy.router import RouteTable
 from tests.helpers import ROOT, config_for, run_faucet
 
 STANDIN = str(ROOT / "tests" / "standin" / "Rscript")

@@ -1,6 +1,6 @@
 """The strategy vocabulary (pure)."""
 
-from faucet.strategy import Strategy
+from faucet.config.strategy import Strategy
 
 
 def test_values_are_the_names_users_type():

@@ -6,9 +6,9 @@ import attrs
 import pytest
 
 from faucet.app import plan_router, plan_start
-from faucet.app_kinds import strategy_for
-from faucet.config import load_config
-from faucet.strategy import Strategy
+from faucet.config.app_kinds import strategy_for
+from faucet.config.settings import load_config
+from faucet.config.strategy import Strategy
 from tests.helpers import PLUMBER, SHINY, config_for
 
 S = Strategy

@@ -19,12 +19,17 @@ import httpx
 import pytest
 import trio
 
-from faucet import supervisor
 from faucet.app import free_port
-from faucet.backend import Backend, Phase
-from faucet.config import Config
-from faucet.supervisor import RestartPolicy, WorkerProcess, stop_process_group, supervise_worker
-from faucet.workers import AppSpec, worker_argv, worker_env
+from faucet.config.settings import Config
+from faucet.pool.backend import Backend, Phase
+from faucet.workers import supervisor
+from faucet.workers.command import AppSpec, worker_argv, worker_env
+from faucet.workers.supervisor import (
+    RestartPolicy,
+    WorkerProcess,
+    stop_process_group,
+    supervise_worker,
+)
 from tests.helpers import MARK, STANDIN, marked_processes, until
 
 

@@ -9,12 +9,12 @@ import threading
 import pytest
 import trio
 
-from faucet.app_events import parse_line
-from faucet.config import TelemetryConfig, load_config
+from faucet.config.settings import TelemetryConfig, load_config
 from faucet.errors import ConfigError
 from faucet.events import HttpEvent, LogEvent
 from faucet.sinks import SinkHung, SinkUnavailable
-from faucet.telemetry import RETRY_MAX, Recorder, serve_telemetry
+from faucet.telemetry.recorder import RETRY_MAX, Recorder, serve_telemetry
+from faucet.workers.app_events import parse_line
 from tests.helpers import make_event, registered_sink
 from tests.test_app_events import NOW, marker, r_fields
 

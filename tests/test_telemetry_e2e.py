@@ -17,7 +17,7 @@ import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from faucet.app import free_port
-from faucet.config import TelemetryConfig
+from faucet.config.settings import TelemetryConfig
 from faucet.events import COLUMNS
 from tests.forwarder import Forwarder
 from tests.helpers import (

@@ -9,8 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from faucet.backend import Backend
-from faucet.upstream import UpstreamError, UpstreamPool
+from faucet.pool.backend import Backend
+from faucet.proxy.upstream import UpstreamError, UpstreamPool
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 

@@ -10,7 +10,7 @@ import wsproto
 from trio_websocket import ConnectionRejected, open_websocket_url
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from faucet.ws_budget import WebSocketBudget
+from faucet.http.ws_budget import WebSocketBudget
 from tests.helpers import run_faucet
 from tests.ws_support import echo_config
 

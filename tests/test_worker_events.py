@@ -10,10 +10,10 @@ from functools import partial
 import trio
 
 from faucet.app import free_port
-from faucet.app_events import WorkerEvents
-from faucet.backend import Backend
-from faucet.config import Config
-from faucet.supervisor import RestartPolicy, relay_output, supervise_worker
+from faucet.config.settings import Config
+from faucet.pool.backend import Backend
+from faucet.workers.app_events import WorkerEvents
+from faucet.workers.supervisor import RestartPolicy, relay_output, supervise_worker
 from tests.helpers import MARK, marked_processes, until
 from tests.test_app_events import marker, r_fields
 from tests.test_supervisor import Ceiling, LogWatch, spec

@@ -6,11 +6,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from faucet.app_kinds import KINDS
-from faucet.config import ENV_ALIASES, Config, TelemetryConfig, env_name, setting_keys
+from faucet.config.app_kinds import KINDS
+from faucet.config.settings import ENV_ALIASES, Config, TelemetryConfig, env_name, setting_keys
 from faucet.errors import ConfigError
-from faucet.supervisor import RestartPolicy, describe_exit
-from faucet.workers import (
+from faucet.workers.command import (
     AppSpec,
     detect_kind,
     resolve_kind,
@@ -18,6 +17,7 @@ from faucet.workers import (
     worker_argv,
     worker_env,
 )
+from faucet.workers.supervisor import RestartPolicy, describe_exit
 
 
 @pytest.mark.parametrize(("files", "kind"), [

@@ -8,6 +8,10 @@ It raises ``ConfigError`` for bad options; faucet then refuses to start.
 Only the configured sink is loaded, looked up in this order: the built-ins (``postgres``,
 ``stdout``, ``null``), the in-process registry (``register_sink``, for tests and embedding),
 then the entry points of group ``faucet.sinks`` of installed packages.
+
+The plugin API is ``__all__``: everything a sink needs is importable from here, and a
+plugin that imports nothing else of faucet keeps working when faucet's insides move
+(tests/test_layers.py holds the bundled example plugin to it).
 """
 
 from __future__ import annotations
@@ -16,13 +20,27 @@ import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from faucet.config.settings import TelemetryConfig
 from faucet.errors import ConfigError
+from faucet.events import Event, HttpEvent, LogEvent
 
-if TYPE_CHECKING:
-    from faucet.config import TelemetryConfig
-    from faucet.events import Event
+__all__ = [
+    "ConfigError",
+    "Event",
+    "HttpEvent",
+    "LogEvent",
+    "Sink",
+    "SinkError",
+    "SinkFactory",
+    "SinkHung",
+    "SinkUnavailable",
+    "TelemetryConfig",
+    "available_sinks",
+    "register_sink",
+    "unregister_sink",
+]
 
 ENTRY_POINT_GROUP = "faucet.sinks"
 _BUILTINS = {

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from faucet.events import HttpEvent, LogEvent
 
 if TYPE_CHECKING:
-    from faucet.config import TelemetryConfig
+    from faucet.config.settings import TelemetryConfig
     from faucet.events import Event
 
 

@@ -42,7 +42,7 @@ from faucet.sinks.pg_conninfo import ConnectionSettings, connection_settings
 if TYPE_CHECKING:
     from outcome import Outcome
 
-    from faucet.config import TelemetryConfig
+    from faucet.config.settings import TelemetryConfig
     from faucet.events import Event
 
 logger = logging.getLogger("faucet.telemetry")

@@ -12,7 +12,7 @@ import trio
 from faucet.events import HttpEvent, LogEvent
 
 if TYPE_CHECKING:
-    from faucet.config import TelemetryConfig
+    from faucet.config.settings import TelemetryConfig
     from faucet.events import Event
 
 

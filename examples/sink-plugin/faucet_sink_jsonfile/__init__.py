@@ -19,9 +19,7 @@ from typing import Any
 
 import trio
 
-from faucet.config import TelemetryConfig
-from faucet.errors import ConfigError
-from faucet.events import Event, HttpEvent, LogEvent
+from faucet.sinks import ConfigError, Event, HttpEvent, LogEvent, TelemetryConfig
 
 
 class JsonFileSink:

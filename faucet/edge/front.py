@@ -1,0 +1,468 @@
+"""The front door's listener: plain HTTP/1.1 served here, upgrades handed to hypercorn.
+
+Why not hypercorn for every request: measured here with a trivial ASGI app, hypercorn's
+HTTP/1.1 path costs ~0.42 ms of CPU per request (a task, a channel and an idle-timer task
+per request, two writes per response), while one task per connection running h11 and the
+app inline costs ~0.10 ms. On a 2-core box where R needs ~1.5 ms per request, that
+difference is ~15% of faucet's throughput. So requests are parsed with h11 (the parser
+hypercorn itself uses) and the ASGI app is called in the connection's own task; a
+response's head and first body piece leave in one write.
+
+hypercorn keeps everything else: a request that asks for an ``Upgrade`` (WebSocket, h2c)
+or a connection that opens with the HTTP/2 preface is handed to hypercorn's own connection
+server, with the bytes already read replayed first. Its config supplies the binds, the
+keep-alive timeout, the head size limit and the graceful timeout.
+
+Shutdown (``stopping`` set): stop accepting, close idle connections, answer in-flight
+requests with ``Connection: close``, then cancel what is left after the graceful timeout.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import re
+from http import HTTPStatus
+from urllib.parse import unquote
+
+import h11
+import trio
+from attrs import frozen
+
+from faucet.edge.hypercorn_adapter import HandOff, HypercornConfig, listeners
+from faucet.errors import BadRequestBody, ResponseRejected
+from faucet.http.headers import http_date
+
+log = logging.getLogger("faucet.front")
+RECEIVE_SIZE = 65536
+H2_PREFACE = b"PRI * HTTP/2.0"
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+_DISCONNECT = {"type": "http.disconnect"}
+_HEAD_END = re.compile(rb"\n\r?\n")  # where h11 finds the end of a head
+
+
+# accept() errors that mean "out of resources for now": wait and try again.
+_ACCEPT_CAPACITY = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY = 0.1  # seconds
+ERROR_LOG_EVERY = 10.0  # seconds between two log lines about one recurring error
+
+
+@frozen
+class Limits:
+    """What clients may ask of the front door."""
+
+    max_body: int = 1024 ** 3  # bytes of request body (413 above it)
+    max_connections: int = 4096  # open client connections (more wait in the backlog)
+    head_timeout: float = 10.0  # seconds for a whole request head, once begun (408)
+    send_timeout: float = 60.0  # seconds a client may take to accept a write
+
+
+async def serve(app, config: HypercornConfig, stopping: trio.Event, limits: Limits = Limits(),
+                *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``app`` on ``config.bind`` until ``stopping`` is set and the connections have
+    drained (or ``config.graceful_timeout`` has passed). Started with the bound URLs."""
+    bound, binds = listeners(config)
+    front = Front(app, config, stopping, limits)
+    async with trio.open_nursery() as connections:
+        async with trio.open_nursery() as accepting:
+            for listener in bound:
+                accepting.start_soon(front.accept, listener, connections)
+            task_status.started(binds)
+            await stopping.wait()
+            accepting.cancel_scope.cancel()
+        await front.close_idle()
+        connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+
+
+class Front:
+    """The per-connection HTTP/1.1 loop, and what shutdown needs to reach idle ones."""
+
+    def __init__(self, app, config: HypercornConfig, stopping: trio.Event, limits: Limits):
+        self.app = app
+        self.limits = limits
+        self.stopping = stopping
+        self.keep_alive = config.keep_alive_timeout
+        self.max_head = config.h11_max_incomplete_size
+        self.waiting: set[trio.CancelScope] = set()  # connections between requests
+        self.hand_off = HandOff(app, config)
+        self.slots = trio.Semaphore(limits.max_connections)
+        self.accept_errors = RateLimitedLog(ERROR_LOG_EVERY)
+        self.connection_errors = RateLimitedLog(ERROR_LOG_EVERY)
+
+    async def accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        """Accept connections while fewer than ``max_connections`` are open (the rest wait
+        in the kernel's backlog). Running out of file descriptors or memory is logged at
+        most once per ``ERROR_LOG_EVERY`` seconds, with a count, and retried. The
+        listener closes when this is cancelled (shutdown: no new connections)."""
+        async with listener:
+            await self._accept(listener, nursery)
+
+    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            await self.slots.acquire()
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                self.slots.release()
+                if exc.errno not in _ACCEPT_CAPACITY:
+                    raise
+                self.accept_errors.note(f"cannot accept connections: {exc.strerror}; "
+                                        "raise the open-file limit or lower max_connections")
+                await trio.sleep(ACCEPT_RETRY)
+                continue
+            nursery.start_soon(self.serve_connection, stream)
+
+    async def close_idle(self) -> None:
+        for scope in list(self.waiting):
+            scope.cancel()
+        await self.hand_off.close_idle()
+
+    async def serve_connection(self, stream: trio.SocketStream) -> None:
+        """Serve one client connection. Whatever goes wrong in it ends it alone: it is
+        logged (at most once per ``ERROR_LOG_EVERY`` seconds, with a count) and closed,
+        and every other connection, the workers and faucet carry on."""
+        try:
+            await self._serve(stream)
+        except _BROKEN:
+            pass  # the client went away
+        except Exception as exc:
+            self.connection_errors.note("a client connection failed and was closed", exc)
+        finally:
+            self.slots.release()
+            await trio.aclose_forcefully(stream)
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        sock = stream.socket
+        client, server = sock.getpeername()[:2], sock.getsockname()[:2]
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
+        raw = bytearray()  # the bytes of the request head being read, for a hand-off
+        first = True
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                await _refuse(stream, conn, exc)
+                return
+            if event is h11.NEED_DATA:
+                data = await self._receive_head(stream, raw)
+                if data is None:
+                    await _send_quietly(stream, _plain(408, "Request Timeout: the request "
+                                        f"head took over {self.limits.head_timeout:g}s"))
+                    return
+                if not data:  # end of stream, keep-alive timeout or shutdown
+                    return
+                if first and data.startswith(H2_PREFACE):
+                    await self._hand_off(stream, data)
+                    return
+                first = False
+                raw += data
+                conn.receive_data(data)
+                continue
+            if type(event) is not h11.Request:  # ConnectionClosed (or PAUSED after an error)
+                return
+            refusal = self._refusal(event)
+            if refusal is not None:
+                await _send_quietly(stream, refusal)
+                return
+            if any(name == b"upgrade" for name, _ in event.headers):
+                await self._hand_off(stream, raw)
+                return
+            if not _has_body(event.headers):
+                conn.next_event()  # h11 ends a request without a body at once
+            exchange = _Exchange(conn, stream, self.stopping, self.limits)
+            await self._call_app(exchange, _scope(event, client, server))
+            if not exchange.reusable() or self.stopping.is_set():
+                return
+            conn.start_next_cycle()
+            raw = bytearray(conn.trailing_data[0])
+
+    def _refusal(self, request: h11.Request) -> bytes | None:
+        """The answer to a request head that must not reach an app, if any: one over the
+        head limit however it arrived (h11 checks only heads still incomplete), one
+        framed twice (Content-Length and Transfer-Encoding: front and worker could
+        disagree on where it ends), or a body declared over ``max_body``."""
+        size = len(request.target)
+        framing = 0  # one for Content-Length, two for Transfer-Encoding
+        declared = 0
+        for name, value in request.headers:  # one pass: this runs for every request
+            size += len(name) + len(value) + 4
+            if name == b"content-length":
+                framing |= 1
+                declared = int(value)
+            elif name == b"transfer-encoding":
+                framing |= 2
+        if size > self.max_head:
+            return _plain(431, f"Request Header Fields Too Large: the head is over "
+                               f"{self.max_head} bytes")
+        if framing == 3:
+            return _plain(400, "Bad Request: both Content-Length and Transfer-Encoding")
+        if declared > self.limits.max_body:
+            return _plain(413, f"Content Too Large: the body is over "
+                               f"{self.limits.max_body} bytes")
+        return None
+
+    async def _receive_head(self, stream: trio.SocketStream, begun: bytearray) -> bytes | None:
+        """Bytes that end the request head ``begun`` holds the start of (or a new one).
+
+        b"" when the client closes, the keep-alive timeout passes before a head begins, or
+        shutdown begins; None when a head misses its deadline, ``head_timeout`` after its
+        first byte (a total, not reset by each byte: slowloris). Bytes are gathered here
+        until the head's blank line arrives (or the head is over the limit), so a head
+        trickled a byte at a time costs one read each, not a parse and a timer each.
+        """
+        if self.stopping.is_set():
+            return b""
+        got = bytearray()
+        now = trio.current_time()
+        timeout = self.limits.head_timeout if begun else self.keep_alive
+        with trio.CancelScope(deadline=now + timeout) as scope:
+            self.waiting.add(scope)
+            try:
+                while True:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                    if not data:
+                        return bytes(got)
+                    if not begun and not got:  # the head's first byte: its clock starts
+                        scope.deadline = trio.current_time() + self.limits.head_timeout
+                    got += data
+                    # (the HTTP/2 preface ends with a blank line too)
+                    if (_HEAD_END.search(begun[-3:] + got[-len(data) - 3:])
+                            or len(begun) + len(got) > self.max_head):
+                        return bytes(got)
+            finally:
+                self.waiting.discard(scope)
+        return None if (begun or got) and not self.stopping.is_set() else b""
+
+    async def _call_app(self, exchange: _Exchange, scope: dict) -> None:
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except ResponseRejected:
+            pass
+        except Exception:
+            log.exception("faucet: error while serving %s %s", scope["method"],
+                          scope["raw_path"].decode("latin-1"))
+        if not exchange.complete:
+            await exchange.fail()
+
+    async def _hand_off(self, stream: trio.SocketStream, data: bytes | bytearray) -> None:
+        """Let hypercorn serve the rest of the connection, starting with ``data``."""
+        await self.hand_off.serve(Replay(stream, bytes(data), self.limits.send_timeout))
+
+
+def _has_body(headers) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding" or name == b"content-length" and value != b"0":
+            return True
+    return False
+
+
+def _scope(request: h11.Request, client, server) -> dict:
+    path, _, query = request.target.partition(b"?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": request.http_version.decode(),
+        "method": request.method.decode("ascii").upper(),
+        "scheme": "http",
+        "path": unquote(path.decode("ascii")),
+        "raw_path": path,
+        "query_string": query,
+        "root_path": "",
+        "headers": list(request.headers),
+        "client": client,
+        "server": server,
+        "extensions": {},
+    }
+
+
+class _Exchange:
+    """One request/response on a connection: the ASGI ``receive`` and ``send``."""
+
+    __slots__ = ("conn", "stream", "stopping", "body_left", "send_timeout", "status", "headers",
+                 "started", "complete", "gone")
+
+    def __init__(self, conn: h11.Connection, stream: trio.SocketStream, stopping: trio.Event,
+                 limits: Limits):
+        self.conn = conn
+        self.stream = stream
+        self.stopping = stopping
+        self.body_left = limits.max_body
+        self.send_timeout = limits.send_timeout
+        self.status = 500
+        self.headers: list = []
+        self.started = False  # the response head has been written
+        self.complete = False  # the whole response has been written
+        self.gone = False  # the client's connection broke
+
+    async def receive(self) -> dict:
+        """The next piece of the request body, or ``http.disconnect`` once the client has
+        gone (or the body has been read; faucet never waits for a disconnect).
+        BadRequestBody when the body is malformed or over the limit."""
+        conn = self.conn
+        if self.gone or conn.their_state is not h11.SEND_BODY:
+            return _DISCONNECT
+        if conn.they_are_waiting_for_100_continue:
+            await self._write(conn.send(h11.InformationalResponse(status_code=100,
+                                                                  headers=[])))
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise BadRequestBody(400, f"Bad Request: {exc}") from None
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                except _BROKEN:
+                    data = b""
+                conn.receive_data(data)
+                continue
+            if type(event) is h11.Data:
+                self.body_left -= len(event.data)
+                if self.body_left < 0:
+                    raise BadRequestBody(413, "Content Too Large: the body is over the limit")
+                return {"type": "http.request", "body": bytes(event.data), "more_body": True}
+            if type(event) is h11.EndOfMessage:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return _DISCONNECT
+
+    async def send(self, message: dict) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", ()))
+            return
+        if kind != "http.response.body" or self.complete:
+            return
+        conn = self.conn
+        out = b""
+        if not self.started:
+            self.started = True
+            if self.stopping.is_set() or conn.their_state is not h11.DONE:
+                # shutting down, or a request body left unread: no next request here
+                self.headers.append((b"connection", b"close"))
+            try:
+                out = conn.send(h11.Response(status_code=self.status, headers=self.headers,
+                                             reason=_REASONS.get(self.status, b"")))
+            except h11.LocalProtocolError as exc:
+                self.complete = True
+                await self._write(_plain(502, f"Bad Gateway: invalid response head ({exc})"))
+                raise ResponseRejected(str(exc)) from exc
+        body = message.get("body", b"")
+        if body:
+            out += conn.send(h11.Data(data=body))
+        if not message.get("more_body", False):
+            out += conn.send(h11.EndOfMessage())
+            self.complete = True
+        await self._write(out)
+
+    async def fail(self) -> None:
+        """End an exchange the app left unfinished: a 500 if nothing was sent yet."""
+        self.complete = True
+        if not self.started:
+            self.started = True
+            await self._write(_plain(500, "Internal Server Error"))
+
+    def reusable(self) -> bool:
+        """After the app returns: whether the connection can serve another request."""
+        conn = self.conn
+        return not self.gone and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+    async def _write(self, data: bytes) -> None:
+        """Write to the client; one that has gone, or has not taken a write within
+        ``send_timeout``, is given up on: the app goes on, its writes go nowhere, and the
+        connection closes (the app, and the R worker behind it, are never held)."""
+        if self.gone:
+            return
+        with trio.move_on_after(self.send_timeout):
+            try:
+                await self.stream.send_all(data)
+                return
+            except _BROKEN:
+                pass
+        self.gone = True
+
+
+def _plain(status: int, text: str) -> bytes:
+    """A whole response faucet's front writes itself, closing the connection."""
+    body = (text + "\n").encode()
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\ndate: %s\r\nconnection: close\r\n\r\n%s"
+            % (status, _REASONS[status], len(body), http_date(), body))
+
+
+async def _refuse(stream: trio.SocketStream, conn: h11.Connection,
+                  exc: h11.RemoteProtocolError) -> None:
+    """Answer a request h11 cannot parse (400, or 431 for a head over the size limit)."""
+    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        status = exc.error_status_hint
+        await _send_quietly(stream, _plain(status, f"{_REASONS[status].decode()}: {exc}"))
+
+
+async def _send_quietly(stream: trio.SocketStream, data: bytes) -> None:
+    """Write a last answer; a client already gone does not matter."""
+    try:
+        await stream.send_all(data)
+    except _BROKEN:
+        pass
+
+
+class RateLimitedLog:
+    """Logs a recurring error at most once per ``every`` seconds, with how many times it
+    happened since the last line (not a traceback each time)."""
+
+    def __init__(self, every: float):
+        self.every = every
+        self.next_line = -math.inf
+        self.unlogged = 0
+
+    def note(self, message: str, exc: BaseException | None = None) -> None:
+        """One more occurrence; ``exc``'s traceback goes with the lines that are logged."""
+        self.unlogged += 1
+        now = trio.current_time()
+        if now >= self.next_line:
+            log.error("%s (%d occurrences since the last report)", message, self.unlogged,
+                      exc_info=exc)
+            self.unlogged = 0
+            self.next_line = now + self.every
+
+
+class Replay:
+    """The client's stream as hypercorn's connection server sees it: the bytes faucet
+    already read come first. (No ``do_handshake``: hypercorn takes it for plain TCP.)
+
+    hypercorn serialises its own writes but calls ``send_eof`` outside that lock, so a
+    close racing a write raised trio.BusyResourceError out of the connection; here every
+    write and the EOF take turns. A write the client has not taken within
+    ``send_timeout`` breaks the stream, as on faucet's own HTTP/1.1 path (hypercorn has
+    no send timeout of its own).
+    """
+
+    def __init__(self, stream: trio.SocketStream, data: bytes, send_timeout: float):
+        self._stream = stream
+        self._data = data
+        self._send_timeout = send_timeout
+        self._sending = trio.Lock()
+        self.socket = stream.socket
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._data:
+            data, self._data = self._data, b""
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data) -> None:
+        async with self._sending:
+            with trio.move_on_after(self._send_timeout):
+                await self._stream.send_all(data)
+                return
+        await self._stream.aclose()
+        raise trio.BrokenResourceError(f"the client took no write for {self._send_timeout:g}s")
+
+    async def send_eof(self) -> None:
+        async with self._sending:
+            await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()

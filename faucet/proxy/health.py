@@ -1,0 +1,32 @@
+"""The health endpoint's answer (pure: state in, status and JSON body out)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from faucet.proxy.mount import Mount
+
+HEALTH_PATH = "/__faucet__/health"
+
+
+# What only a trusted client sees (``health_details``): where the processes are.
+_DETAILS = ("pid", "port")
+
+
+def health(mounts: Sequence[Mount], telemetry, websockets: dict, sessions,
+           details: bool = True) -> tuple[int, dict]:
+    """200 while any worker is online, else 503; every worker's state (pids and ports
+    only with ``details``), the requests waiting for one, WebSocket sessions and their
+    memory, the Shiny sessions faucet holds, and telemetry's statistics."""
+    workers = [b.state() for m in mounts for b in m.backends]
+    if not details:
+        workers = [{k: v for k, v in w.items() if k not in _DETAILS} for w in workers]
+    online = sum(w["online"] for w in workers)
+    body = {"status": "ok" if online else "unavailable", "online": online,
+            "workers": workers,
+            "queued": sum(m.dispatcher.queued() for m in mounts),
+            "websockets": websockets, "sessions": attrs.asdict(sessions),
+            "telemetry": attrs.asdict(telemetry)}
+    return (200 if online else 503), body

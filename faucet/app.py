@@ -33,9 +33,9 @@ from faucet.http.ws_budget import WebSocketBudget
 from faucet.logs import worker_logger
 from faucet.pool.autoscale import Policy
 from faucet.pool.backend import Backend
-from faucet.pool.balancer import StickyCookie
 from faucet.pool.dispatch import Dispatcher
 from faucet.pool.scaler import scale_workers
+from faucet.pool.sticky import StickyCookie
 from faucet.proxy.handler import Proxy
 from faucet.proxy.mount import Mount
 from faucet.proxy.shiny.session_host import SessionHost

@@ -286,6 +286,29 @@ async def until(condition: Callable[[], object]) -> None:
             await trio.sleep(POLL)
 
 
+class AsgiApp:
+    """A plain ASGI app as faucet's front door calls its app (faucet's Proxy takes the
+    typed Request itself); the requests the front refused are kept in ``refusals``."""
+
+    def __init__(self, app):
+        self.app = app
+        self.refusals: list[tuple[str, bytes, int]] = []
+
+    async def serve_http(self, request, receive, send) -> None:
+        await self.app({"type": "http", "http_version": request.http_version,
+                        "method": request.method, "scheme": request.scheme,
+                        "path": request.path, "raw_path": request.raw_path,
+                        "query_string": request.query, "root_path": "",
+                        "headers": list(request.headers), "client": request.client},
+                       receive, send)
+
+    def refused(self, request, status: int) -> None:
+        self.refusals.append((request.method, request.raw_path, status))
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.app(scope, receive, send)
+
+
 async def start_front(nursery: trio.Nursery, app, limits: Limits | None = None,
                       max_head: int = 16384) -> tuple[int, trio.Event]:
     """faucet's front door serving ``app`` on a free loopback port: (port, the event that
@@ -297,7 +320,7 @@ async def start_front(nursery: trio.Nursery, app, limits: Limits | None = None,
     config.h11_max_incomplete_size = max_head
     config.graceful_timeout = 5
     stopping = trio.Event()
-    binds = await nursery.start(serve_front, app, config, stopping, limits)
+    binds = await nursery.start(serve_front, AsgiApp(app), config, stopping, limits)
     return int(binds[0].rsplit(":", 1)[1]), stopping
 
 

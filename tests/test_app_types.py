@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from faucet.pool.balancer import cookie_for_index
+from faucet.pool.sticky import cookie_for_index
 from tests.helpers import FASTAPI, config_for, run_faucet, run_to_exit
 
 # Answers every GET with what faucet started it with: argv, cwd and FAUCET_WORKER_ID.

@@ -5,19 +5,10 @@ import uuid
 
 import pytest
 
+from faucet.http.client_ip import BadClientIp, client_ip
 from faucet.pool.backend import Backend
-from faucet.pool.balancer import (
-    BadClientIp,
-    client_ip,
-    cookie_for_index,
-    cookie_key,
-    ip_key,
-    least_busy,
-    next_online,
-    parse_cookie,
-    set_cookie_header,
-    sticky_index,
-)
+from faucet.pool.balancer import least_busy, next_online
+from faucet.pool.sticky import StickyCookie, cookie_for_index, cookie_key, ip_key, sticky_index
 from tests.helpers import make_backends, set_online
 
 
@@ -61,11 +52,12 @@ def test_cookie_for_index_lands_on_that_worker():
 
 def test_cookie_round_trip():
     value = uuid.uuid4()
-    header = set_cookie_header(value)
+    cookie = StickyCookie()
+    header = cookie.set_header(value)
     assert header.endswith(b"; Path=/; HttpOnly; SameSite=Lax")
-    assert parse_cookie(b"a=1; " + header.split(b";")[0] + b"; b=2") == value
-    assert parse_cookie(b"FAUCET_LB_COOKIE=not-a-uuid") is None
-    assert parse_cookie(b"other=1") is None
+    assert cookie.read(b"a=1; " + header.split(b";")[0] + b"; b=2") == value
+    assert cookie.read(b"FAUCET_LB_COOKIE=not-a-uuid") is None
+    assert cookie.read(b"other=1") is None and cookie.read(None) is None
 
 
 def test_client_ip_modes():

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from faucet.pool.balancer import LB_COOKIE, cookie_key, sticky_index
+from faucet.pool.sticky import LB_COOKIE, cookie_key, sticky_index
 from tests.helpers import SHINY, served
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from faucet.pool.balancer import LB_COOKIE, cookie_key, ip_key, sticky_index
+from faucet.pool.sticky import LB_COOKIE, cookie_key, ip_key, sticky_index
 from tests.helpers import config_for, run_faucet
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import attrs
 
 from faucet.config.routes import RouteConfig
 from faucet.config.strategy import Strategy
-from faucet.pool.balancer import LB_COOKIE, StickyCookie, cookie_key, parse_cookie, sticky_index
+from faucet.pool.sticky import LB_COOKIE, StickyCookie, cookie_key, sticky_index
 from faucet.proxy.router import RouteTable
 from tests.helpers import ROOT, config_for, run_faucet
 
@@ -19,8 +19,8 @@ STANDIN = str(ROOT / "tests" / "standin" / "Rscript")
 def worker_of(set_cookie: str, workers: int) -> int:
     """The 1-based worker a Set-Cookie value maps to."""
     morsel = next(iter(SimpleCookie(set_cookie).values()))
-    value = parse_cookie(f"{morsel.key}={morsel.value}".encode(),
-                         StickyCookie(morsel.key, morsel["path"]))
+    value = StickyCookie(morsel.key, morsel["path"]).read(
+        f"{morsel.key}={morsel.value}".encode())
     return sticky_index(cookie_key(value), workers) + 1
 
 

@@ -10,7 +10,7 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from faucet.config.settings import TelemetryConfig
-from faucet.pool.balancer import LB_COOKIE
+from faucet.pool.sticky import LB_COOKIE
 from tests.helpers import SHINY, config_for, run_faucet
 from tests.ws_support import echo_config
 

@@ -8,6 +8,11 @@ difference is ~15% of faucet's throughput. So requests are parsed with h11 (the 
 hypercorn itself uses) and the ASGI app is called in the connection's own task; a
 response's head and first body piece leave in one write.
 
+The app is faucet's Proxy: ``serve_http(request, receive, send)`` for a request on this
+path (a ``faucet.http.request.Request`` built here from h11's, no ASGI scope dict),
+``refused(request, status)`` for a request refused here (413, 431, 400 for ambiguous
+framing), so every answer is accounted for, and the ASGI callable for hypercorn.
+
 hypercorn keeps everything else: a request that asks for an ``Upgrade`` (WebSocket, h2c)
 or a connection that opens with the HTTP/2 preface is handed to hypercorn's own connection
 server, with the bytes already read replayed first. Its config supplies the binds, the
@@ -24,7 +29,6 @@ import logging
 import math
 import re
 from http import HTTPStatus
-from urllib.parse import unquote
 
 import h11
 import trio
@@ -33,6 +37,7 @@ from attrs import frozen
 from faucet.edge.hypercorn_adapter import HandOff, HypercornConfig, listeners
 from faucet.errors import BadRequestBody, ResponseRejected
 from faucet.http.headers import http_date
+from faucet.http.request import Request, parse_request_line
 
 log = logging.getLogger("faucet.front")
 RECEIVE_SIZE = 65536
@@ -90,6 +95,7 @@ class Front:
         self.slots = trio.Semaphore(limits.max_connections)
         self.accept_errors = RateLimitedLog(ERROR_LOG_EVERY)
         self.connection_errors = RateLimitedLog(ERROR_LOG_EVERY)
+        self.unparsed = RateLimitedLog(ERROR_LOG_EVERY)
 
     async def accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         """Accept connections while fewer than ``max_connections`` are open (the rest wait
@@ -134,8 +140,7 @@ class Front:
             await trio.aclose_forcefully(stream)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
-        sock = stream.socket
-        client, server = sock.getpeername()[:2], sock.getsockname()[:2]
+        client = stream.socket.getpeername()[:2]
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
         raw = bytearray()  # the bytes of the request head being read, for a hand-off
         first = True
@@ -143,13 +148,16 @@ class Front:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                await _refuse(stream, conn, exc)
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    status = exc.error_status_hint
+                    await self._refuse(stream, raw, client, status,
+                                       f"{_REASONS[status].decode()}: {exc}")
                 return
             if event is h11.NEED_DATA:
                 data = await self._receive_head(stream, raw)
                 if data is None:
-                    await _send_quietly(stream, _plain(408, "Request Timeout: the request "
-                                        f"head took over {self.limits.head_timeout:g}s"))
+                    await self._refuse(stream, raw, client, 408, "Request Timeout: the "
+                                       f"request head took over {self.limits.head_timeout:g}s")
                     return
                 if not data:  # end of stream, keep-alive timeout or shutdown
                     return
@@ -162,9 +170,11 @@ class Front:
                 continue
             if type(event) is not h11.Request:  # ConnectionClosed (or PAUSED after an error)
                 return
+            request = _request(event, client)
             refusal = self._refusal(event)
             if refusal is not None:
-                await _send_quietly(stream, refusal)
+                self.app.refused(request, refusal[0])
+                await _send_quietly(stream, _plain(*refusal))
                 return
             if any(name == b"upgrade" for name, _ in event.headers):
                 await self._hand_off(stream, raw)
@@ -172,13 +182,13 @@ class Front:
             if not _has_body(event.headers):
                 conn.next_event()  # h11 ends a request without a body at once
             exchange = _Exchange(conn, stream, self.stopping, self.limits)
-            await self._call_app(exchange, _scope(event, client, server))
+            await self._call_app(exchange, request)
             if not exchange.reusable() or self.stopping.is_set():
                 return
             conn.start_next_cycle()
             raw = bytearray(conn.trailing_data[0])
 
-    def _refusal(self, request: h11.Request) -> bytes | None:
+    def _refusal(self, request: h11.Request) -> tuple[int, str] | None:
         """The answer to a request head that must not reach an app, if any: one over the
         head limit however it arrived (h11 checks only heads still incomplete), one
         framed twice (Content-Length and Transfer-Encoding: front and worker could
@@ -194,14 +204,24 @@ class Front:
             elif name == b"transfer-encoding":
                 framing |= 2
         if size > self.max_head:
-            return _plain(431, f"Request Header Fields Too Large: the head is over "
-                               f"{self.max_head} bytes")
+            return 431, f"Request Header Fields Too Large: the head is over {self.max_head} bytes"
         if framing == 3:
-            return _plain(400, "Bad Request: both Content-Length and Transfer-Encoding")
+            return 400, "Bad Request: both Content-Length and Transfer-Encoding"
         if declared > self.limits.max_body:
-            return _plain(413, f"Content Too Large: the body is over "
-                               f"{self.limits.max_body} bytes")
+            return 413, f"Content Too Large: the body is over {self.limits.max_body} bytes"
         return None
+
+    async def _refuse(self, stream: trio.SocketStream, head: bytes | bytearray, client,
+                      status: int, text: str) -> None:
+        """Answer a head refused before h11 could parse it whole (400, 408, 431):
+        recorded when its request line parses, else one rate-limited log line."""
+        request = parse_request_line(bytes(head[:8192]), client)
+        if request is not None:
+            self.app.refused(request, status)
+        elif head:
+            self.unparsed.note(f"answered {status} to a client whose request line does "
+                               "not parse (not recorded)")
+        await _send_quietly(stream, _plain(status, text))
 
     async def _receive_head(self, stream: trio.SocketStream, begun: bytearray) -> bytes | None:
         """Bytes that end the request head ``begun`` holds the start of (or a new one).
@@ -233,16 +253,19 @@ class Front:
                         return bytes(got)
             finally:
                 self.waiting.discard(scope)
-        return None if (begun or got) and not self.stopping.is_set() else b""
+        if (begun or got) and not self.stopping.is_set():
+            begun += got  # for the 408's record of the request line
+            return None
+        return b""
 
-    async def _call_app(self, exchange: _Exchange, scope: dict) -> None:
+    async def _call_app(self, exchange: _Exchange, request: Request) -> None:
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            await self.app.serve_http(request, exchange.receive, exchange.send)
         except ResponseRejected:
             pass
         except Exception:
-            log.exception("faucet: error while serving %s %s", scope["method"],
-                          scope["raw_path"].decode("latin-1"))
+            log.exception("faucet: error while serving %s %s", request.method,
+                          request.raw_path.decode("latin-1"))
         if not exchange.complete:
             await exchange.fail()
 
@@ -258,23 +281,11 @@ def _has_body(headers) -> bool:
     return False
 
 
-def _scope(request: h11.Request, client, server) -> dict:
-    path, _, query = request.target.partition(b"?")
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": request.http_version.decode(),
-        "method": request.method.decode("ascii").upper(),
-        "scheme": "http",
-        "path": unquote(path.decode("ascii")),
-        "raw_path": path,
-        "query_string": query,
-        "root_path": "",
-        "headers": list(request.headers),
-        "client": client,
-        "server": server,
-        "extensions": {},
-    }
+def _request(event: h11.Request, client) -> Request:
+    path, _, query = event.target.partition(b"?")
+    return Request(method=event.method.decode("ascii").upper(), raw_path=path, query=query,
+                   http_version=event.http_version.decode(), scheme="http", client=client,
+                   headers=event.headers)
 
 
 class _Exchange:
@@ -390,14 +401,6 @@ def _plain(status: int, text: str) -> bytes:
     return (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\ndate: %s\r\nconnection: close\r\n\r\n%s"
             % (status, _REASONS[status], len(body), http_date(), body))
-
-
-async def _refuse(stream: trio.SocketStream, conn: h11.Connection,
-                  exc: h11.RemoteProtocolError) -> None:
-    """Answer a request h11 cannot parse (400, or 431 for a head over the size limit)."""
-    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-        status = exc.error_status_hint
-        await _send_quietly(stream, _plain(status, f"{_REASONS[status].decode()}: {exc}"))
 
 
 async def _send_quietly(stream: trio.SocketStream, data: bytes) -> None:

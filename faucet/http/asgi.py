@@ -40,8 +40,3 @@ async def body_piece(receive) -> tuple[bytes, bool]:
     if message["type"] == "http.disconnect":
         raise ClientGone()
     return message.get("body", b""), message.get("more_body", False)
-
-
-def peer(scope) -> str | None:
-    client = scope.get("client")
-    return client[0] if client else None

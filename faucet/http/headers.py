@@ -36,7 +36,7 @@ FAUCET_FIELDS = frozenset({
 
 
 @define(slots=True)
-class ClientRequest:
+class RequestHeaders:
     """What the proxy reads from the client's request in one pass over its headers."""
 
     headers: Headers  # the end-to-end ones, forwarded as they are
@@ -64,10 +64,10 @@ def hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return HOP_BY_HOP.union(named).difference(FRAMING) if named else HOP_BY_HOP
 
 
-def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> ClientRequest:
+def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> RequestHeaders:
     """Split the client's headers into those forwarded and those faucet acts on."""
     dropped = hop_by_hop(scope_headers)
-    request = ClientRequest(headers=[], has_body=False)
+    request = RequestHeaders(headers=[], has_body=False)
     forwarded = request.headers
     for name, value in scope_headers:
         if name == b"content-length":
@@ -101,7 +101,7 @@ def read_request(scope_headers: Sequence[tuple[bytes, bytes]]) -> ClientRequest:
     return request
 
 
-def upstream_headers(request: ClientRequest, *, scheme: str, peer: str | None,
+def upstream_headers(request: RequestHeaders, *, scheme: str, peer: str | None,
                      trust_forwarded: bool, prefix: bytes | None,
                      request_uuid: uuid.UUID) -> Headers:
     """The headers a worker receives: the client's end-to-end ones, then X-Forwarded-For

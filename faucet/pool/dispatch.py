@@ -33,8 +33,8 @@ from faucet.pool.balancer import (
     least_loaded,
     next_online,
     pipeline_target,
-    sticky_index,
 )
+from faucet.pool.sticky import sticky_index
 
 QUICK_JOB = 0.02  # seconds: a job this quick may wait behind another quick one
 MAX_JOBS = 4096  # distinct jobs whose durations are remembered (the rest count as slow)

@@ -10,6 +10,7 @@ import attrs
 from attrs import define
 
 from faucet.events import HttpEvent, uuid7
+from faucet.http.request import Request
 from faucet.logs import log_access
 from faucet.pool.backend import Backend
 from faucet.telemetry.recorder import Recorder
@@ -19,9 +20,8 @@ from faucet.telemetry.recorder import Recorder
 class EventDraft:
     """What is known of an exchange before the response: its telemetry event's inputs."""
 
-    scope: dict
+    request: Request
     path: bytes  # as the worker sees it
-    query: bytes
     ip: object
     user_agent: str | None
     route: str | None
@@ -33,11 +33,11 @@ def record_exchange(recorder: Recorder, draft: EventDraft, status: int,
     """Log the exchange and hand its event to telemetry; ``since`` is the perf_counter
     when the exchange's clock started (telemetry's ``elapsed``)."""
     elapsed = (time.perf_counter() - since) * 1000
-    scope = draft.scope
-    http_version = "HTTP/" + scope["http_version"]
-    raw_path = (scope.get("raw_path") or draft.path).decode("latin-1")
-    query = draft.query.decode("latin-1")
-    log_access(str(draft.ip) if draft.ip else "-", scope["method"],
+    request = draft.request
+    http_version = "HTTP/" + request.http_version
+    raw_path = request.raw_path.decode("latin-1")
+    query = request.query.decode("latin-1")
+    log_access(str(draft.ip) if draft.ip else "-", request.method,
                raw_path + "?" + query if query else raw_path, http_version, status,
                draft.user_agent, elapsed, backend.worker_id if backend else None,
                draft.route)
@@ -50,7 +50,7 @@ def record_exchange(recorder: Recorder, draft: EventDraft, status: int,
             worker_route=draft.route,
             worker_id=backend.worker_id if backend else None,
             ip_addr=draft.ip,
-            method=scope["method"],
+            method=request.method,
             path=draft.path.decode("latin-1"),
             query_params=query or None,
             http_version=http_version,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from attrs import define
 
 from faucet.pool.backend import Backend
-from faucet.pool.balancer import StickyCookie
 from faucet.pool.dispatch import Dispatcher
+from faucet.pool.sticky import StickyCookie
 from faucet.proxy.upstream import UpstreamPool
 
 

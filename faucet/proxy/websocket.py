@@ -34,7 +34,8 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from faucet.http.asgi import handshake_responder, respond
-from faucet.http.headers import ClientRequest, Headers, hop_by_hop
+from faucet.http.headers import Headers, RequestHeaders, hop_by_hop
+from faucet.http.request import Request as ClientRequest
 from faucet.http.ws_budget import WebSocketBudget
 from faucet.pool.backend import Backend
 from faucet.proxy.upstream import open_worker_stream
@@ -73,16 +74,16 @@ _SHUTDOWN = _End((1001, "faucet is shutting down"),
 _WORKER_GONE = _End((1011, "the worker went away"), None)
 
 
-def worker_handshake(request: ClientRequest, target: bytes, headers: Headers,
-                     scope: dict) -> Request:
+def worker_handshake(request: ClientRequest, fields: RequestHeaders, target: bytes,
+                     headers: Headers) -> Request:
     """faucet's handshake to the worker: the client's path, subprotocols and headers
     (less those each leg writes for itself), deflate when the client offered it."""
     return Request(
-        host=(request.host or b"localhost").decode("latin-1"),
+        host=(fields.host or b"localhost").decode("latin-1"),
         target=target.decode("latin-1"),
         extra_headers=[(name, value) for name, value in headers if name not in _HANDSHAKE],
-        subprotocols=scope["subprotocols"],
-        extensions=[PerMessageDeflate()] if _offers_deflate(scope["headers"]) else [])
+        subprotocols=list(request.subprotocols),
+        extensions=[PerMessageDeflate()] if _offers_deflate(request.headers) else [])
 
 
 class WorkerLeg:

@@ -33,6 +33,7 @@ import trio
 from wsproto.events import CloseConnection
 
 from faucet.config.settings import Config
+from faucet.http.request import Request
 from faucet.http.ws_budget import WebSocketBudget
 from faucet.pool.backend import Backend
 from faucet.proxy.mount import Mount
@@ -187,12 +188,11 @@ class SessionHost:
                                  sum(not live.attached for live in self.registry),
                                  self.budget.used)
 
-    def place(self, mount: Mount, scope: dict, path: bytes,
+    def place(self, mount: Mount, request: Request, path: bytes,
               preferred: Backend | None = None) -> Placement:
         return place(self.registry, mount.backends, self.max_sessions,
-                     websocket=scope["type"] == "websocket", method=scope["method"],
-                     path=path, query=scope["query_string"], headers=scope["headers"],
-                     preferred=preferred)
+                     websocket=request.websocket, method=request.method, path=path,
+                     query=request.query, headers=request.headers, preferred=preferred)
 
     async def open(self, placement: Placement, reservation: Reservation, worker: WorkerLeg,
                    receive, send) -> None:
@@ -205,10 +205,10 @@ class SessionHost:
         reservation.release()
         await self._serve_leg(live, live.leg, receive, send, 0, resumed=False)
 
-    async def join(self, placement: Placement, scope: dict, receive, send) -> None:
+    async def join(self, placement: Placement, request: Request, receive, send) -> None:
         """A reconnect: resume the session it names, or tell its page to reload."""
         live = placement.session
-        offered = scope.get("subprotocols") or ()
+        offered = request.subprotocols
         subprotocol = None
         if live is not None:
             subprotocol = live.worker.subprotocol if live.worker.subprotocol in offered else None

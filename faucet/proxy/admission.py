@@ -1,0 +1,197 @@
+"""Admission: which app a request is for, who sent it, and which worker takes it.
+
+Every refusal on the way is an HTTP answer, given and recorded here: 400 for a bad
+client-IP header (``--ip-from``), 404 for no route, 308 to a route's canonical prefix,
+503 when every worker of a Shiny app holds ``max_sessions``, 503 + Retry-After when no
+worker frees up in time or the queue is full.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+
+import trio
+from attrs import define
+
+from faucet.config.settings import Config
+from faucet.config.strategy import Strategy
+from faucet.http.asgi import respond
+from faucet.http.client_ip import BadClientIp, client_ip
+from faucet.http.headers import RequestHeaders, read_request
+from faucet.http.request import Request
+from faucet.pool.backend import Backend
+from faucet.pool.dispatch import Lease, QueueFull
+from faucet.pool.sticky import cookie_key, cookie_to_set, sticky_key
+from faucet.proxy.accounting import EventDraft, record_exchange
+from faucet.proxy.mount import Mount
+from faucet.proxy.router import Redirect, RouteTable
+from faucet.proxy.shiny.session_host import SessionHost
+from faucet.proxy.shiny.sessions import BY_STRATEGY, Placement, full_page
+from faucet.telemetry.recorder import Recorder
+
+RETRY_AFTER = b"5"
+SESSIONS_RETRY_AFTER = 10  # seconds, when every worker has max_sessions sessions
+
+
+@define(eq=False)
+class Arrival:
+    """A request faucet will serve: who sent it, which app, and its telemetry draft."""
+
+    request: Request
+    fields: RequestHeaders  # what faucet acts on among its headers, read once
+    ip: object
+    mount: Mount
+    path: bytes  # as the worker sees it
+    prefix: bytes | None  # the route's mount point, for X-Forwarded-Prefix
+    draft: EventDraft
+    started: float  # perf_counter when the request arrived
+    cookie: uuid.UUID | None = None  # the client's sticky cookie (cookie-hash)
+    placement: Placement = BY_STRATEGY  # a Shiny app's session, if the request has one
+
+    @property
+    def target(self) -> bytes:
+        """The request target as the worker sees it."""
+        query = self.request.query
+        return self.path + b"?" + query if query else self.path
+
+
+@define(eq=False)
+class Admitted:
+    """A request that has a backend: what forwarding it needs, and its slot to release."""
+
+    arrival: Arrival
+    lease: Lease | None  # None: a reconnect for a session faucet no longer holds
+    chosen: float  # perf_counter when the backend was chosen (telemetry's elapsed)
+    released: bool = False
+
+    @property
+    def backend(self) -> Backend | None:
+        return self.lease.backend if self.lease is not None else None
+
+    def release(self, worker_seconds: float | None = None) -> None:
+        """Give the backend's slot back, once: early when the worker has answered (with
+        how long it took), else when the exchange ends."""
+        if not self.released and self.lease is not None:
+            self.released = True
+            self.arrival.mount.dispatcher.release(self.lease, worker_seconds)
+
+    def sticky_cookie(self) -> list[tuple[bytes, bytes]]:
+        """The Set-Cookie a cookie-hash response carries, if the client needs one."""
+        arrival = self.arrival
+        dispatcher = arrival.mount.dispatcher
+        return cookie_to_set(dispatcher.strategy, arrival.mount.cookie, arrival.cookie,
+                             self.lease.moved, self.backend.index, len(dispatcher.backends))
+
+
+class Admission:
+    """Admits the requests of every app behind the front door."""
+
+    def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
+                 sessions: SessionHost, routes: RouteTable | None):
+        self.config = config
+        self.mounts = list(mounts)
+        self.recorder = recorder
+        self.sessions = sessions
+        self.routes = routes
+
+    def locate(self, raw_path: bytes) -> tuple[Mount | None, bytes, bytes | None, bytes | None]:
+        """(mount, path as the worker sees it, mount prefix, redirect location)."""
+        if self.routes is None:
+            return self.mounts[0], raw_path, None, None
+        found = self.routes.match(raw_path.decode("latin-1"))
+        if found is None:
+            return None, raw_path, None, None
+        if isinstance(found, Redirect):
+            return None, raw_path, None, found.location.encode("latin-1")
+        return (self.mounts[found.index], found.path.encode("latin-1"),
+                found.prefix.encode("latin-1") or None, None)
+
+    def draft(self, request: Request, fields: RequestHeaders) -> tuple[EventDraft, bool]:
+        """The telemetry draft of ``request`` and whether its client-IP header is good
+        (a bad one is recorded with the TCP peer's address)."""
+        try:
+            ip, good = client_ip(request.peer, self.config.ip_from, fields.forwarded_for,
+                                 fields.real_ip), True
+        except BadClientIp:
+            ip, good = client_ip(request.peer, "client", None, None), False
+        mount, path, _, _ = self.locate(request.raw_path)
+        return EventDraft(request, path, ip, fields.user_agent,
+                          mount.route if mount else None), good
+
+    def refused(self, request: Request, status: int) -> None:
+        """Record a request the front door refused before it reached here."""
+        draft, _ = self.draft(request, read_request(request.headers))
+        self.record(draft, status, None, time.perf_counter())
+
+    async def arrive(self, request: Request, send, started: float) -> Arrival | None:
+        """The client's IP and the route. Refusals (400, 404, 308, 503) are answered
+        through ``send`` and recorded here; ``send`` may be a WebSocket handshake's
+        responder."""
+        fields = read_request(request.headers)
+        try:
+            ip = client_ip(request.peer, self.config.ip_from, fields.forwarded_for,
+                           fields.real_ip)
+        except BadClientIp as exc:
+            status = await respond(send, 400, f"Bad Request: {exc}\n".encode())
+            self.record(self.draft(request, fields)[0], status, None, started)
+            return None
+        mount, path, prefix, redirect = self.locate(request.raw_path)
+        draft = EventDraft(request, path, ip, fields.user_agent,
+                           mount.route if mount else None)
+        if mount is None:
+            if redirect is not None:
+                query = request.query
+                location = redirect + (b"?" + query if query else b"")
+                status = await respond(send, 308, b"", extra=[(b"location", location)])
+            else:
+                status = await respond(send, 404, b"Not Found: no route matches this path\n")
+            self.record(draft, status, None, started)
+            return None
+        cookie = (mount.cookie.read(fields.cookies)
+                  if mount.dispatcher.strategy == Strategy.COOKIE_HASH else None)
+        # A Shiny app's session, and what belongs to it (faucet.proxy.shiny): a new
+        # session goes where the client's sticky cookie points, while there is room.
+        placement = BY_STRATEGY
+        if mount.session_app:
+            preferred = (mount.dispatcher.sticky_backend(cookie_key(cookie))
+                         if cookie is not None else None)
+            placement = self.sessions.place(mount, request, path, preferred)
+        if placement.refusal == "full":
+            status = await respond(send, 503, full_page(SESSIONS_RETRY_AFTER), b"text/html",
+                                   extra=[(b"retry-after", str(SESSIONS_RETRY_AFTER).encode())])
+            self.record(draft, status, None, started)
+            return None
+        return Arrival(request, fields, ip, mount, path, prefix, draft, started, cookie,
+                       placement)
+
+    async def claim(self, arrival: Arrival, send) -> Admitted | None:
+        """A backend for the request; 503 + Retry-After (answered and recorded here) when
+        none frees up within ``worker_wait_timeout`` or the queue is full."""
+        dispatcher = arrival.mount.dispatcher
+        placement = arrival.placement
+        if placement.refusal == "gone":  # a reconnect faucet refuses: no worker needed
+            return Admitted(arrival, None, time.perf_counter())
+        key = sticky_key(dispatcher.strategy, arrival.cookie, arrival.ip)
+        try:
+            # Most requests find a worker at once, without the cost of a cancel scope; a
+            # Shiny session's requests go to its worker (faucet.proxy.shiny.sessions).
+            lease = (dispatcher.try_acquire_on(placement.backend, job=arrival.path)
+                     if placement.backend is not None else None)
+            lease = lease or dispatcher.try_acquire(key, job=arrival.path)
+            if lease is None:
+                with trio.fail_after(self.config.worker_wait_timeout):
+                    lease = await dispatcher.acquire(key, job=arrival.path)
+        except (trio.TooSlowError, QueueFull) as exc:
+            why = ("the queue of waiting requests is full" if isinstance(exc, QueueFull)
+                   else f"no worker was free within {self.config.worker_wait_timeout:g}s")
+            status = await respond(send, 503, f"Service Unavailable: {why}\n".encode(),
+                                   extra=[(b"retry-after", RETRY_AFTER)])
+            self.record(arrival.draft, status, None, arrival.started)
+            return None
+        return Admitted(arrival, lease, time.perf_counter())
+
+    def record(self, draft: EventDraft, status: int, backend: Backend | None,
+               since: float) -> None:
+        record_exchange(self.recorder, draft, status, backend, since)

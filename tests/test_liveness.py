@@ -134,5 +134,5 @@ async def test_probe_answered_silent_and_refused():
 
 
 def test_only_kinds_with_sessions_are_busy_between_requests():
-    busy = {name for name, kind in KINDS.items() if kind.busy_between_requests}
+    busy = {name for name, kind in KINDS.items() if kind.sessions}
     assert busy == {"shiny", "quarto-shiny"}

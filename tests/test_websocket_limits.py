@@ -56,7 +56,7 @@ class RawClient:
 
 
 def test_the_budget_charges_and_refuses_what_does_not_fit():
-    budget = WebSocketBudget(memory=100, sessions=1)
+    budget = WebSocketBudget(memory=100, max_websockets=1)
     assert budget.take(60) and not budget.take(41) and budget.held == 60
     budget.give(60)
     assert budget.take(100)
@@ -97,7 +97,7 @@ async def test_sessions_over_max_websockets_get_503(tmp_path):
                 async with open_websocket_url(ws_url(faucet)):
                     pass
             assert rejected.value.status_code == 503
-            assert (await health(faucet))["websockets"]["sessions"] == 1
+            assert (await health(faucet))["websockets"]["open"] == 1
 
 
 async def test_no_upgrade_reaches_an_app_kind_without_websockets(tmp_path):
@@ -107,4 +107,4 @@ async def test_no_upgrade_reaches_an_app_kind_without_websockets(tmp_path):
             async with open_websocket_url(ws_url(faucet)):
                 pass
         assert rejected.value.status_code == 400
-        assert (await health(faucet))["websockets"]["sessions"] == 0
+        assert (await health(faucet))["websockets"]["open"] == 0

@@ -46,10 +46,9 @@ class AppKind:
     needs_qmd: bool = False
     # Whether its apps serve WebSockets (a plumber API never does: upgrades are refused).
     websockets: bool = True
-    # Its workers may be busy with no request in flight (a Shiny session computes between
-    # HTTP requests), so a probe left unanswered is no sign of a hang (faucet.liveness).
-    busy_between_requests: bool = False
     # Its WebSockets are Shiny sessions faucet holds across reconnects (docs/shiny.md).
+    # Its workers are then also busy with no request in flight (a session computes
+    # between HTTP requests), so a probe left unanswered is no sign of a hang.
     sessions: bool = False
     # How the Rust server's frouter.toml may also spell ``server_type``.
     rust_spellings: tuple[str, ...] = ()
@@ -72,7 +71,6 @@ KINDS = {kind.name: kind for kind in (
                         'shiny::runApp({app_dir}, host="127.0.0.1", launch.browser=FALSE)'),
         Strategy.COOKIE_HASH,
         detected_by=(("app.R",), ("ui.R", "server.R")),
-        busy_between_requests=True,
         sessions=True,
         rust_spellings=("Shiny",),
     ),
@@ -83,7 +81,6 @@ KINDS = {kind.name: kind for kind in (
         ("{exe}", "serve", "--port", "{port}", "--host", "127.0.0.1", "{qmd}"),
         Strategy.COOKIE_HASH,
         needs_qmd=True,
-        busy_between_requests=True,
         sessions=True,
         rust_spellings=("quarto_shiny", "QuartoShiny"),
     ),

@@ -119,7 +119,7 @@ class _FaucetWSStream(WSStream):
     dropped, and with no answer yet the client gets the 400 and the app a disconnect.
     """
 
-    budget = WebSocketBudget(memory=1 << 62, sessions=1 << 62)
+    budget = WebSocketBudget(memory=1 << 62, max_websockets=1 << 62)
     _close_frame: tuple[int, str | None] | None = None
 
     def __init__(self, *args, **kwargs) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 
 class WebSocketBudget:
-    def __init__(self, memory: int, sessions: int):
+    def __init__(self, memory: int, max_websockets: int):
         self.memory = memory
-        self.sessions = sessions
+        self.max_websockets = max_websockets
         self.held = 0  # bytes of unfinished messages
-        self.open = 0  # sessions
+        self.open = 0  # WebSocket connections, Shiny sessions' client legs among them
 
     def take(self, size: int) -> bool:
         """Charge ``size`` bytes; False (nothing charged) when they do not fit."""
@@ -27,8 +27,8 @@ class WebSocketBudget:
         self.held -= size
 
     def open_session(self) -> bool:
-        """Count a new session; False (not counted) when ``sessions`` are open."""
-        if self.open >= self.sessions:
+        """Count a new WebSocket; False (not counted) when ``max_websockets`` are open."""
+        if self.open >= self.max_websockets:
             return False
         self.open += 1
         return True
@@ -37,5 +37,5 @@ class WebSocketBudget:
         self.open -= 1
 
     def statistics(self) -> dict:
-        return {"sessions": self.open, "max_sessions": self.sessions,
+        return {"open": self.open, "max_websockets": self.max_websockets,
                 "unfinished_bytes": self.held, "memory": self.memory}

@@ -49,7 +49,7 @@ class Upgrades:
             return
         if not self.websockets.open_session():
             status = await respond(deny, 503, f"Service Unavailable: "
-                                   f"{self.websockets.sessions} WebSocket sessions are open, "
+                                   f"{self.websockets.max_websockets} WebSockets are open, "
                                    "the most allowed\n".encode(),
                                    extra=[(b"retry-after", RETRY_AFTER)])
             self.admission.record(arrival.draft, status, None, started)

@@ -142,7 +142,7 @@ async def supervise_worker(
     policy = policy or RestartPolicy()
     argv = worker_argv(app, backend.port)
     env = worker_env(os.environ, backend.worker_id, withheld_variables(config))
-    busy_unseen = KINDS[app.kind].busy_between_requests
+    busy_unseen = KINDS[app.kind].sessions  # a session computes between requests
     while True:
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         began = trio.current_time()

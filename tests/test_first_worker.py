@@ -1,6 +1,6 @@
 """A request that reaches faucet while its app's workers are still starting waits for
 the first one (up to worker_wait_timeout) under every strategy, against stand-in
-workers (no R) that take a second to start."""
+workers (no R) that start only once every request is waiting."""
 
 import sys
 
@@ -15,8 +15,10 @@ STANDIN = ROOT / "tests" / "standin" / "Rscript"
 
 
 async def test_requests_wait_for_workers_still_starting(tmp_path):
+    gate = tmp_path / "gate"
     slow_start = tmp_path / "Rscript"
-    slow_start.write_text(f'#!/bin/sh\nsleep 1\nexec {sys.executable} {STANDIN} "$@"\n')
+    slow_start.write_text(f'#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.02; done\n'
+                          f'exec {sys.executable} {STANDIN} "$@"\n')
     slow_start.chmod(0o755)
     routes = [RouteConfig(route=f"/{strategy}/", server_type="plumber", strategy=strategy,
                           workdir=str(tmp_path),
@@ -31,8 +33,11 @@ async def test_requests_wait_for_workers_still_starting(tmp_path):
             answers[strategy] = await client.get(f"/{strategy}/x")
 
         async with trio.open_nursery() as nursery:
-            assert not any(b.online for m in faucet.proxy_mounts for b in m.backends)
             for strategy in Strategy:
                 nursery.start_soon(ask, strategy)
+            await trio.testing.wait_all_tasks_blocked()  # every request is waiting
+            assert not answers
+            assert not any(b.online for m in faucet.proxy_mounts for b in m.backends)
+            gate.touch()
     assert {s: (r.status_code, r.text) for s, r in answers.items()} == {
         s: (200, "worker 1") for s in Strategy}

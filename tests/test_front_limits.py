@@ -15,6 +15,7 @@ from faucet.edge.front import Limits, RateLimitedLog
 from tests.helpers import config_for, read_all, start_front
 
 BIG = 32 * 1024 * 1024
+AUTOJUMP = 0.02  # real seconds of quiet sockets before the virtual clock jumps
 
 
 class App:
@@ -32,26 +33,25 @@ class App:
         self.finished.set()
 
 
-async def test_a_head_trickled_byte_by_byte_gets_408_at_its_total_deadline(nursery):
+async def test_a_head_trickled_byte_by_byte_gets_408_at_its_total_deadline(nursery,
+                                                                           mock_clock):
     """Slowloris: each byte arrives well within any per-read timeout, but the head as a
-    whole must be done within head_timeout."""
+    whole must be done within head_timeout (virtual time: the clock jumps once the
+    sockets have been quiet for AUTOJUMP real seconds)."""
+    mock_clock.autojump_threshold = AUTOJUMP
     port = (await start_front(nursery, App(), Limits(head_timeout=0.3)))[0]
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"GET / HTTP/1.1\r\n")
-
-    async def trickle():
-        for _ in range(100):
-            await trio.sleep(0.05)
-            try:
-                await stream.send_all(b"X")
-            except trio.BrokenResourceError:
-                return
-
-    nursery.start_soon(trickle)
+    start = trio.current_time()
+    for _ in range(5):  # a byte every 0.05 s, the last before the 0.3 s deadline
+        await trio.sleep(0.05)
+        await stream.send_all(b"X")
     assert (await read_all(stream)).startswith(b"HTTP/1.1 408 ")
+    assert trio.current_time() - start == pytest.approx(0.3, abs=0.03)
 
 
-async def test_connections_over_max_connections_wait_until_one_closes(nursery):
+async def test_connections_over_max_connections_wait_until_one_closes(nursery, mock_clock):
+    mock_clock.autojump_threshold = AUTOJUMP
     port = (await start_front(nursery, App(), Limits(max_connections=1)))[0]
     holder = await trio.open_tcp_stream("127.0.0.1", port)
     await holder.send_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -10,40 +10,24 @@ from __future__ import annotations
 
 import errno
 import logging
-import socket
-from collections.abc import Sequence
-from functools import partial
-from pathlib import Path
+from collections.abc import Callable
 
 import trio
 from attrs import frozen
 
-from faucet.config.app_kinds import KINDS, strategy_for
-from faucet.config.cpus import available_cpus
-from faucet.config.routes import RouteConfig
 from faucet.config.settings import Config
-from faucet.config.strategy import Strategy
+from faucet.deploy import Deployer, Loaded, Reloads, build_mounts
 from faucet.edge.fd_limit import connection_budget, raise_open_file_limit
 from faucet.edge.front import Limits
 from faucet.edge.front import serve as serve_front
 from faucet.edge.hypercorn_adapter import hypercorn_config, install_websocket_stream
 from faucet.errors import ConfigError, leaves
-from faucet.events import LogEvent
 from faucet.http.ws_budget import WebSocketBudget
-from faucet.logs import worker_logger
-from faucet.pool.autoscale import Policy
-from faucet.pool.backend import Backend
-from faucet.pool.dispatch import Dispatcher
-from faucet.pool.scaler import scale_workers
-from faucet.pool.sticky import StickyCookie
+from faucet.plan import Plan, check_plan
 from faucet.proxy.handler import Proxy
 from faucet.proxy.mount import Mount
 from faucet.proxy.shiny.session_host import SessionHost
-from faucet.proxy.upstream import UpstreamPool
-from faucet.telemetry.recorder import Recorder, serve_telemetry
-from faucet.workers.app_events import WorkerEvents
-from faucet.workers.command import AppSpec, check_executable, resolve_kind
-from faucet.workers.supervisor import supervise_worker
+from faucet.telemetry.recorder import serve_telemetry
 
 log = logging.getLogger("faucet")
 _BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
@@ -56,101 +40,7 @@ class Serving:
     binds: list[str]
     mounts: list[Mount]
     recorder: object
-
-
-@frozen
-class PlannedApp:
-    """One app to run: what its workers run, how many, and how requests are spread."""
-
-    route: RouteConfig | None  # None in start mode
-    spec: AppSpec
-    strategy: Strategy
-    workers: int
-    scaling: Policy | None = None  # rps: workers started and stopped with the load
-
-
-@frozen
-class Plan:
-    """What to run: every app, in route order."""
-
-    apps: list[PlannedApp]
-
-
-def plan_start(config: Config) -> Plan:
-    """``faucet start``: one app from --dir/--type."""
-    workdir = Path(config.dir).resolve()
-    kind = resolve_kind(config.type, workdir, config.app_dir)
-    spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
-    strategy = _strategy(kind, Strategy(config.strategy) if config.strategy else None, "strategy")
-    scaling = _scaling(strategy, config, config)
-    return Plan([PlannedApp(None, spec, strategy, config.workers, scaling)])
-
-
-def plan_router(config: Config, routes: Sequence[RouteConfig]) -> Plan:
-    """``faucet router``: one app per ``[[route]]``; workdirs are already resolved."""
-    apps = []
-    for index, route in enumerate(routes):
-        spec = _spec(config, route.server_type, Path(route.workdir), route.app_dir, route.qmd)
-        strategy = _strategy(route.server_type, route.strategy, f"route[{index}].strategy")
-        scaling = _scaling(strategy, route, config)
-        apps.append(PlannedApp(route, spec, strategy, route.workers, scaling))
-    return Plan(apps)
-
-
-def _scaling(strategy: Strategy, app: Config | RouteConfig, config: Config) -> Policy | None:
-    """An rps app's autoscaling (from its own settings: the top level in start mode, its
-    ``[[route]]`` in router mode; both checked to have max_rps), else None. Workers start
-    at most one per CPU at a time: starting R is CPU-bound."""
-    if not strategy.scales:
-        return None
-    assert app.max_rps is not None
-    return Policy(app.max_rps, app.min_workers, app.workers, config.scale_down_after,
-                  max_starting=available_cpus())
-
-
-def _strategy(kind: str, chosen: Strategy | None, key: str) -> Strategy:
-    strategy, warning = strategy_for(kind, chosen, key)
-    if warning:
-        log.warning("%s", warning)
-    return strategy
-
-
-def _spec(config: Config, kind: str, workdir: Path, app_dir, qmd) -> AppSpec:
-    return AppSpec(kind=kind, workdir=workdir, app_dir=app_dir, qmd=qmd,
-                   rscript=config.rscript, quarto=config.quarto, uv=config.uv)
-
-
-def check_plan(plan: Plan) -> None:
-    problems = []
-    for app in plan.apps:
-        try:
-            check_executable(app.spec)
-        except ConfigError as exc:
-            problems += [p for p in exc.problems if p not in problems]
-    if problems:
-        raise ConfigError(problems)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now; the worker keeps it across restarts."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def build_mounts(config: Config, plan: Plan) -> list[Mount]:
-    mounts = []
-    for app in plan.apps:
-        name = app.route.route if app.route else None
-        backends = [Backend(worker_id=i, port=free_port(), route=name)
-                    for i in range(1, app.workers + 1)]
-        dispatcher = Dispatcher(backends, app.strategy, max_inflight=config.max_inflight,
-                                max_queue=config.max_queue, sticky_grace=config.sticky_grace)
-        mounts.append(Mount(name, dispatcher, [UpstreamPool(b) for b in backends],
-                            websockets=KINDS[app.spec.kind].websockets,
-                            cookie=StickyCookie.for_route(name),
-                            session_app=KINDS[app.spec.kind].sessions))
-    return mounts
+    deployer: Deployer
 
 
 class Shutdown:
@@ -179,8 +69,10 @@ class Shutdown:
 
 
 async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
+                reloads: Reloads | None = None, load: Callable[[], Loaded] | None = None,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Run faucet until ``shutdown`` is requested; started with a ``Serving``."""
+    """Run faucet until ``shutdown`` is requested; started with a ``Serving``. With
+    ``reloads`` and ``load``, each reload request deploys what ``load()`` reads anew."""
     check_plan(plan)
     mounts = build_mounts(config, plan)
     async with trio.open_nursery() as root:
@@ -188,55 +80,22 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
         try:
             async with trio.open_nursery() as front:
                 shutdown.attach(front.cancel_scope)
-                for mount, app in zip(mounts, plan.apps, strict=True):
-                    log.info("%s: %s %s worker(s), strategy %s, in %s",
-                             app.route.route if app.route else "app", _pool_size(app),
-                             app.spec.kind, _strategy_shown(app), app.spec.workdir)
-                    supervise = partial(_supervise, config, recorder, app.spec)
-                    if app.scaling:
-                        await front.start(scale_workers, mount.dispatcher, app.scaling,
-                                          supervise)
-                        continue
-                    for backend in mount.backends:
-                        await front.start(supervise, backend)
                 websockets = WebSocketBudget(config.websocket_memory,
                                              config.max_websockets)
                 sessions = SessionHost(config, shutdown.stopping, websockets)
+                deployer = Deployer(config, plan, mounts, recorder, sessions, front)
+                await deployer.start()
                 await front.start(sessions.run)
                 proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets, sessions,
-                              routes=routes)
+                              routes=routes, deploy_status=deployer.status)
+                deployer.install = proxy.install
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))
-                task_status.started(Serving(binds, mounts, recorder))
+                if reloads is not None and load is not None:
+                    await front.start(deployer.serve_reloads, reloads, load)
+                task_status.started(Serving(binds, mounts, recorder, deployer))
         finally:
             recorder.close()
-
-
-async def _supervise(config: Config, recorder: Recorder, spec: AppSpec, backend: Backend, *,
-                     task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """One worker of an app, for as long as it runs (a fixed pool's, or the scaler's)."""
-    await supervise_worker(backend, spec, config,
-                           worker_log=worker_logger(backend.worker_id, backend.route),
-                           events=worker_events(recorder, backend), task_status=task_status)
-
-
-def worker_events(recorder: Recorder, backend: Backend) -> WorkerEvents | None:
-    """The worker's event recorder, None when the sink takes no ``LogEvent``s."""
-    if not recorder.wants(LogEvent):
-        return None
-    return WorkerEvents(recorder.record, namespace=recorder.namespace,
-                        version=recorder.version, worker_id=backend.worker_id,
-                        worker_route=backend.route)
-
-
-def _pool_size(app: PlannedApp) -> str:
-    scaling = app.scaling
-    return f"{scaling.min_workers} to {app.workers}" if scaling else str(app.workers)
-
-
-def _strategy_shown(app: PlannedApp) -> str:
-    scaling = app.scaling
-    return f"{app.strategy} (max_rps {scaling.max_rps:g})" if scaling else str(app.strategy)
 
 
 def front_limits(config: Config, open_files: int) -> Limits:

@@ -19,13 +19,16 @@ from pathlib import Path
 
 import trio
 
-from faucet.app import Shutdown, plan_router, plan_start, serve
+from faucet.app import Shutdown, serve
 from faucet.config.env_files import load_env_files
 from faucet.config.flags import SHORT_FLAGS, START_SHORT_FLAGS, flags, help_line
 from faucet.config.routes import load_routes
 from faucet.config.settings import Config, config_path, env_warnings, load_config, setting_keys
+from faucet.deploy import Loaded, Reloads
 from faucet.errors import ConfigError, leaves
 from faucet.logs import reopen_on_sigusr1, setup_logging
+from faucet.pidfile import pid_file, signal_reload
+from faucet.plan import plan_router, plan_start
 from faucet.proxy.router import RouteTable
 from faucet.redact import redact
 from faucet.telemetry.table_init import init_table
@@ -59,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"faucet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("start", parents=[start], help="serve one app from --dir")
+    sub.add_parser("reload", parents=[common],
+                   help="make a running faucet (found by its pid_file) reload its apps")
     sub.add_parser("router", parents=[common],
                    help="serve several apps by path prefix from --conf (frouter.toml)")
     telemetry = sub.add_parser("telemetry", parents=[common], help="telemetry tools")
@@ -113,9 +118,11 @@ def parse(argv: Sequence[str], environ) -> tuple[argparse.Namespace, Config]:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        started_with = dict(os.environ)  # what a reload reads .env files over again
         notes = load_env_files(Path.cwd(), os.environ)
         args, config = parse(argv, os.environ)
-        sys.exit(_dispatch(args, config, notes))
+        sys.exit(_dispatch(args, config, notes, _reload_source(args.command, argv,
+                                                               started_with)))
     except ConfigError as exc:
         _print_problems(exc)
     except BaseExceptionGroup as group:
@@ -134,18 +141,21 @@ def _print_problems(*errors: ConfigError) -> None:
     sys.exit(EXIT_CONFIG)
 
 
-def _dispatch(args: argparse.Namespace, config: Config, notes: list[str]) -> int:
-    """Run the command; ``notes`` are warnings from before logging was set up."""
+def _dispatch(args: argparse.Namespace, config: Config, notes: list[str], load) -> int:
+    """Run the command; ``notes`` are warnings from before logging was set up, ``load``
+    reads everything again for a reload."""
     if args.command in ("start", "router"):
         handle = setup_logging(config.log_level, config.log_file, config.max_log_file_size,
                                config.log_file_backups, config.log_format, config.log_stderr)
         for line in notes + env_warnings(os.environ):
             log.warning("%s", line)
         try:
-            trio.run(_run, args.command, config, handle)
+            trio.run(_run, args.command, config, handle, load)
         finally:
             handle.close()
         return 0
+    if args.command == "reload":
+        return signal_reload(config)
     if args.command == "telemetry":
         t = config.telemetry
         if not t.postgres_string:
@@ -167,20 +177,36 @@ def _exec(key: str, executable: str, args: list[str]) -> int:
     return 0  # not reached
 
 
-async def _run(command: str, config: Config, log_handle) -> None:
-    routes = None
+def _load(command: str, config: Config) -> Loaded:
+    """Everything a start reads, from ``config`` on: the apps, and the routes."""
     if command == "router":
         route_list = config.route or load_routes(Path(config.conf))
-        routes = RouteTable(route_list)
-        plan = plan_router(config, route_list)
-    else:
-        plan = plan_start(config)
+        return Loaded(config, plan_router(config, route_list), RouteTable(route_list))
+    return Loaded(config, plan_start(config), None)
+
+
+def _reload_source(command: str, argv: Sequence[str], environ: dict[str, str]):
+    """What a reload reads: the same argv over the environment faucet started with,
+    with .Renviron and .env read again, then faucet.toml and frouter.toml."""
+    def load() -> Loaded:
+        fresh = dict(environ)
+        load_env_files(Path.cwd(), fresh)
+        _, config = parse(argv, fresh)
+        return _load(command, config)
+    return load
+
+
+async def _run(command: str, config: Config, log_handle, load) -> None:
+    loaded = _load(command, config)
     shutdown = Shutdown(config.shutdown)
+    reloads = Reloads()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, shutdown)
+        nursery.start_soon(_watch_signals, shutdown, reloads)
         await nursery.start(reopen_on_sigusr1, log_handle)
         _tune_gc()
-        await serve(config, plan, shutdown, routes=routes)
+        with pid_file(config):
+            await serve(config, loaded.plan, shutdown, routes=loaded.routes, reloads=reloads,
+                        load=load)
         nursery.cancel_scope.cancel()
 
 
@@ -193,9 +219,13 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-async def _watch_signals(shutdown) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+async def _watch_signals(shutdown, reloads) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP received: reloading")
+                reloads.request()
+                continue
             log.info("%s received: shutting down (%s)%s", signal.Signals(signum).name,
                      shutdown.mode, "; again: forcing" if shutdown.stopping.is_set() else "")
             shutdown.request()

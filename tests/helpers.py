@@ -23,12 +23,13 @@ import attrs
 import httpx
 import trio
 
-from faucet.app import Shutdown, plan_router, plan_start, serve
+from faucet.app import Shutdown, serve
 from faucet.config.settings import Config, TelemetryConfig
 from faucet.edge.front import Limits
 from faucet.edge.front import serve as serve_front
 from faucet.edge.hypercorn_adapter import HypercornConfig
 from faucet.events import HttpEvent
+from faucet.plan import plan_router, plan_start
 from faucet.pool.backend import Backend, Phase
 from faucet.sinks import register_sink, unregister_sink
 
@@ -51,6 +52,7 @@ class Running:
     shutdown: Shutdown
     proxy_mounts: list
     recorder: object
+    deployer: object = None
 
     def backends(self, index: int = 0):
         return self.proxy_mounts[index].backends
@@ -107,7 +109,8 @@ async def run_faucet(config: Config, routes=None, wait: bool = True):
     async with trio.open_nursery() as nursery:
         serving = await nursery.start(
             partial(serve, config, plan, shutdown, routes=routes))
-        running = Running(serving.binds[0], shutdown, serving.mounts, serving.recorder)
+        running = Running(serving.binds[0], shutdown, serving.mounts, serving.recorder,
+                          serving.deployer)
         if wait:
             with trio.fail_after(60):
                 await running.wait_online()

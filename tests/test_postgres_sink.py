@@ -16,8 +16,8 @@ import pytest
 import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from faucet.app import free_port
 from faucet.config.settings import TelemetryConfig
+from faucet.deploy import free_port
 from faucet.errors import ConfigError
 from faucet.sinks.pg_conninfo import connection_settings
 from faucet.telemetry.recorder import Recorder, serve_telemetry

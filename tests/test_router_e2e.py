@@ -20,7 +20,7 @@ from typing import NamedTuple
 import httpx
 import pytest
 
-from faucet.app import free_port
+from faucet.deploy import free_port
 from faucet.proxy.health import HEALTH_PATH
 from tests.helpers import (
     FASTAPI,

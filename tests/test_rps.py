@@ -13,12 +13,12 @@ import httpx
 import pytest
 import trio
 
-from faucet.app import plan_router, plan_start
 from faucet.config.cpus import available_cpus
 from faucet.config.routes import load_routes
 from faucet.config.settings import load_config
 from faucet.config.strategy import Strategy
 from faucet.errors import ConfigError
+from faucet.plan import plan_router, plan_start
 from faucet.pool.autoscale import Policy
 from faucet.proxy.health import HEALTH_PATH
 from faucet.proxy.router import RouteTable

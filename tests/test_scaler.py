@@ -12,9 +12,9 @@ from pathlib import Path
 
 import trio
 
-from faucet.app import free_port
 from faucet.config.settings import Config
 from faucet.config.strategy import Strategy
+from faucet.deploy import free_port
 from faucet.pool.autoscale import Policy
 from faucet.pool.backend import Backend
 from faucet.pool.dispatch import Dispatcher

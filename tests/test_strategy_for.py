@@ -5,10 +5,10 @@ import logging
 import attrs
 import pytest
 
-from faucet.app import plan_router, plan_start
 from faucet.config.app_kinds import strategy_for
 from faucet.config.settings import load_config
 from faucet.config.strategy import Strategy
+from faucet.plan import plan_router, plan_start
 from tests.helpers import PLUMBER, SHINY, config_for
 
 S = Strategy

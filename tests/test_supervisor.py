@@ -19,8 +19,8 @@ import httpx
 import pytest
 import trio
 
-from faucet.app import free_port
 from faucet.config.settings import Config
+from faucet.deploy import free_port
 from faucet.pool.backend import Backend, Phase
 from faucet.workers import supervisor
 from faucet.workers.command import AppSpec, worker_argv, worker_env

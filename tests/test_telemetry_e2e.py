@@ -16,8 +16,8 @@ import pytest
 import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from faucet.app import free_port
 from faucet.config.settings import TelemetryConfig
+from faucet.deploy import free_port
 from faucet.events import COLUMNS
 from tests.forwarder import Forwarder
 from tests.helpers import (

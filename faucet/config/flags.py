@@ -47,6 +47,9 @@ DESCRIPTIONS = {
     "ip_from": "client IP from: client | x-forwarded-for | x-real-ip",
     "shutdown": "graceful | immediate",
     "shutdown_timeout": "seconds in-flight requests get on a graceful shutdown",
+    "drain_timeout": "seconds Shiny sessions may stay on replaced workers after a reload",
+    "pid_file": "where faucet writes its pid, for `faucet reload`; default: "
+                "faucet-HOST-PORT.pid in the temporary directory",
     "max_message_size": "largest WebSocket message: bytes or 10M, 16Mi...",
     "log_level": "a level (error, warn, info, debug, trace, off) or directives like "
                  "warn,faucet.access=info",

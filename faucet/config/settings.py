@@ -213,6 +213,10 @@ class Config:
     ip_from: str = setting("client", _one_of(IP_FROM))
     shutdown: str = setting("graceful", _one_of(SHUTDOWN))
     shutdown_timeout: float = setting(30.0, _at_least(0))
+    # Reloads (docs/deploy.md): how long a replaced generation's Shiny sessions may go on,
+    # and where a running faucet writes its pid for `faucet reload` ("": derived from host).
+    drain_timeout: float = setting(3600.0, _at_least(0))
+    pid_file: str = ""
     # WebSocket messages, each way (1009 above it); hypercorn's own default.
     max_message_size: ByteSize = size_setting("16Mi")
     # A level or env_logger directives: "warn", "faucet=debug,hypercorn=warn" (log_spec).

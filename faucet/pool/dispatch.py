@@ -27,7 +27,7 @@ import trio
 from attrs import define
 
 from faucet.config.strategy import Strategy
-from faucet.pool.backend import Backend
+from faucet.pool.backend import Backend, Phase
 from faucet.pool.balancer import (
     least_busy,
     least_loaded,
@@ -54,6 +54,10 @@ class Lease(NamedTuple):
 
 class QueueFull(Exception):
     """least-busy's queue is at its bound; the proxy answers 503."""
+
+
+class Retired(Exception):
+    """A newer generation of the app's workers took over (a reload): ask its dispatcher."""
 
 
 @define(eq=False)
@@ -83,6 +87,7 @@ class Dispatcher:
         self._slow_waiters: deque[_Waiter] = deque()
         self._given = {False: 0.0, True: 0.0}  # keyed by "slow"
         self._durations: dict[Hashable, float] = {}
+        self.retired = False
         for backend in self.backends:  # each tells of its own changes (faucet.backend)
             backend.on_change = self.changed
 
@@ -91,6 +96,16 @@ class Dispatcher:
         event, self._changed = self._changed, trio.Event()
         event.set()
         self._serve_waiters()
+
+    def retire(self) -> None:
+        """A newer generation serves the app (a reload): every request waiting here is
+        woken with Retired, to wait there instead."""
+        self.retired = True
+        for waiter in (*self._quick_waiters, *self._slow_waiters):
+            waiter.event.set()  # with no backend: Retired
+        self._quick_waiters.clear()
+        self._slow_waiters.clear()
+        self.changed()
 
     async def wait_changed(self) -> None:
         """Until the next time a backend goes online or offline."""
@@ -111,7 +126,7 @@ class Dispatcher:
             backend, moved = await self._acquire_sticky(key)
             return Lease(self._take(backend, slow), moved, slow, job)
         while lease is None:  # round-robin with no worker online
-            await self._changed.wait()
+            await self._wait_changed()
             lease = self.try_acquire(key, job)
         return lease
 
@@ -133,8 +148,9 @@ class Dispatcher:
 
     def try_acquire_on(self, backend: Backend, job: Hashable | None = None) -> Lease | None:
         """A lease on one given backend (a Shiny session's own worker, or the one it is
-        placed on), whatever the strategy; None while that backend is offline."""
-        if not backend.online:
+        placed on), whatever the strategy, drained or not (a drained worker still serves
+        the sessions it holds); None while its process is not online."""
+        if backend.phase is not Phase.ONLINE:
             return None
         slow = not self.known_quick(job)
         return Lease(self._take(backend, slow), False, slow, job)
@@ -173,9 +189,9 @@ class Dispatcher:
             # short grace before moving the client elsewhere.
             with trio.move_on_after(self.sticky_grace):
                 while not own.online:
-                    await self._changed.wait()
+                    await self._wait_changed()
         while (backend := next_online(self.backends, index)) is None:
-            await self._changed.wait()
+            await self._wait_changed()
         return backend, backend is not own
 
     def _slot(self, slow: bool) -> Backend | None:
@@ -204,8 +220,14 @@ class Dispatcher:
             else:
                 queue.remove(waiter)
             raise
-        assert waiter.backend is not None
+        if waiter.backend is None:
+            raise Retired()
         return waiter.backend
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
+        if self.retired:
+            raise Retired()
 
     def _serve_waiters(self) -> None:
         """Hand freed capacity to waiting requests (see the module docstring for whom)."""

@@ -22,10 +22,10 @@ from faucet.http.client_ip import BadClientIp, client_ip
 from faucet.http.headers import RequestHeaders, read_request
 from faucet.http.request import Request
 from faucet.pool.backend import Backend
-from faucet.pool.dispatch import Lease, QueueFull
+from faucet.pool.dispatch import Lease, QueueFull, Retired
 from faucet.pool.sticky import cookie_key, cookie_to_set, sticky_key
 from faucet.proxy.accounting import EventDraft, record_exchange
-from faucet.proxy.mount import Mount
+from faucet.proxy.mount import Generation, Mount
 from faucet.proxy.router import Redirect, RouteTable
 from faucet.proxy.shiny.session_host import SessionHost
 from faucet.proxy.shiny.sessions import BY_STRATEGY, Placement, full_page
@@ -62,6 +62,7 @@ class Admitted:
     """A request that has a backend: what forwarding it needs, and its slot to release."""
 
     arrival: Arrival
+    generation: Generation  # the app's deploy the backend belongs to
     lease: Lease | None  # None: a reconnect for a session faucet no longer holds
     chosen: float  # perf_counter when the backend was chosen (telemetry's elapsed)
     released: bool = False
@@ -75,12 +76,12 @@ class Admitted:
         how long it took), else when the exchange ends."""
         if not self.released and self.lease is not None:
             self.released = True
-            self.arrival.mount.dispatcher.release(self.lease, worker_seconds)
+            self.generation.dispatcher.release(self.lease, worker_seconds)
 
     def sticky_cookie(self) -> list[tuple[bytes, bytes]]:
         """The Set-Cookie a cookie-hash response carries, if the client needs one."""
         arrival = self.arrival
-        dispatcher = arrival.mount.dispatcher
+        dispatcher = self.generation.dispatcher
         return cookie_to_set(dispatcher.strategy, arrival.mount.cookie, arrival.cookie,
                              self.lease.moved, self.backend.index, len(dispatcher.backends))
 
@@ -169,20 +170,31 @@ class Admission:
     async def claim(self, arrival: Arrival, send) -> Admitted | None:
         """A backend for the request; 503 + Retry-After (answered and recorded here) when
         none frees up within ``worker_wait_timeout`` or the queue is full."""
-        dispatcher = arrival.mount.dispatcher
+        mount = arrival.mount
         placement = arrival.placement
         if placement.refusal == "gone":  # a reconnect faucet refuses: no worker needed
-            return Admitted(arrival, None, time.perf_counter())
-        key = sticky_key(dispatcher.strategy, arrival.cookie, arrival.ip)
+            return Admitted(arrival, mount.live, None, time.perf_counter())
+        key = sticky_key(mount.dispatcher.strategy, arrival.cookie, arrival.ip)
         try:
             # Most requests find a worker at once, without the cost of a cancel scope; a
-            # Shiny session's requests go to its worker (faucet.proxy.shiny.sessions).
-            lease = (dispatcher.try_acquire_on(placement.backend, job=arrival.path)
-                     if placement.backend is not None else None)
-            lease = lease or dispatcher.try_acquire(key, job=arrival.path)
-            if lease is None:
-                with trio.fail_after(self.config.worker_wait_timeout):
-                    lease = await dispatcher.acquire(key, job=arrival.path)
+            # Shiny session's requests go to its worker (faucet.proxy.shiny.sessions),
+            # which may be draining after a reload.
+            if placement.backend is not None:
+                generation = mount.generation_of(placement.backend)
+                lease = generation.dispatcher.try_acquire_on(placement.backend,
+                                                             job=arrival.path)
+                if lease is not None:
+                    return Admitted(arrival, generation, lease, time.perf_counter())
+            with trio.fail_after(self.config.worker_wait_timeout):
+                while True:  # a reload retires the generation a request waits on
+                    generation = mount.live
+                    lease = generation.dispatcher.try_acquire(key, job=arrival.path)
+                    if lease is None:
+                        try:
+                            lease = await generation.dispatcher.acquire(key, job=arrival.path)
+                        except Retired:
+                            continue
+                    break
         except (trio.TooSlowError, QueueFull) as exc:
             why = ("the queue of waiting requests is full" if isinstance(exc, QueueFull)
                    else f"no worker was free within {self.config.worker_wait_timeout:g}s")
@@ -190,7 +202,7 @@ class Admission:
                                    extra=[(b"retry-after", RETRY_AFTER)])
             self.record(arrival.draft, status, None, arrival.started)
             return None
-        return Admitted(arrival, lease, time.perf_counter())
+        return Admitted(arrival, generation, lease, time.perf_counter())
 
     def record(self, draft: EventDraft, status: int, backend: Backend | None,
                since: float) -> None:

@@ -77,7 +77,7 @@ class Forwarder:
         arrival = admitted.arrival
         method = arrival.request.method
         head = encode_head(method, arrival.target, self.headers_for(arrival))
-        pool = arrival.mount.pools[admitted.backend.index]
+        pool = admitted.generation.pools[admitted.backend.index]
         timeout = self.config.response_timeout
         with trio.move_on_after(timeout) as clock:
             if body is not None:

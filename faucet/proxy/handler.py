@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -37,8 +37,11 @@ class Proxy:
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
                  stopping: trio.Event, websockets: WebSocketBudget, sessions: SessionHost,
-                 routes: RouteTable | None = None):
+                 routes: RouteTable | None = None,
+                 deploy_status: Callable[[], dict] = dict):
+        """``deploy_status``: health's view of reloads (faucet.deploy)."""
         self.config = config
+        self.deploy_status = deploy_status
         self.mounts = list(mounts)
         self.recorder = recorder
         self.websockets = websockets
@@ -47,6 +50,12 @@ class Proxy:
         self.forwarder = Forwarder(config)
         self.upgrades = Upgrades(config, self.admission, self.forwarder, websockets,
                                  sessions, stopping)
+
+    def install(self, mounts: Sequence[Mount], routes: RouteTable | None) -> None:
+        """A reload's new apps and routes, together (no checkpoint between the two)."""
+        self.mounts = list(mounts)
+        self.admission.mounts = self.mounts
+        self.admission.routes = routes
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -74,6 +83,7 @@ class Proxy:
             status, body = health(self.mounts, self.recorder.statistics(),
                                   self.websockets.statistics(), self.sessions.statistics(),
                                   details=self.health_details(request))
+            body["reload"] = self.deploy_status()
             await respond(send, status, json.dumps(body).encode(), b"application/json")
             return
         if path.endswith(SCRIPT_SUFFIX):  # Shiny's reconnect script, under any prefix

@@ -20,13 +20,13 @@ def health(mounts: Sequence[Mount], telemetry, websockets: dict, sessions,
     """200 while any worker is online, else 503; every worker's state (pids and ports
     only with ``details``), the requests waiting for one, WebSocket sessions and their
     memory, the Shiny sessions faucet holds, and telemetry's statistics."""
-    workers = [b.state() for m in mounts for b in m.backends]
+    workers = [b.state() for m in mounts for b in m.every_backend()]
     if not details:
         workers = [{k: v for k, v in w.items() if k not in _DETAILS} for w in workers]
     online = sum(w["online"] for w in workers)
     body = {"status": "ok" if online else "unavailable", "online": online,
             "workers": workers,
-            "queued": sum(m.dispatcher.queued() for m in mounts),
+            "queued": sum(g.dispatcher.queued() for m in mounts for g in (m.live, *m.retired)),
             "websockets": websockets, "sessions": attrs.asdict(sessions),
             "telemetry": attrs.asdict(telemetry)}
     return (200 if online else 503), body

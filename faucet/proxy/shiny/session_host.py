@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from collections.abc import Sequence
 
 import trio
 from wsproto.events import CloseConnection
@@ -46,6 +47,7 @@ from faucet.proxy.shiny.sessions import (
     NO_HEARTBEAT,
     PING,
     PONG,
+    REDEPLOYED,
     REPLACED,
     RESUME,
     SESSION_GONE,
@@ -187,6 +189,15 @@ class SessionHost:
         return SessionStatistics(len(self.registry),
                                  sum(not live.attached for live in self.registry),
                                  self.budget.used)
+
+    def end_on(self, backends: Sequence[Backend]) -> int:
+        """End the sessions held on ``backends`` (a generation a reload retired, once
+        ``drain_timeout`` has passed): their pages reconnect and reload onto the new
+        code. How many were ended."""
+        ending = [live for live in self.registry if live.state.backend in backends]
+        for live in ending:
+            live.end(REDEPLOYED)
+        return len(ending)
 
     def place(self, mount: Mount, request: Request, path: bytes,
               preferred: Backend | None = None) -> Placement:

@@ -162,6 +162,9 @@ BUFFER_FULL = Ending("the worker's messages for the absent client outgrew the bu
 CLIENT_LOST = Ending("the client went away", None, (1001, "the client went away"))
 FAILED = Ending("faucet failed (see the traceback)", (1011, "faucet: internal error"),
                 (1011, "faucet: internal error"), deliver=False)
+REDEPLOYED = Ending("the app was reloaded and drain_timeout passed",
+                    (RESTARTING, "faucet: the app was reloaded"),
+                    (1001, "the app was reloaded"), plain=(1012, "the app was reloaded"))
 SHUTTING_DOWN = Ending("faucet is shutting down", (RESTARTING, "faucet is restarting"),
                        (1001, "faucet is shutting down"), deliver=False,
                        plain=(1001, "faucet is shutting down"))

@@ -75,12 +75,16 @@ class SizeRotatingFile(logging.Handler):
 
     def __init__(self, path: str, max_bytes: int | None, backups: int,
                  echo: IO[str] | None = None):
-        super().__init__()
+        # Opened first: a handler is registered with logging (which closes it at exit)
+        # as soon as it is initialised, and must not be without its file then. A missing
+        # folder is created, as `mkdir -p` would (/var/log/faucet on a fresh machine).
         self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._file, self._size = self._open("ab")
+        super().__init__()
         self.max_bytes = max_bytes
         self.backups = backups
         self.echo = echo
-        self._file, self._size = self._open("ab")
 
     def _open(self, mode: str) -> tuple[IO[bytes], int]:
         file = open(self.path, mode, buffering=0)  # one write() per line, O_APPEND

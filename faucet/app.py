@@ -16,7 +16,7 @@ import trio
 from attrs import frozen
 
 from faucet.config.settings import Config
-from faucet.deploy import Deployer, Loaded, Reloads, build_mounts
+from faucet.deploy import Deployer, Reloads, Snapshot, build_mounts
 from faucet.edge.fd_limit import connection_budget, raise_open_file_limit
 from faucet.edge.front import Limits
 from faucet.edge.front import serve as serve_front
@@ -69,7 +69,7 @@ class Shutdown:
 
 
 async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
-                reloads: Reloads | None = None, load: Callable[[], Loaded] | None = None,
+                reloads: Reloads | None = None, load: Callable[[], Snapshot] | None = None,
                 task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run faucet until ``shutdown`` is requested; started with a ``Serving``. With
     ``reloads`` and ``load``, each reload request deploys what ``load()`` reads anew."""

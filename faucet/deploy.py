@@ -56,7 +56,7 @@ _FILE_CAP = 20_000  # files looked at per app folder for its digest
 
 
 @frozen
-class Loaded:
+class Snapshot:
     """Everything a start reads: the settings, the apps, and router mode's routes."""
 
     config: Config
@@ -196,13 +196,13 @@ class Deployer:
         """Health's view: how many reloads took effect and why the last one failed."""
         return {"reloads": self.reloads, "last_error": self.last_error}
 
-    async def serve_reloads(self, reloads: Reloads, load: Callable[[], Loaded], *,
+    async def serve_reloads(self, reloads: Reloads, load: Callable[[], Snapshot], *,
                             task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async for _ in reloads:
             await self.reload(load)
 
-    async def reload(self, load: Callable[[], Loaded]) -> bool:
+    async def reload(self, load: Callable[[], Snapshot]) -> bool:
         """Read everything again and deploy what changed; False when nothing could."""
         log.info("reload: reading the settings and apps again")
         try:
@@ -261,7 +261,7 @@ class Deployer:
             self._stop(generation)
         return failure
 
-    def _go_live(self, loaded: Loaded, wanted, digests, fresh, removed) -> None:
+    def _go_live(self, loaded: Snapshot, wanted, digests, fresh, removed) -> None:
         """Put the new generations live and drain the old ones, with no checkpoint in
         between: a request sees either the old mounts and routes or the new."""
         for key, (mount, generation) in fresh.items():

@@ -42,7 +42,7 @@ class Plan:
 def plan_start(config: Config) -> Plan:
     """``faucet start``: one app from --dir/--type."""
     workdir = Path(config.dir).resolve()
-    kind = resolve_kind(config.type, workdir, config.app_dir)
+    kind = resolve_kind(config.type, workdir, config.app_dir, qmd=config.qmd)
     spec = _spec(config, kind, workdir, config.app_dir, config.qmd)
     strategy = _strategy(kind, Strategy(config.strategy) if config.strategy else None, "strategy")
     scaling = _scaling(strategy, config, config)

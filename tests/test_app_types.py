@@ -4,6 +4,8 @@ serve``, played by a stand-in script since Quarto is not packaged here), plus ``
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,3 +95,43 @@ def test_uv_subcommand_without_uv_exits_2():
     assert result.returncode == 2
     assert "uv = '/nonexistent/uv': not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Run in the example's own environment: its app, called as uvicorn would call it, with the
+# header faucet's router sends (tests/test_router_e2e.py checks that faucet sends it).
+DOCS_UNDER_PREFIX = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+from main import app
+
+async def get(path, headers):
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "root_path": "", "query_string": b"", "headers": headers,
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    sent = []
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        sent.append(message)
+    await app(scope, receive, send)
+    return b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+mounted = asyncio.run(get("/docs", [(b"x-forwarded-prefix", b"/py")])).decode()
+alone = asyncio.run(get("/docs", [])).decode()
+openapi = json.loads(asyncio.run(get("/openapi.json", [(b"x-forwarded-prefix", b"/py")])))
+print(json.dumps({"mounted": "'/py/openapi.json'" in mounted,
+                  "alone": "'/openapi.json'" in alone, "paths": sorted(openapi["paths"])}))
+"""
+
+
+@pytest.mark.slow
+def test_fastapi_example_docs_work_under_the_routers_prefix(fastapi_env):
+    """docs/app-types.md: under /py/, /docs must load /py/openapi.json (it loaded
+    /openapi.json, which faucet's router does not send to the app)."""
+    python = Path(fastapi_env["UV_PROJECT_ENVIRONMENT"]) / "bin" / "python"
+    result = subprocess.run([str(python), "-c", DOCS_UNDER_PREFIX, str(FASTAPI)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"mounted": True, "alone": True,
+                                         "paths": ["/", "/echo"]}

@@ -9,6 +9,8 @@ import time
 import httpx
 import pytest
 
+from faucet.config.settings import load_config
+from faucet.sinks import open_sink
 from tests.helpers import (
     PLUMBER,
     leftover_processes,
@@ -162,6 +164,12 @@ def test_workers_die_with_faucet_even_on_sigkill():
 def test_telemetry_init_creates_the_table(pg_empty_dsn):
     result = run_to_exit("telemetry", "init", "--telemetry-postgres-string", pg_empty_dsn)
     assert result.returncode == 0, result.stderr
+    # It says what it did (it used to print nothing), and again finds what it made.
+    assert [line.split(" in ")[0] for line in result.stdout.splitlines()] == [
+        "faucet telemetry init: faucet_http_events: created",
+        "faucet telemetry init: faucet_log_events: created"]
+    again = run_to_exit("telemetry", "init", "--telemetry-postgres-string", pg_empty_dsn)
+    assert "faucet_http_events: found, left as it was" in again.stdout
     columns = query(pg_empty_dsn, "SELECT column_name FROM information_schema.columns "
                                   "WHERE table_name = 'faucet_http_events' "
                                   "AND table_schema = current_schema() ORDER BY ordinal_position")
@@ -169,3 +177,75 @@ def test_telemetry_init_creates_the_table(pg_empty_dsn):
     assert len(columns) == 15
     missing = run_to_exit("telemetry", "init")
     assert missing.returncode == 2 and "telemetry.postgres_string: required" in missing.stderr
+
+
+def test_log_file_in_a_missing_folder_is_created(tmp_path):
+    """Was a FileNotFoundError traceback, then an AttributeError at exit, status 1."""
+    log_file = tmp_path / "nodir" / "deeper" / "faucet.log"
+    result = run_to_exit("start", "--dir", str(tmp_path / "nope"), "--log-file", str(log_file))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert log_file.parent.is_dir()
+
+
+def test_log_file_that_cannot_be_written_is_one_line_naming_the_setting(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = run_to_exit("start", "--dir", str(PLUMBER),
+                         env={"FAUCET_LOG_FILE": str(tmp_path / "a-file" / "faucet.log")})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"faucet: log_file = '{tmp_path}/a-file/faucet.log' (from FAUCET_LOG_FILE): cannot "
+        "write there: File exists; choose a path faucet's user may write (its folder is "
+        "created when missing)"]
+
+
+def test_uv_beside_faucets_python_is_found_without_path():
+    """`.venv/bin/faucet uv` after `.ci/setup example`: uv is in .venv/bin, not on PATH."""
+    result = run_to_exit("uv", "--version", env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("uv ")
+
+
+def test_missing_app_dir_is_named_in_start_mode_as_in_router_mode():
+    result = run_to_exit("start", "--dir", str(PLUMBER), "--app-dir", "app")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"faucet: app_dir = 'app': directory not found: {PLUMBER / 'app'} (relative to --dir)"]
+
+
+def test_sink_option_flag_reaches_the_plugin_and_its_error_says_where(tmp_path):
+    missing = run_to_exit("start", "--dir", str(PLUMBER), "--telemetry-sink", "jsonfile")
+    assert missing.returncode == 2
+    assert "--telemetry-sink-option KEY=VALUE" in missing.stderr
+    assert "FAUCET_TELEMETRY_SINK_OPTIONS" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+async def test_sink_option_flag_reaches_the_plugin(tmp_path):
+    events = tmp_path / "events.jsonl"
+    config = load_config(None, {}, {"telemetry.sink": "jsonfile",
+                                    "telemetry.sink_options": [f"path={events}"]})
+    sink = await open_sink(config.telemetry)
+    await sink.aclose()
+    assert events.exists()
+
+
+def test_config_show_names_where_each_value_came_from(tmp_path):
+    (tmp_path / "faucet.toml").write_text('workers = 2\n[telemetry]\nnamespace = "file"\n')
+    result = run_to_exit("config", "show", "--config", str(tmp_path / "faucet.toml"),
+                         "--strategy", "least-busy",
+                         env={"FAUCET_TELEMETRY_POSTGRES_STRING": "postgresql://u:pw@h/db"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"workers = 2  # {tmp_path / 'faucet.toml'}" in lines
+    assert 'strategy = "least-busy"  # --strategy' in lines
+    assert 'host = "127.0.0.1:3838"  # default' in lines
+    assert 'namespace = "file"  # ' + str(tmp_path / "faucet.toml") in lines
+    assert "pw" not in result.stdout
+    assert ('postgres_string = "postgresql://u:***@h/db"  '
+            '# FAUCET_TELEMETRY_POSTGRES_STRING') in lines
+
+
+def test_config_example_prints_every_key():
+    result = run_to_exit("config", "example")
+    assert result.returncode == 0 and result.stdout == (PLUMBER.parent.parent /
+                                                        "faucet.example.toml").read_text()

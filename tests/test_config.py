@@ -81,8 +81,8 @@ def test_type_errors_name_the_key(tmp_path):
 def test_unknown_keys_are_errors_listing_the_allowed_ones(tmp_path):
     path = write(tmp_path, "wokers = 2\n[telemetry]\nnamspace = 'x'\n")
     lines = problems(path)
-    assert any(line.startswith(f"wokers (from {path}): unknown key; allowed here: host, workers")
-               for line in lines)
+    assert any(line.startswith(f"wokers (from {path}): unknown key; did you mean workers? "
+                               "allowed here: host, workers") for line in lines)
     assert any(line.startswith("telemetry.namspace") and "namespace" in line for line in lines)
 
 
@@ -172,3 +172,27 @@ def test_ignored_faucet_variables_are_named_with_the_closest_setting():
         "FAUCET_ZZZ is not a faucet setting and is ignored; faucet --help lists them",
     ]
 
+
+
+def test_unknown_keys_type_and_value_errors_come_in_one_run(tmp_path):
+    """An unknown key used to be reported alone, and the values only on the next run."""
+    path = write(tmp_path, 'workerz = 3\nworkers = 0\nhost = 5\nstrategy = "fastest"\n'
+                           '[telemetry]\nqueue_size = "lots"\nbatch_size = 0\n'
+                           '[[route]]\nroute = "api"\nserver_type = "plumber"\nworkers = 1\n')
+    keys = sorted(line.split(" ")[0] for line in problems(path))
+    assert keys == ["host", "route[0].route", "strategy", "telemetry.batch_size",
+                    "telemetry.queue_size", "workers", "workerz"]
+
+
+def test_sink_options_from_env_and_flags_merge_over_the_file(tmp_path):
+    path = write(tmp_path, '[telemetry.sink_options]\npath = "file.jsonl"\nlevel = 1\n')
+    config = load_config(path, {"FAUCET_TELEMETRY_SINK_OPTIONS": "path=env.jsonl,mode=a"},
+                         {"telemetry.sink_options": ["mode=w", "url=http://h/?a=b"]})
+    assert config.telemetry.sink_options == {"path": "env.jsonl", "level": 1, "mode": "w",
+                                             "url": "http://h/?a=b"}
+    as_json = load_config(None, {"FAUCET_TELEMETRY_SINK_OPTIONS": '{"path": "a,b", "n": 2}'}, {})
+    assert as_json.telemetry.sink_options == {"path": "a,b", "n": 2}
+    assert env_warnings({"FAUCET_TELEMETRY_SINK_OPTIONS": "x=1"}) == []
+    assert problems(environ={"FAUCET_TELEMETRY_SINK_OPTIONS": "path"}) == [
+        "telemetry.sink_options = 'path' (from FAUCET_TELEMETRY_SINK_OPTIONS): expected "
+        "KEY=VALUE, for example path=/var/log/faucet/events.jsonl"]

@@ -11,7 +11,7 @@ import httpx
 import trio
 
 from faucet.config.routes import RouteConfig
-from faucet.deploy import Loaded
+from faucet.deploy import Snapshot
 from faucet.errors import ConfigError
 from faucet.plan import plan_router, plan_start
 from faucet.proxy.router import RouteTable
@@ -41,8 +41,8 @@ def start_app(folder, **overrides):
     """An in-process faucet for ``folder`` and the ``load`` a reload reads it with."""
     config = config_for(dir=str(folder), rscript=STANDIN, **overrides)
 
-    def load() -> Loaded:
-        return Loaded(config, plan_start(config), None)
+    def load() -> Snapshot:
+        return Snapshot(config, plan_start(config), None)
     return config, load
 
 
@@ -99,7 +99,7 @@ async def test_invalid_settings_change_nothing(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("STANDIN_VERSION", "version.txt")
     config, _ = start_app(app_folder(tmp_path))
 
-    def broken() -> Loaded:
+    def broken() -> Snapshot:
         raise ConfigError(["workers = 0 (from faucet.toml): must be at least 1"])
 
     async with run_faucet(config) as faucet, faucet.client() as client:
@@ -145,8 +145,8 @@ async def test_router_routes_added_removed_and_untouched(tmp_path, monkeypatch):
     config = config_for(rscript=STANDIN, route=first)
     second = routes_for(added, kept)
 
-    def load() -> Loaded:
-        return Loaded(config, plan_router(config, second), RouteTable(second))
+    def load() -> Snapshot:
+        return Snapshot(config, plan_router(config, second), RouteTable(second))
 
     async with run_faucet(config, routes=RouteTable(first)) as faucet, \
             faucet.client() as client:

@@ -7,6 +7,7 @@ import pytest
 from faucet.config.routes import RouteConfig, load_routes, normalise_route_tables
 from faucet.config.strategy import Strategy
 from faucet.errors import ConfigError
+from tests.helpers import ROOT
 
 
 @pytest.fixture
@@ -191,8 +192,26 @@ def test_every_problem_is_reported_at_once(conf):
         "route[0].server_type",
         "route[0].workers",
         "route[1].extra",
+        "route[1].route",  # route[0] = "/" takes every path, whatever else is wrong with it
+        "route[2].route",
         "route[3].route",
     ]
+
+
+def test_the_mistakes_docs_router_md_lists_come_in_one_run(tmp_path, monkeypatch):
+    """docs/router.md's example output, line for line, from one run over a file that has
+    all four mistakes (a bad value, an unknown type, a missing workdir, a shadowed route)."""
+    text = (ROOT / "docs" / "router.md").read_text()
+    block = text.split("### Mistakes are reported, all at once")[1].split("```")[1]
+    documented = block.strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plumber").mkdir()
+    table = '[[route]]\nroute = "{}"\nserver_type = "{}"\nworkers = {}\nworkdir = "{}"\n'
+    Path("frouter.toml").write_text("".join(table.format(*row) for row in [
+        ("/api/", "plumber", 1, "apps/x"), ("/b/", "plumber", 0, "plumber"),
+        ("/c/", "django", 1, "plumber"), ("/api/v2/", "plumber", 1, "plumber")]))
+    shown = [line.replace(str(tmp_path), "/srv") for line in problems(Path("frouter.toml"))]
+    assert shown == documented
 
 
 def test_duplicate_and_shadowed_routes(conf):

@@ -1,6 +1,7 @@
 """A Rust faucet user's commands, files and environment, run through the real command
 line (no R: the stand-in worker answers for plumber)."""
 
+import argparse
 import importlib.metadata
 import subprocess
 
@@ -58,13 +59,15 @@ def test_the_rust_short_flags():
     args, c = parse(["-q", "/opt/quarto", "-i", "x-real-ip", "-r", "/R", "-u", "/uv",
                      "-l", "f.log", "-m", "10M", "start", "-w", "3", "-s", "ip-hash",
                      "-t", "shiny", "-d", "/srv/app", "-a", "app", "-q", "doc.qmd"], {})
+    c = c.config
     assert (c.quarto, c.ip_from, c.rscript, c.uv, c.log_file, c.max_log_file_size) == (
         "/opt/quarto", "x-real-ip", "/R", "/uv", "f.log", 10_000_000)
     assert (c.workers, c.strategy, c.type, c.dir, c.app_dir, c.qmd) == (
         3, "ip-hash", "shiny", "/srv/app", "app", "doc.qmd")  # after start, -q is --qmd
-    _, c = parse(["router", "-c", "routes.toml", "-q", "/q"], {})
+    c = parse(["router", "-c", "routes.toml", "-q", "/q"], {})[1].config
     assert (c.conf, c.quarto) == ("routes.toml", "/q")
-    args, c = parse(["-r", "/usr/bin/env", "rscript", "-e", "1"], {})
+    args, loaded = parse(["-r", "/usr/bin/env", "rscript", "-e", "1"], {})
+    c = loaded.config
     assert (args.command, args.args, c.rscript) == ("rscript", ["-e", "1"], "/usr/bin/env")
 
 
@@ -75,10 +78,20 @@ def test_version(flag):
     assert result.stdout == f"faucet {importlib.metadata.version('faucet-r')}\n"
 
 
+def command_help(*names: str) -> str:
+    """``faucet NAMES... --help`` in-process."""
+    parser = build_parser()
+    for name in names:
+        (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = action.choices[name]
+    return parser.format_help()
+
+
 @pytest.mark.parametrize("key", setting_keys())
 def test_help_shows_each_flag_with_its_env_variable_and_default(key):
+    """`faucet config show --help` takes every setting; start and router their own."""
     assert key in DESCRIPTIONS
-    text = " ".join(build_parser().format_help().split())
+    text = " ".join(command_help("config", "show").split())
     line = help_line(key)
     assert f"[env: {env_name(key)}" in line and "[default: " in line
     assert " ".join(line.replace("%%", "%").split()) in text

@@ -20,7 +20,8 @@ def build_wheel(tmp_path):
     shutil.copytree(ROOT / "faucet", src / "faucet", symlinks=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "sql", src / "sql")
-    for name in ("pyproject.toml", "README.md"):
+    shutil.copytree(ROOT / "docs", src / "docs")
+    for name in ("pyproject.toml", "README.md", "faucet.example.toml"):
         shutil.copy(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                     "-w", str(tmp_path / "dist"), str(src)], check=True)
@@ -39,7 +40,7 @@ def install(wheel, venv):
 
 
 @pytest.mark.slow
-def test_wheel_carries_the_sql_and_telemetry_init_works(tmp_path, pg_empty_dsn):
+def test_wheel_carries_sql_example_docs_and_telemetry_init_works(tmp_path, pg_empty_dsn):
     wheel = build_wheel(tmp_path)
     shipped = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".sql")}
     assert shipped == {f"faucet/sql/{path.name}" for path in (ROOT / "sql").glob("*.sql")}
@@ -54,6 +55,9 @@ def test_wheel_carries_the_sql_and_telemetry_init_works(tmp_path, pg_empty_dsn):
     assert run("python", "-c", "import faucet; print(faucet.__file__)").stdout.startswith(
         str(venv))
     assert run("faucet", "telemetry", "init", "--help").returncode == 0
+    # What the README points to is in the wheel: every key, and the docs/ pages.
+    assert run("faucet", "config", "example").stdout == (ROOT / "faucet.example.toml").read_text()
+    assert run("faucet", "docs", "router").stdout == (ROOT / "docs" / "router.md").read_text()
     result = run("faucet", "telemetry", "init", "--telemetry-postgres-string", pg_empty_dsn)
     assert result.returncode == 0, result.stderr
     assert query(pg_empty_dsn, "SELECT count(*) FROM faucet_http_events") == [(0,)]

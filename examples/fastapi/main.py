@@ -4,7 +4,27 @@ import os
 
 from fastapi import FastAPI, Request
 
+
+class ForwardedPrefix:
+    """Mounted under a prefix by ``faucet router`` (``/py/``), the app sees paths without
+    it and gets ``X-Forwarded-Prefix: /py``; this copies that header into the ASGI scope's
+    ``root_path``, so the links FastAPI builds (``/docs`` loads ``/py/openapi.json``) point
+    back through faucet. Without the header (``faucet start``) nothing changes."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-prefix":
+                    scope = {**scope, "root_path": value.decode("latin-1").rstrip("/")}
+                    break
+        await self.app(scope, receive, send)
+
+
 app = FastAPI()
+app.add_middleware(ForwardedPrefix)
 
 
 @app.get("/")

@@ -24,7 +24,10 @@ class Runtime:
 RSCRIPT = Runtime("rscript", "install R (apt-get install r-base-core) or set --rscript "
                              "/path/to/Rscript")
 QUARTO = Runtime("quarto", "install Quarto or set --quarto /path/to/quarto")
-UV = Runtime("uv", "pip install uv, or set --uv /path/to/uv")
+# {python}: faucet's own interpreter, beside which faucet also looks (faucet-r[fast-api]).
+UV = Runtime("uv", "install it beside faucet ({python} -m pip install uv) or on PATH, "
+                   "or set --uv /path/to/uv")
+RUNTIMES = {runtime.key: runtime for runtime in (RSCRIPT, QUARTO, UV)}
 
 
 @frozen

@@ -1,5 +1,6 @@
 """How each setting appears on the command line: its flags (the long one, the Rust server's
-one-letter form, the Rust aliases) and its ``--help`` line with env names and default.
+one-letter form, the Rust aliases), its ``--help`` line with env names and default, and
+its topic (the group ``--help`` shows it in, and the commands that take it).
 
 Pure: no argparse here, only the data ``cli`` builds its parser from.
 """
@@ -14,10 +15,14 @@ from faucet.config.app_kinds import KINDS
 from faucet.config.settings import (
     CLI_ALIASES,
     ENV_ALIASES,
+    SINK_OPTION_FLAG,
+    SINK_OPTIONS,
+    SINK_OPTIONS_ENV,
     Config,
     TelemetryConfig,
     env_name,
     flag_name,
+    setting_keys,
 )
 from faucet.config.strategy import Strategy
 
@@ -89,6 +94,7 @@ DESCRIPTIONS = {
     "telemetry.namespace": "tells faucet instances apart in telemetry",
     "telemetry.version": "your app's version, stored with each event",
     "telemetry.sink": "postgres | stdout | null | a plugin's name",
+    SINK_OPTIONS: "an option for the sink, KEY=VALUE; repeat the flag for more",
     "telemetry.sslmode": "disable | allow | prefer | require | verify-ca | verify-full",
     "telemetry.sslcert": "CA certificate file for PostgreSQL",
     "telemetry.queue_size": "events waiting at most; beyond, new ones are dropped and counted",
@@ -100,15 +106,67 @@ DESCRIPTIONS = {
 }
 
 
+# The --help groups, in order: title -> its settings. Every setting is in one group
+# (tests/test_cli_help.py holds that), and each command shows the groups it uses.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "app (start)": ("dir", "type", "app_dir", "qmd", "workers", "strategy", "max_rps",
+                    "min_workers"),
+    "routes (router)": ("conf",),
+    "server": ("host", "ip_from", "shutdown", "shutdown_timeout", "health_details"),
+    "reloads": ("pid_file", "drain_timeout"),
+    "runtimes": ("rscript", "quarto", "uv"),
+    "workers": ("startup_timeout", "worker_wait_timeout", "response_timeout", "max_inflight",
+                "max_queue", "sticky_grace", "scale_down_after", "liveness_interval",
+                "liveness_timeout", "unhealthy_after"),
+    "proxy limits": ("max_connections", "head_timeout", "client_body_timeout", "send_timeout",
+                     "max_body_size", "proxy_buffer_size", "max_spool_size", "max_websockets",
+                     "websocket_memory", "max_message_size"),
+    "Shiny sessions": ("reconnect_grace", "reconnect_buffer", "reconnect_buffer_total",
+                       "heartbeat_interval", "heartbeat_timeout", "max_sessions"),
+    "telemetry": ("telemetry.sink", SINK_OPTIONS, "telemetry.namespace", "telemetry.version",
+                  "telemetry.queue_size", "telemetry.batch_size", "telemetry.flush_interval",
+                  "telemetry.flush_timeout", "telemetry.statement_timeout"),
+    "telemetry database": ("telemetry.postgres_string", "telemetry.sslmode",
+                           "telemetry.sslcert", "telemetry.connect_timeout"),
+    "logging": ("log_level", "log_format", "log_file", "log_stderr", "max_log_file_size",
+                "log_file_backups"),
+}
+_SERVING = ("server", "reloads", "runtimes", "workers", "proxy limits", "Shiny sessions",
+            "telemetry", "telemetry database", "logging")
+# The groups each command that takes settings shows.
+COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
+    "start": ("app (start)", *_SERVING),
+    "router": ("routes (router)", *_SERVING),
+    "telemetry init": ("telemetry database",),
+    "reload": ("server", "reloads"),
+    "config show": tuple(GROUPS),
+}
+
+
+def command_keys(command: str) -> list[str]:
+    """The settings ``command`` takes on its command line, in --help order."""
+    return [key for group in COMMAND_GROUPS[command] for key in GROUPS[group]]
+
+
+def every_key() -> list[str]:
+    """Every setting a flag can set: the scalar ones and the sink's options."""
+    return [*setting_keys(), SINK_OPTIONS]
+
+
 def flags(key: str, short: dict[str, str]) -> list[str]:
     """The flags for ``key``: its short form from ``short`` (if any), the long one, then
     the Rust server's other spellings (``--pg-con-string``)."""
+    if key == SINK_OPTIONS:
+        return [SINK_OPTION_FLAG]
     aliases = [flag for flag, aliased in CLI_ALIASES.items() if aliased == key]
     return [*filter(None, [short.get(key)]), flag_name(key), *aliases]
 
 
 def help_line(key: str) -> str:
     """``DESCRIPTION [env: FAUCET_X, FAUCET_Y] [default: D]``, escaped for argparse."""
+    if key == SINK_OPTIONS:
+        return (f"{DESCRIPTIONS[key]} [env: {SINK_OPTIONS_ENV}=KEY=VALUE,KEY=VALUE or a JSON "
+                "object] [faucet.toml: [telemetry.sink_options]]")
     names = [env_name(key), *(name for name, aliased in ENV_ALIASES.items() if aliased == key)]
     parts = [DESCRIPTIONS.get(key, ""), f"[env: {', '.join(names)}]",
              f"[default: {_shown(default_value(key))}]"]

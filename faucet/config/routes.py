@@ -148,19 +148,24 @@ def normalise_route_tables(raw: Any, base_dir: Path, source: str) -> list[RouteC
 
     ``workdir`` is made absolute against ``base_dir`` (the config file's directory, not the
     process cwd); ``app_dir`` and ``qmd`` stay relative to ``workdir``, the worker's cwd.
+    Every problem of every table is reported at once: a check that needs a key left out
+    only when that key itself is bad.
     """
     if not isinstance(raw, list) or not all(isinstance(table, dict) for table in raw):
         raise ConfigError(_line("route", raw, "expected [[route]] tables", source))
     problems: list[str] = []
     valid: dict[int, RouteConfig] = {}
+    paths: dict[int, str] = {}
     for index, table in enumerate(raw):
-        found = _table_problems(table, base_dir)
+        found, values = _table_problems(table, base_dir)
         problems += [
             _line(f"route[{index}].{key}", value, message, source) for key, value, message in found
         ]
+        if "route" in values:
+            paths[index] = values["route"]
         if not found:
-            valid[index] = _build(table, base_dir)
-    problems += [_line(*problem, source) for problem in _overlaps(valid)]
+            valid[index] = RouteConfig(**values)
+    problems += [_line(*problem, source) for problem in _overlaps(paths)]
     if problems:
         raise ConfigError(problems)
     return list(valid.values())
@@ -170,62 +175,72 @@ def _workdir(table: Mapping[str, Any], base_dir: Path) -> str:
     return os.path.normpath(base_dir.absolute() / table.get("workdir", "."))
 
 
-def _build(table: Mapping[str, Any], base_dir: Path) -> RouteConfig:
-    values = {key: check(table[key]) for key, (_, check) in _FIELDS.items() if key in table}
-    values["workdir"] = _workdir(table, base_dir)
-    return RouteConfig(**values)
-
-
-def _table_problems(table: Mapping[str, Any], base_dir: Path) -> list[tuple[str, Any, str]]:
-    """``(key, value, message)`` for one table: unknown, missing, bad values, paths."""
+def _table_problems(table: Mapping[str, Any], base_dir: Path
+                    ) -> tuple[list[tuple[str, Any, str]], dict[str, Any]]:
+    """``(key, value, message)`` for one table (unknown, missing, bad values, paths), and
+    the keys whose values passed, normalised."""
     problems = [
         (key, _MISSING, f"unknown key; allowed here: {', '.join(_FIELDS)}")
         for key in table
         if key not in _FIELDS
     ]
+    values: dict[str, Any] = {}
     for key, (required, check) in _FIELDS.items():
         if key not in table:
             if required:
                 problems.append((key, _MISSING, "required key is missing"))
             continue
         try:
-            check(table[key])
+            values[key] = check(table[key])
         except ValueError as exc:
             problems.append((key, table[key], str(exc)))
-    if not problems:
-        problems += _scaling_problems(table) + _path_problems(table, base_dir)
-    return problems
+    problems += _scaling_problems(table, values)
+    if "workdir" in values or "workdir" not in table:
+        values["workdir"] = _workdir(table, base_dir)
+        problems += _path_problems(table, values)
+    return problems, values
 
 
-def _scaling_problems(table: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
-    """The rps keys that only make sense together (the table's values are checked)."""
+def _scaling_problems(table: Mapping[str, Any], values: Mapping[str, Any]
+                      ) -> list[tuple[str, Any, str]]:
+    """The rps keys that only make sense together (those whose values passed)."""
     problems = []
-    if _strategy(table.get("strategy", "round-robin")).scales and "max_rps" not in table:
+    strategy = values.get("strategy")
+    if strategy is not None and strategy.scales and "max_rps" not in table:
         problems.append(("max_rps", _MISSING, "required with strategy = 'rps': the requests "
                                               "per second one worker should take, e.g. 10"))
-    if table.get("min_workers", 1) > table["workers"]:
-        problems.append(("min_workers", table["min_workers"],
-                         f"must be at most workers ({table['workers']})"))
+    if "workers" in values and values.get("min_workers", 1) > values["workers"]:
+        problems.append(("min_workers", values["min_workers"],
+                         f"must be at most workers ({values['workers']})"))
     return problems
 
 
-def _path_problems(table: Mapping[str, Any], base_dir: Path) -> list[tuple[str, Any, str]]:
+def _path_problems(table: Mapping[str, Any], values: Mapping[str, Any]
+                   ) -> list[tuple[str, Any, str]]:
     """Fail at start-up, not at each worker spawn, when a directory or file is absent."""
-    workdir = Path(_workdir(table, base_dir))
+    workdir = Path(values["workdir"])
     if not workdir.is_dir():
         return [("workdir", table.get("workdir", "."), f"directory not found: {workdir}")]
-    problems = []
-    if "app_dir" in table and not (workdir / table["app_dir"]).is_dir():
-        found = workdir / table["app_dir"]
-        problems.append(("app_dir", table["app_dir"], f"directory not found: {found}"))
-    if "qmd" in table and not (workdir / table["qmd"]).is_file():
-        problems.append(("qmd", table["qmd"], f"file not found: {workdir / table['qmd']}"))
-    elif "qmd" not in table and KINDS[kind := _server_type(table["server_type"])].needs_qmd:
+    problems = app_path_problems(workdir, values.get("app_dir"), values.get("qmd"))
+    kind = values.get("server_type")
+    if "qmd" not in table and kind is not None and KINDS[kind].needs_qmd:
         problems.append(("qmd", _MISSING, f"required when server_type is {kind}"))
     return problems
 
 
-def _overlaps(routes: Mapping[int, RouteConfig]) -> list[tuple[str, Any, str]]:
+def app_path_problems(workdir: Path, app_dir: str | None, qmd: str | None
+                      ) -> list[tuple[str, Any, str]]:
+    """``app_dir`` (a folder) and ``qmd`` (a file), relative to ``workdir``, that are not
+    there; the same check in start mode (--dir) and router mode (a route's workdir)."""
+    problems = []
+    if app_dir is not None and not (workdir / app_dir).is_dir():
+        problems.append(("app_dir", app_dir, f"directory not found: {workdir / app_dir}"))
+    if qmd is not None and not (workdir / qmd).is_file():
+        problems.append(("qmd", qmd, f"file not found: {workdir / qmd}"))
+    return problems
+
+
+def _overlaps(routes: Mapping[int, str]) -> list[tuple[str, Any, str]]:
     """Duplicate routes, and routes an earlier prefix route always answers first."""
     problems = []
     for later, route in routes.items():
@@ -233,17 +248,15 @@ def _overlaps(routes: Mapping[int, RouteConfig]) -> list[tuple[str, Any, str]]:
             if earlier >= later:
                 break
             key = f"route[{later}].route"
-            if route.route == first.route:
-                problems.append((key, route.route, f"duplicate of route[{earlier}]"))
+            if route == first:
+                problems.append((key, route, f"duplicate of route[{earlier}]"))
                 break
-            if first.route.endswith("/") and (
-                route.route.startswith(first.route) or route.route == first.route[:-1]
-            ):
+            if first.endswith("/") and (route.startswith(first) or route == first[:-1]):
                 problems.append(
                     (
                         key,
-                        route.route,
-                        f"never reached: route[{earlier}] = {first.route!r} comes first and "
+                        route,
+                        f"never reached: route[{earlier}] = {first!r} comes first and "
                         "takes every path this one would; list the more specific route first",
                     )
                 )

@@ -10,6 +10,7 @@ came from and what is allowed.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -283,6 +284,14 @@ CLI_ALIASES = {
     "--pg-sslcert": "telemetry.sslcert",
 }
 CONFIG_ENV = "FAUCET_CONFIG"
+# The sink's options: a table in faucet.toml, pairs in the environment and on the command
+# line (one flag per option), merged key by key in the usual order.
+SINK_OPTIONS = "telemetry.sink_options"
+SINK_OPTIONS_ENV = "FAUCET_TELEMETRY_SINK_OPTIONS"
+SINK_OPTION_FLAG = "--telemetry-sink-option"
+SINK_OPTIONS_HOWTO = (f"set sink options with {SINK_OPTION_FLAG} KEY=VALUE (repeatable), "
+                      f"{SINK_OPTIONS_ENV}='KEY=VALUE,KEY=VALUE' (or a JSON object), "
+                      "or a [telemetry.sink_options] table in faucet.toml")
 # Keys only faucet.toml can set (tables and lists).
 _FILE_ONLY = {"telemetry", "route", "telemetry.sink_options"}
 
@@ -363,10 +372,56 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     return {names[k]: v for k, v in environ.items() if k in names and v != ""}
 
 
+def parse_sink_options(text: str) -> dict[str, Any]:
+    """``FAUCET_TELEMETRY_SINK_OPTIONS``: ``key=value`` pairs separated by commas, or a
+    JSON object (for values with commas, or numbers and booleans)."""
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return dict(sink_option(part) for part in stripped.split(",") if part.strip())
+    try:
+        options = json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON object: {exc}") from None
+    if not isinstance(options, dict):
+        raise ValueError("expected a JSON object")
+    return options
+
+
+def sink_option(text: str) -> tuple[str, str]:
+    """One ``key=value`` of ``--telemetry-sink-option`` (the value may hold ``=``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError("expected KEY=VALUE, for example path=/var/log/faucet/events.jsonl")
+    return key.strip(), value
+
+
+def _merge_sink_options(merged: dict, origin: dict[str, str], environ: Mapping[str, str],
+                        flag_values: list[str] | None) -> list[str]:
+    """Lay the environment's and the flags' sink options over faucet.toml's table, key by
+    key; a problem line for each that cannot be read."""
+    layers = []
+    if environ.get(SINK_OPTIONS_ENV):
+        layers.append((SINK_OPTIONS_ENV, environ[SINK_OPTIONS_ENV], parse_sink_options))
+    layers += [(SINK_OPTION_FLAG, text, lambda one: dict([sink_option(one)]))
+               for text in flag_values or ()]
+    problems = []
+    for source, text, parse in layers:
+        try:
+            options = parse(text)
+        except ValueError as exc:
+            problems.append(redact(problem_line(SINK_OPTIONS, repr(text), str(exc), source)))
+            continue
+        table = merged.setdefault("telemetry", {})
+        if isinstance(table, dict) and isinstance(table.setdefault("sink_options", {}), dict):
+            table["sink_options"].update(options)
+            origin.update({f"{SINK_OPTIONS}.{key}": source for key in options})
+    return problems
+
+
 def env_warnings(environ: Mapping[str, str]) -> list[str]:
     """A line for each ``FAUCET_*`` variable faucet ignores; a misspelt one gets the
     closest setting's name."""
-    settings = {env_name(key) for key in setting_keys()} | set(ENV_ALIASES)
+    settings = {env_name(key) for key in setting_keys()} | set(ENV_ALIASES) | {SINK_OPTIONS_ENV}
     lines = []
     for name in sorted(environ):
         if not name.startswith("FAUCET_") or name in settings or name in OTHER_ENV:
@@ -389,6 +444,19 @@ def config_path(environ: Mapping[str, str], cli_path: str | None) -> Path | None
     return default if default.is_file() else None
 
 
+@frozen
+class Loaded:
+    """What the layers made: the config (a setting with a problem keeps its default), where
+    each key set came from (``origin``: the file, the variable or the flag; a key absent
+    is the default), every problem, and the keys that have one (``bad``), so that checks
+    depending on them can be skipped instead of reporting a consequence."""
+
+    config: Config
+    origin: dict[str, str]
+    problems: list[str]
+    bad: frozenset[str]
+
+
 def load_config(
     path: Path | None,
     environ: Mapping[str, str],
@@ -398,12 +466,32 @@ def load_config(
 
     ``overrides`` maps dotted keys to CLI values.
     """
+    loaded = load_settings(path, environ, overrides)
+    if loaded.problems:
+        raise ConfigError(loaded.problems)
+    return loaded.config
+
+
+def load_settings(
+    path: Path | None,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any],
+) -> Loaded:
+    """Merge the layers and check them all: unknown keys, types and values are reported
+    together, in one run (a key with a problem is left at its default to check the rest)."""
     merged: dict = {}
     origin: dict[str, str] = {}
+    problems: list[str] = []
     if path is not None:
-        merged = read_toml(path)
+        try:
+            merged = read_toml(path)
+        except ConfigError as exc:
+            problems += exc.problems
         for key in _leaf_keys(merged):
             origin[key] = str(path)
+    overrides = dict(overrides)
+    options_problem = _merge_sink_options(merged, origin, environ,
+                                          overrides.pop(SINK_OPTIONS, None))
     for key, value in env_overrides(environ).items():
         _set(merged, key, value)
         origin[key] = _env_label(key, environ)
@@ -411,14 +499,18 @@ def load_config(
         _set(merged, key, value)
         origin[key] = flag_name(key)
     raw_routes = merged.pop("route", [])
-    try:
-        config = CONVERTER.structure(merged, Config)
-    except Exception as exc:  # cattrs raises ClassValidationError (an ExceptionGroup)
-        raise ConfigError(_describe(exc, merged, origin)) from None
-    problems = [
-        _line(key, repr(value), message, origin) for key, value, message in validate(config)
-    ]
-    if config.heartbeat_timeout <= config.heartbeat_interval:
+    bad = set()
+    unknown, bad_found = _unknown_keys(merged, origin)
+    problems += unknown + options_problem
+    bad |= bad_found
+    config, type_problems, bad_types = _structure(merged, origin)
+    problems += type_problems
+    bad |= bad_types
+    checked = validate(config)
+    problems += [_line(key, repr(value), message, origin) for key, value, message in checked]
+    bad |= {key for key, _, _ in checked}
+    if not bad & {"heartbeat_timeout", "heartbeat_interval"} and (
+            config.heartbeat_timeout <= config.heartbeat_interval):
         problems.append(_line("heartbeat_timeout", repr(config.heartbeat_timeout),
                               f"must be greater than heartbeat_interval "
                               f"({config.heartbeat_interval:g})", origin))
@@ -430,9 +522,39 @@ def load_config(
         config = attrs.evolve(config, route=routes)
     except ConfigError as exc:
         problems += exc.problems
-    if problems:
-        raise ConfigError(problems)
-    return config
+        bad.add("route")
+    return Loaded(config, origin, problems, frozenset(bad))
+
+
+def _structure(merged: dict, origin: Mapping[str, str]
+               ) -> tuple[Config, list[str], set[str]]:
+    """The Config from ``merged``; a value cattrs cannot structure is reported and dropped
+    (so it keeps its default) and the rest is structured again."""
+    problems: list[str] = []
+    bad: set[str] = set()
+    while True:
+        try:
+            return CONVERTER.structure(merged, Config), problems, bad
+        except Exception as exc:  # cattrs raises ClassValidationError (an ExceptionGroup)
+            found = _describe(exc, merged, origin)
+            dropped = [key for key, _ in found if _drop(merged, key)]
+            if not dropped:
+                raise
+            problems += [line for _, line in found]
+            bad.update(dropped)
+
+
+def _drop(tree: dict, dotted: str) -> bool:
+    """Remove ``dotted`` (``telemetry.queue_size``) from ``tree``; whether it was there."""
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.get(part)
+        if not isinstance(tree, dict):
+            return False
+    return tree.pop(leaf, _ABSENT) is not _ABSENT
+
+
+_ABSENT = object()
 
 
 def _scaling(config: Config, origin: Mapping[str, str]) -> list[tuple[str, str | None, str]]:
@@ -482,47 +604,36 @@ def _format_exception(exc: BaseException, _type: Any) -> str:
     return str(exc)
 
 
-def _describe(exc: BaseException, merged: Mapping, origin: Mapping[str, str]) -> list[str]:
-    """One line per problem: ``key = value (from SOURCE): what is allowed``."""
-    lines = []
+def _describe(exc: BaseException, merged: Mapping, origin: Mapping[str, str]
+              ) -> list[tuple[str, str]]:
+    """``(key, line)`` per problem, the line ``key = value (from SOURCE): what is allowed``."""
+    found = []
     for line in cattrs.transform_error(exc, path="$", format_exception=_format_exception):
         message, _, where = line.rpartition(" @ ")
         key = where.removeprefix("$").lstrip(".")
-        key = re.sub(r"\[(\d+)\]", r"[\1]", key)
-        if message.startswith("unknown key(s): "):
-            lines.extend(_unknown_keys(key, message, origin))
-            continue
         try:
-            shown = repr(_get_indexed(merged, key))
-        except (KeyError, IndexError, TypeError):
+            shown = repr(_get(merged, key))
+        except (KeyError, TypeError):
             shown = None
-        lines.append(_line(key, shown, message, origin))
-    return lines
+        found.append((key, _line(key, shown, message, origin)))
+    return found
 
 
-def _unknown_keys(table: str, message: str, origin: Mapping[str, str]) -> list[str]:
-    names = message.removeprefix("unknown key(s): ").split(", ")
-    allowed = _allowed_keys(table)
-    return [
-        _line(
-            f"{table}.{name}" if table else name,
-            None,
-            f"unknown key; allowed here: {', '.join(allowed)}",
-            origin,
-        )
-        for name in names
-    ]
-
-
-def _allowed_keys(table: str) -> list[str]:
-    cls = TelemetryConfig if table.startswith("telemetry") else Config
-    return [a.name for a in attrs.fields(cls)]
-
-
-def _get_indexed(tree: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        name, _, index = part.partition("[")
-        tree = tree[name]
-        if index:
-            tree = tree[int(index.rstrip("]"))]
-    return tree
+def _unknown_keys(merged: dict, origin: Mapping[str, str]) -> tuple[list[str], set[str]]:
+    """A line for each key no setting has (removed from ``merged``), with the closest
+    known key when there is one, and those keys."""
+    lines, bad = [], set()
+    for table, cls in (("", Config), ("telemetry", TelemetryConfig)):
+        tree = merged.get(table) if table else merged
+        if not isinstance(tree, dict):
+            continue
+        allowed = [a.name for a in attrs.fields(cls)]
+        for name in [name for name in tree if name not in allowed]:
+            del tree[name]
+            key = f"{table}.{name}" if table else name
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            lines.append(_line(key, None, f"unknown key; {hint}allowed here: "
+                                          f"{', '.join(allowed)}", origin))
+            bad.add(key)
+    return lines, bad

@@ -1,7 +1,9 @@
 """Where telemetry events go: the ``Sink`` protocol and loading a sink by name.
 
 A sink is made by a *factory* ``(options, config) -> Sink``: ``options`` is the
-``[telemetry.sink_options]`` table untouched, ``config`` the whole ``TelemetryConfig``.
+``[telemetry.sink_options]`` table with ``FAUCET_TELEMETRY_SINK_OPTIONS`` and
+``--telemetry-sink-option`` laid over it key by key (their values are strings), ``config``
+the whole ``TelemetryConfig``.
 A factory may be a class, a function, or an ``async`` function (to connect at start-up).
 It raises ``ConfigError`` for bad options; faucet then refuses to start.
 
@@ -22,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from faucet.config.settings import TelemetryConfig
+from faucet.config.settings import SINK_OPTIONS, SINK_OPTIONS_HOWTO, TelemetryConfig
 from faucet.errors import ConfigError
 from faucet.events import Event, HttpEvent, LogEvent
 
@@ -129,8 +131,13 @@ def load_sink(name: str) -> SinkFactory:
 
 async def open_sink(config: TelemetryConfig) -> Sink:
     """Load and create the configured sink; ConfigError when that is impossible."""
-    created = load_sink(config.sink_name)(config.sink_options, config)
-    return await created if inspect.isawaitable(created) else created
+    try:
+        created = load_sink(config.sink_name)(config.sink_options, config)
+        return await created if inspect.isawaitable(created) else created
+    except ConfigError as exc:
+        # A sink words what its options lack; where options are set is faucet's to say.
+        raise ConfigError([f"{line}; {SINK_OPTIONS_HOWTO}" if line.startswith(SINK_OPTIONS)
+                           else line for line in exc.problems]) from None
 
 
 def _resolve(target: str) -> SinkFactory:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from attrs import frozen
 
-from faucet.config.app_kinds import KINDS
+from faucet.config.app_kinds import KINDS, RUNTIMES
+from faucet.config.routes import app_path_problems
 from faucet.config.settings import CONFIG_ENV, ENV_ALIASES, Config, env_name, setting_keys
+from faucet.config.source import problem_line
 from faucet.errors import ConfigError
 
 # Whole namespaces of telemetry settings, ours and the Rust server's (its
@@ -46,10 +49,16 @@ def detect_kind(folder: Path) -> str | None:
     return None
 
 
-def resolve_kind(requested: str, workdir: Path, app_dir: str | None, key: str = "type") -> str:
-    """The app kind to run; ConfigError naming ``key`` when it cannot be decided."""
+def resolve_kind(requested: str, workdir: Path, app_dir: str | None, key: str = "type",
+                 qmd: str | None = None) -> str:
+    """The app kind to run; ConfigError naming ``key`` when it cannot be decided, or when
+    ``workdir``, ``app_dir`` or ``qmd`` (both relative to it) are not there."""
     if not workdir.is_dir():
         raise ConfigError(f"dir = {str(workdir)!r}: no such directory; point --dir at your app")
+    missing = app_path_problems(workdir, app_dir, qmd)
+    if missing:
+        raise ConfigError([problem_line(name, repr(value), f"{message} (relative to --dir)")
+                           for name, value, message in missing])
     if requested != "auto":
         return requested
     kind = detect_kind(workdir / app_dir if app_dir else workdir)
@@ -64,7 +73,8 @@ def resolve_kind(requested: str, workdir: Path, app_dir: str | None, key: str = 
 
 def worker_argv(app: AppSpec, port: int) -> list[str]:
     """The command that starts one worker listening on 127.0.0.1:``port``."""
-    _, exe = executable_for(app)
+    _, name = executable_for(app)
+    exe = find_executable(name) or name
     values = {"exe": exe, "port": port, "app_dir": _r_string(app.app_dir or "."),
               "qmd": app.qmd or ""}
     return [part.format(**values) for part in KINDS[app.kind].argv]
@@ -98,13 +108,28 @@ def executable_for(app: AppSpec) -> tuple[str, str]:
     return key, getattr(app, key)
 
 
+def find_executable(name: str) -> str | None:
+    """``name``'s path: on PATH, else beside faucet's own interpreter (the venv's ``bin``,
+    where ``pip install faucet-r[fast-api]`` puts uv, though that folder need not be on
+    PATH when faucet is run as ``.venv/bin/faucet``)."""
+    return shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
+
+
+def require_executable(key: str, name: str) -> str:
+    """``name``'s path (``key`` is its setting: rscript, quarto, uv); ConfigError naming
+    where faucet looked and what to do when it is not found."""
+    found = find_executable(name)
+    if found is None:
+        hint = RUNTIMES[key].install_hint.format(python=sys.executable)
+        raise ConfigError(f"{key} = {name!r}: not found on PATH ({os.environ.get('PATH', '')}) "
+                          f"or in {os.path.dirname(sys.executable)}; {hint}")
+    return found
+
+
 def check_executable(app: AppSpec) -> None:
     """Fail at start-up, not with workers that stay offline, when the runtime is missing."""
     kind = KINDS[app.kind]
-    key, exe = executable_for(app)
-    if shutil.which(exe) is None:
-        raise ConfigError(f"{key} = {exe!r}: not found on PATH ({os.environ.get('PATH', '')}); "
-                          f"{kind.runtime.install_hint}")
+    require_executable(*executable_for(app))
     if kind.needs_qmd and not app.qmd:
         raise ConfigError(f"qmd: required for --type {kind.name}; set --qmd path/to/doc.qmd")
 

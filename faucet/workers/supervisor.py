@@ -167,7 +167,7 @@ async def supervise_worker(
             with run:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(relay_output, process.stdout, worker_log, logging.INFO, None)
-                    nursery.start_soon(relay_output, process.stderr, worker_log, logging.WARNING,
+                    nursery.start_soon(relay_output, process.stderr, worker_log, logging.INFO,
                                        tail, events)
                     watching = await nursery.start(_look_after, backend, process, watch,
                                                    config, busy_unseen, worker_log, events)
@@ -306,11 +306,23 @@ def _signal_group(process: WorkerProcess, signum: int) -> None:
         pass
 
 
+# A worker's line that says it is a warning or an error, as R (``Error in f():``,
+# ``Warning message:``, ``Warning: Error in renderText``) and uvicorn (``ERROR:``) begin
+# theirs; any other line is ordinary output, R's start-up banner on stderr included.
+_ALARMING = ("error", "warning")
+
+
+def line_level(line: str, level: int) -> int:
+    """WARNING for a line that begins like a warning or an error, else ``level``."""
+    return logging.WARNING if line.lstrip().lower().startswith(_ALARMING) else level
+
+
 async def relay_output(stream, worker_log, level: int, tail: deque | None,
                  events: WorkerEvents | None = None) -> None:
-    """Log the worker's output line by line at ``level`` (stdout INFO, stderr WARNING, as
-    the Rust server does) and keep stderr's last lines for the crash report. A line
-    ``events`` records as an app event is not logged."""
+    """Log the worker's output line by line, at ``level`` (INFO for stdout and stderr:
+    R writes its banners and messages to stderr) or WARNING for a line that begins like
+    a warning or an error (``line_level``), and keep stderr's last lines for the crash
+    report. A line ``events`` records as an app event is not logged."""
     buffer = b""
     async for chunk in stream:
         buffer += chunk
@@ -321,8 +333,9 @@ async def relay_output(stream, worker_log, level: int, tail: deque | None,
         for raw in lines:
             line = raw.decode("utf-8", "replace").rstrip("\r")
             if not (events and events.output(line)):
-                worker_log.log(level, "%s", line)
+                worker_log.log(line_level(line, level), "%s", line)
             if tail is not None:
                 tail.append(line)
     if buffer:
-        worker_log.log(level, "%s", buffer.decode("utf-8", "replace"))
+        line = buffer.decode("utf-8", "replace")
+        worker_log.log(line_level(line, level), "%s", line)

@@ -38,8 +38,8 @@ class JsonFileSink:
         paths = {"path": path, "log_path": options.get("log_path", path)}
         if unknown or not all(isinstance(path, str) for path in paths.values()):
             raise ConfigError(
-                "telemetry.sink_options: the jsonfile sink takes a string option path "
-                "and optionally log_path"
+                f"telemetry.sink_options = {dict(options)!r}: the jsonfile sink takes path "
+                "(the file for HTTP events) and optionally log_path (for app events)"
             )
         opened: dict[str, Any] = {}
         try:

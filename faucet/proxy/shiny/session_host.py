@@ -124,34 +124,43 @@ class LiveSession:
 
 
 class _ClientLeg:
-    """One client connection of a session. Three tasks send on it (the outbox, pings,
-    pongs), so sends take a lock; under it, a ping records how many of the outbox's
-    messages went out before it, which its pong will acknowledge."""
+    """One client connection of a session. Only its writer task sends on it: the reader
+    and the heartbeat leave a pong owed or a ping due and wake the writer, so the task
+    that takes the client's messages never waits on a send (a reader waiting to answer a
+    ping behind a blocked send, while hypercorn waited for that reader to take the
+    client's disconnect, held zombie sessions until restart). A ping records how many of
+    the outbox's messages went out before it, which its pong will acknowledge. A send the
+    client has not taken within ``send_timeout`` ends the leg."""
 
-    def __init__(self, send, sent: int):
+    def __init__(self, send, sent: int, send_timeout: float, wake):
         self._send = send
-        self._lock = trio.Lock()
+        self._timeout = send_timeout
+        self.wake = wake  # tells the writer there is something to send
         self.sent = sent  # the outbox's messages sent on this leg (or had before it)
         self.pings: deque[int] = deque()  # ``sent`` at each ping not yet answered
+        self.pongs = 0  # pongs owed to the client
+        self.ping_due = False
         self.closed = False
 
-    async def send(self, message: Message, number: int | None = None) -> None:
-        """Send ``message``, the outbox's message ``number`` if it is one."""
-        async with self._lock:
+    async def send(self, message: Message, number: int | None = None) -> bool:
+        """Send ``message``, the outbox's message ``number`` if it is one; False when the
+        client took no write within ``send_timeout``."""
+        with trio.move_on_after(self._timeout):
             await self._send(client_message(message))
             if number is not None:
                 self.sent = number
+            return True
+        return False
 
-    async def ping(self) -> None:
-        async with self._lock:
-            self.pings.append(self.sent)
-            await self._send(client_message(PING))
+    async def ping(self) -> bool:
+        self.ping_due = False
+        self.pings.append(self.sent)
+        return await self.send(PING)
 
     async def close(self, code: int, reason: str) -> None:
-        async with self._lock:
-            if not self.closed:
-                self.closed = True
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        if not self.closed:
+            self.closed = True
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class SessionHost:
@@ -170,6 +179,7 @@ class SessionHost:
         self.timeout = config.heartbeat_timeout
         self.max_sessions = config.max_sessions
         self.max_message = config.max_message_size
+        self.send_timeout = config.send_timeout
         self.stopping = stopping
         self.script = script_body({"heartbeatTimeout": round(self.timeout * 1000)})
         self._room = trio.Event()  # set (and replaced) when buffered bytes are freed
@@ -326,15 +336,16 @@ class SessionHost:
                          received: int, *, resumed: bool) -> None:
         """Serve one client leg until the client goes, the session ends or a newer leg
         takes over; then close the client as that calls for."""
-        leg = _ClientLeg(send, received)
+        leg = _ClientLeg(send, received, self.send_timeout, live.wake)
         close = SHUTTING_DOWN.client_close(live.state.resumable)  # if cancelled
         try:
             with scope:
-                if resumed:
-                    await leg.send(f"{RESUME}{live.state.forwarded}")
-                close = await first_to_end(lambda: self._read_client(live, leg, receive),
-                                           lambda: self._write_client(live, leg),
-                                           lambda: self._heartbeat(live, leg))
+                if resumed and not await leg.send(f"{RESUME}{live.state.forwarded}"):
+                    close = None
+                else:
+                    close = await first_to_end(lambda: self._read_client(live, leg, receive),
+                                               lambda: self._write_client(live, leg),
+                                               lambda: self._heartbeat(live, leg))
             if scope.cancelled_caught:
                 close = (REPLACED, "faucet: a newer connection took over")
         finally:
@@ -346,7 +357,7 @@ class SessionHost:
     async def _read_client(self, live: LiveSession, leg: _ClientLeg,
                            receive) -> tuple[int, str] | None:
         """The client's messages into the session; the close to send when the leg ends
-        (None: the client has gone)."""
+        (None: the client has gone). It never sends: a ping leaves a pong owed."""
         state = live.state
         timeout = self.timeout if state.resumable else math.inf
         while True:
@@ -364,7 +375,8 @@ class SessionHost:
             data = message.get("text")
             data = message.get("bytes") if data is None else data
             if state.resumable and data == PING:
-                await leg.send(PONG)
+                leg.pongs += 1  # after everything before it was handed on
+                leg.wake()
             elif state.resumable and data == PONG:
                 if leg.pings:
                     state.outbox.ack(leg.pings.popleft())
@@ -375,30 +387,41 @@ class SessionHost:
 
     async def _write_client(self, live: LiveSession,
                             leg: _ClientLeg) -> tuple[int, str] | None:
-        """The outbox to the client from where it is; once the session ends, the close its
-        client gets. Pings early when the unacknowledged messages fill half the buffer."""
+        """Everything the client gets: pongs owed, pings due (early when the
+        unacknowledged messages fill half the buffer) and the outbox from where the client
+        is; once the session ends, the close its client gets. None: the client took no
+        write within ``send_timeout``."""
         state = live.state
         outbox = state.outbox
         while True:
-            while leg.sent < outbox.last and (state.ending is None or state.ending.deliver):
+            news = live.news
+            if leg.pongs:
+                leg.pongs -= 1
+                sent = await leg.send(PONG)
+            elif leg.ping_due or (state.resumable and outbox.size > self.per_session // 2
+                                  and (not leg.pings or leg.pings[-1] < leg.sent)):
+                sent = await leg.ping()
+            elif leg.sent < outbox.last and (state.ending is None or state.ending.deliver):
                 number = leg.sent + 1
-                await leg.send(outbox.get(number), number)
-                if not state.resumable:
+                sent = await leg.send(outbox.get(number), number)
+                if sent and not state.resumable:
                     outbox.ack(number)
                     self._freed()
-            if state.ending is not None:
+            elif state.ending is not None:
                 return state.ending.client_close(state.resumable)
-            if (state.resumable and outbox.size > self.per_session // 2
-                    and (not leg.pings or leg.pings[-1] < leg.sent)):
-                await leg.ping()
-            news = live.news
-            await news.wait()
+            else:
+                await news.wait()
+                continue
+            if not sent:
+                log.info("session %s: the client took no write for %gs", state.id,
+                         self.send_timeout)
+                return None
 
     async def _heartbeat(self, live: LiveSession, leg: _ClientLeg) -> None:
-        """A ping every ``heartbeat_interval`` (with the reconnect script only)."""
+        """A ping due every ``heartbeat_interval`` (with the reconnect script only)."""
         if not live.state.resumable:
             await trio.sleep_forever()
         while True:
             await trio.sleep(self.interval)
-            await leg.ping()
-
+            leg.ping_due = True
+            leg.wake()

@@ -1,0 +1,53 @@
+"""Shiny sessions against misbehaving clients (issue 18 items 6-10): the stand-in echo
+worker (tests/ws_support.py, a shiny app kind) behind a real faucet, raw clients from
+tests/raw_ws.py."""
+
+import uuid
+
+import httpx
+import pytest
+import trio
+
+from tests.helpers import run_faucet
+from tests.raw_ws import RawWebSocket
+from tests.ws_support import echo_config
+
+pytestmark = pytest.mark.slow  # worker processes (Python stand-ins, no R)
+
+
+async def health(faucet) -> dict:
+    async with httpx.AsyncClient(base_url=faucet.url) as client:
+        return (await client.get("/__faucet__/health")).json()
+
+
+async def until_health(faucet, predicate, deadline: float = 15) -> dict:
+    """Poll the health endpoint until ``predicate(body)`` holds (the deadline only keeps
+    a broken test from hanging)."""
+    with trio.fail_after(deadline):
+        while not predicate(body := await health(faucet)):  # noqa: ASYNC110 (over HTTP)
+            await trio.sleep(0.1)
+    return body
+
+
+def session_target(session_id: uuid.UUID | str, attempt: int = 0) -> str:
+    return f"/websocket/?sessionId={session_id}&attempt={attempt}&received=0"
+
+
+async def test_a_client_that_stops_reading_then_resets_lets_go_of_its_session(tmp_path):
+    """Item 6: a client that stops reading, sends pings and messages, then resets. Its
+    leg used to deadlock (the writer held the leg's lock inside a blocked send, the reader
+    waited for that lock to answer a ping, hypercorn waited for the reader to take the
+    disconnect) and the session stayed attached until faucet restarted."""
+    config = echo_config(tmp_path, workers=1, send_timeout=1, heartbeat_interval=0.5,
+                         heartbeat_timeout=3)
+    async with run_faucet(config) as faucet:
+        client = await RawWebSocket.open(faucet.url, session_target(uuid.uuid4()),
+                                         receive_buffer=4096)
+        assert client.accepted
+        for _ in range(8):
+            await client.send("big 1000000")  # the worker answers 8 MB; it is never read
+        for _ in range(30):
+            await client.send("ping")
+        client.reset()
+        body = await until_health(faucet, lambda b: b["sessions"]["waiting"] == 1)
+        assert body["sessions"]["live"] == 1 and body["websockets"]["sessions"] == 0

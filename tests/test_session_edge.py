@@ -51,3 +51,31 @@ async def test_a_client_that_stops_reading_then_resets_lets_go_of_its_session(tm
         client.reset()
         body = await until_health(faucet, lambda b: b["sessions"]["waiting"] == 1)
         assert body["sessions"]["live"] == 1 and body["websockets"]["sessions"] == 0
+
+
+async def test_duplicate_session_ids_at_once_leave_no_count_behind(tmp_path):
+    """Item 7: two new sessions with one id at the same moment were both placed; the
+    registry kept one, and neither's end uncounted it, until max_sessions refused every
+    page. Now the second is refused (409) before it reaches a worker, and the counts go
+    back to zero."""
+    config = echo_config(tmp_path, workers=2, max_sessions=5, reconnect_grace=0)
+    async with run_faucet(config) as faucet:
+        statuses = []
+        for _ in range(6):
+            session_id = uuid.uuid4()
+            clients = []
+
+            async def connect(session_id=session_id, clients=clients):
+                clients.append(await RawWebSocket.open(faucet.url, session_target(session_id)))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(connect)
+            statuses += sorted(client.status for client in clients)
+            for client in clients:
+                client.reset()
+        assert statuses.count(101) >= 6 and set(statuses) <= {101, 409}
+        body = await until_health(faucet, lambda b: b["sessions"]["live"] == 0)
+        assert [w["sessions"] for w in body["workers"]] == [0, 0]
+        fresh = await RawWebSocket.open(faucet.url, session_target(uuid.uuid4()))
+        assert fresh.accepted

@@ -7,11 +7,13 @@ import pytest
 from faucet.pool.backend import Backend
 from faucet.pool.balancer import least_loaded
 from faucet.proxy.shiny.sessions import (
+    DUPLICATE,
     SESSION_HEADER,
     SHUTTING_DOWN,
     WORKER_GONE,
     Budget,
     Outbox,
+    Refused,
     Registry,
     Reservation,
     SessionState,
@@ -35,6 +37,15 @@ class Held:
 
     def __init__(self, backend: Backend, session_id: uuid.UUID = SID):
         self.state = SessionState(session_id, backend, Outbox(Budget(1000)), True)
+        self.reservation = None
+
+
+def hold(registry: Registry, backend: Backend, session_id: uuid.UUID = SID) -> Held:
+    """A session reserved and opened on ``backend``, as session_host does it."""
+    held = Held(backend, session_id)
+    held.reservation = registry.reserve(session_id, backend)
+    registry.add(held, held.reservation)
+    return held
 
 
 def backends(*sessions: int, online: bool = True) -> list[Backend]:
@@ -97,11 +108,41 @@ def test_fewest_sessions_places_evenly_below_the_limit_and_skips_offline_workers
 
 def test_a_reservation_counts_a_session_being_opened_until_released_once():
     pool = backends(0, 0)
-    reservation = Reservation(pool[0])
-    assert least_loaded(pool) is pool[1]
+    registry = Registry()
+    reservation = registry.reserve(SID, pool[0])
+    assert isinstance(reservation, Reservation) and least_loaded(pool) is pool[1]
     reservation.release()
     reservation.release()
-    assert pool[0].sessions == 0
+    assert pool[0].sessions == 0 and len(registry) == 0
+
+
+def test_an_id_open_or_being_opened_is_refused_and_counted_once():
+    """Two new sessions with one id at once: the second is refused, so no count is lost
+    (the registry used to keep one of the two and neither's end uncounted it)."""
+    pool = backends(0, 0)
+    registry = Registry()
+    first = registry.reserve(SID, pool[0])
+    assert registry.reserve(SID, pool[1]) is DUPLICATE
+    assert registry.get(SID) is None  # not live yet: nothing to resume
+    held = Held(pool[0])
+    registry.add(held, first)
+    first.release()  # the opening connection is done; the session holds the count
+    assert registry.get(SID) is held and pool[0].sessions == 1
+    assert registry.reserve(SID, pool[1]) is DUPLICATE
+    registry.remove(held, first)
+    assert [b.sessions for b in pool] == [0, 0] and registry.get(SID) is None
+    assert isinstance(registry.reserve(SID, pool[1]), Reservation)
+
+
+def test_one_client_address_holds_at_most_its_share_of_sessions():
+    pool = backends(0, 0)
+    registry = Registry(per_client=2)
+    mine = [registry.reserve(uuid.uuid4(), pool[0], "10.0.0.1") for _ in range(2)]
+    refused = registry.reserve(uuid.uuid4(), pool[0], "10.0.0.1")
+    assert isinstance(refused, Refused) and refused.status == 503
+    assert isinstance(registry.reserve(uuid.uuid4(), pool[0], "10.0.0.2"), Reservation)
+    mine[0].release()
+    assert isinstance(registry.reserve(uuid.uuid4(), pool[1], "10.0.0.1"), Reservation)
 
 
 def test_a_new_websocket_opens_a_session_on_the_emptiest_worker():
@@ -131,14 +172,13 @@ def test_a_new_session_goes_where_the_clients_cookie_points_while_that_worker_ha
 def test_a_reconnect_resumes_its_session_or_is_told_it_is_gone():
     pool = backends(0, 0)
     registry = Registry()
-    held = Held(pool[1])
-    registry.add(held)
+    held = hold(registry, pool[1])
     assert pool[1].sessions == 1
     query = f"sessionId={SID}&attempt=3&received=9".encode()
     placement = place(registry, pool, 1, websocket=True, method="GET", path=b"/websocket/",
                       query=query, headers=[])
     assert (placement.session, placement.backend, placement.received) == (held, pool[1], 9)
-    registry.remove(held)
+    registry.remove(held, held.reservation)
     assert pool[1].sessions == 0
     gone = place(registry, pool, 1, websocket=True, method="GET", path=b"/websocket/",
                  query=query, headers=[])
@@ -169,8 +209,7 @@ def test_full_workers_refuse_new_sessions_and_page_loads_but_not_other_requests(
 def test_requests_bound_to_a_session_by_shinys_token_go_to_its_worker():
     pool = backends(0, 0)
     registry = Registry()
-    held = Held(pool[1])
-    registry.add(held)
+    held = hold(registry, pool[1])
     registry.bind_token(held, "a6dd23b648c390da912be05f32cf6ebd")
     for path in (b"/session/a6dd23b648c390da912be05f32cf6ebd/download/report?w=",
                  b"/app/session/a6dd23b648c390da912be05f32cf6ebd/upload/1"):
@@ -180,7 +219,7 @@ def test_requests_bound_to_a_session_by_shinys_token_go_to_its_worker():
     assert place(registry, pool, None, websocket=False, method="GET",
                  path=b"/session/ffffffffffffffffffffffffffffffff/download/x", query=b"",
                  headers=[]).backend is None
-    registry.remove(held)
+    registry.remove(held, held.reservation)
     assert registry.by_token("a6dd23b648c390da912be05f32cf6ebd") is None
 
 

@@ -73,15 +73,22 @@ DESCRIPTIONS = {
     "proxy_buffer_size": "request bodies and responses up to this are held in memory",
     "max_spool_size": "a longer response spools to a temporary file up to this size",
     "max_websockets": "open WebSocket sessions at most (503 beyond)",
+    "max_websockets_per_client": "open WebSocket sessions one client address may have "
+                                 "(503 beyond); default: no limit",
+    "websocket_idle_timeout": "seconds a WebSocket without Shiny's heartbeat may carry "
+                              "no message before it closes",
     "websocket_memory": "unfinished WebSocket messages of all sessions together (1009)",
     "health_details": "who sees worker pids and ports in the health endpoint: "
                       "loopback | all | none",
     "reconnect_grace": "Shiny: seconds a session waits for its page to reconnect",
+    "reconnect_grace_unused": "Shiny: the same for a session whose page never sent a message",
     "reconnect_buffer": "Shiny: what one session buffers for its page: 8M, 1Mi...",
     "reconnect_buffer_total": "Shiny: what all sessions buffer together",
     "heartbeat_interval": "Shiny: seconds between faucet's pings to a page",
     "heartbeat_timeout": "Shiny: seconds of silence after which a page is taken for gone",
     "max_sessions": "Shiny: live sessions per worker (503 page beyond); default: no limit",
+    "max_sessions_per_client": "Shiny: live sessions one client address may hold "
+                               "(503 beyond); default: no limit",
     "telemetry.postgres_string": "PostgreSQL connection string; enables the postgres sink",
     "telemetry.namespace": "tells faucet instances apart in telemetry",
     "telemetry.version": "your app's version, stored with each event",

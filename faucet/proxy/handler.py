@@ -46,7 +46,7 @@ from faucet.proxy.shiny.session_host import SessionHost
 from faucet.proxy.shiny.sessions import (
     BY_STRATEGY,
     Placement,
-    Reservation,
+    Refused,
     full_page,
     with_session_id,
 )
@@ -230,8 +230,15 @@ class Proxy:
         if admitted is None:
             return
         placement = arrival.placement
-        # A new Shiny session counts on its worker from now on (faucet.sessions.Reservation).
-        reservation = Reservation(admitted.backend) if placement.opens else None
+        # A new Shiny session holds its id and counts on its worker from now on
+        # (faucet.sessions.Reservation); a taken id or a client over its limit is refused.
+        reservation = (self.sessions.reserve(placement, admitted.backend, arrival.ip)
+                       if placement.opens else None)
+        if isinstance(reservation, Refused):
+            admitted.release()
+            status = await respond(deny, reservation.status, f"{reservation.reason}\n".encode())
+            self.record(arrival.draft, status, None, admitted.chosen)
+            return
         status = 0
         try:
             if placement.session is not None or placement.refusal == "gone":

@@ -55,6 +55,7 @@ from faucet.proxy.shiny.sessions import (
     Message,
     Outbox,
     Placement,
+    Refused,
     Registry,
     Reservation,
     SessionState,
@@ -84,9 +85,10 @@ class LiveSession:
     """One session faucet holds: its state, the worker's leg, and what its client legs
     and its task wait on."""
 
-    def __init__(self, state: SessionState, worker: WorkerLeg):
+    def __init__(self, state: SessionState, worker: WorkerLeg, reservation: Reservation):
         self.state = state
         self.worker = worker
+        self.reservation = reservation  # its id and its count on its worker
         self.to_worker, self.inbox = trio.open_memory_channel[Message](INBOX)
         self.news = trio.Event()  # set (and replaced) when the outbox grows or it ends
         self.attachment = trio.Event()  # set (and replaced) when a leg attaches or detaches
@@ -171,7 +173,7 @@ class SessionHost:
         """``websockets`` bounds the memory of messages still arriving, as for every
         WebSocket; the sessions' own buffers have budgets of their own."""
         self.websockets = websockets
-        self.registry = Registry()
+        self.registry = Registry(config.max_sessions_per_client)
         self.budget = Budget(config.reconnect_buffer_total)
         self.per_session = config.reconnect_buffer
         self.grace = config.reconnect_grace
@@ -204,15 +206,19 @@ class SessionHost:
                      path=path, query=scope["query_string"], headers=scope["headers"],
                      preferred=preferred)
 
+    def reserve(self, placement: Placement, backend: Backend,
+                client: object = None) -> Reservation | Refused:
+        """Hold a new session's id on ``backend`` (see Registry.reserve)."""
+        return self.registry.reserve(placement.session_id, backend, client)
+
     async def open(self, placement: Placement, reservation: Reservation, worker: WorkerLeg,
                    receive, send) -> None:
         """A new session on ``worker`` (its client already accepted): hold it (which
         ends the reservation), and serve its first client leg until that ends."""
         state = SessionState(placement.session_id, reservation.backend, Outbox(self.budget),
                              placement.resumable)
-        live = LiveSession(state, worker)
+        live = LiveSession(state, worker, reservation)
         await self._nursery.start(self._run, live)
-        reservation.release()
         await self._serve_leg(live, live.leg, receive, send, 0, resumed=False)
 
     async def join(self, placement: Placement, scope: dict, receive, send) -> None:
@@ -244,7 +250,7 @@ class SessionHost:
         """Hold the session until one of its parts ends it; then close the worker's leg.
         A failure of faucet's own ends this session only, never the others."""
         state = live.state
-        self.registry.add(live)
+        self.registry.add(live, live.reservation)
         ending = SHUTTING_DOWN  # if cancelled (an immediate shutdown)
         try:
             task_status.started()
@@ -257,7 +263,7 @@ class SessionHost:
             ending = FAILED
         finally:
             state.ending = ending
-            self.registry.remove(live)
+            self.registry.remove(live, live.reservation)
             state.outbox.release()
             self._freed()
             live.wake()

@@ -215,55 +215,107 @@ class SessionState:
     ending: Ending | None = None
 
 
-class Registry:
-    """Live sessions by id and by Shiny's token; each counted on its backend."""
+@frozen
+class Refused:
+    """A new session the registry will not open: the handshake's HTTP answer."""
 
-    def __init__(self):
-        self._by_id: dict[uuid.UUID, object] = {}
+    status: int
+    reason: str
+
+
+DUPLICATE = Refused(409, "Conflict: a session with this id is open or being opened")
+
+
+class Registry:
+    """Sessions by id, from their placement on a worker to their end, and by Shiny's
+    token. A session is counted once on its backend (``Backend.sessions``), by the
+    Reservation that holds its id; the registry keeps no count of its own."""
+
+    def __init__(self, per_client: int | None = None):
+        self.per_client = per_client  # sessions one client address may hold
+        self._by_id: dict[uuid.UUID, Reservation] = {}
         self._by_token: dict[str, object] = {}
+        self._by_client: dict[object, set[uuid.UUID]] = {}
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return sum(r.session is not None for r in self._by_id.values())
 
     def __iter__(self):
-        return iter(self._by_id.values())
+        return (r.session for r in list(self._by_id.values()) if r.session is not None)
 
     def get(self, session_id: uuid.UUID):
-        return self._by_id.get(session_id)
+        """The live session with this id (None while it is still being opened)."""
+        reservation = self._by_id.get(session_id)
+        return reservation.session if reservation is not None else None
 
     def by_token(self, token: str):
         return self._by_token.get(token)
 
-    def add(self, session) -> None:
-        """``session`` has a ``state: SessionState``."""
-        self._by_id[session.state.id] = session
-        session.state.backend.session_opened()
+    def reserve(self, session_id: uuid.UUID, backend: Backend,
+                client: object = None) -> Reservation | Refused:
+        """Hold ``session_id`` for a new session on ``backend`` (counted there from now
+        on), unless the id is taken or ``client`` (its address) holds ``per_client``."""
+        if session_id in self._by_id:
+            return DUPLICATE
+        held = self._by_client.get(client, ()) if client is not None else ()
+        if self.per_client is not None and len(held) >= self.per_client:
+            return Refused(503, f"Service Unavailable: this address has {len(held)} "
+                                "sessions open, the most allowed")
+        reservation = Reservation(self, session_id, backend, client)
+        self._by_id[session_id] = reservation
+        if client is not None:
+            self._by_client.setdefault(client, set()).add(session_id)
+        return reservation
+
+    def add(self, session, reservation: Reservation) -> None:
+        """``session`` (with a ``state: SessionState``) is open: it takes over
+        ``reservation``, which now lasts until ``remove``."""
+        reservation.session = session
 
     def bind_token(self, session, token: str) -> None:
         session.state.token = token
         self._by_token[token] = session
 
-    def remove(self, session) -> None:
+    def remove(self, session, reservation: Reservation) -> None:
         state = session.state
-        if self._by_id.pop(state.id, None) is session:
-            state.backend.session_closed()
+        reservation.end()
         if state.token is not None and self._by_token.get(state.token) is session:
             del self._by_token[state.token]
 
+    def _forget(self, reservation: Reservation) -> None:
+        if self._by_id.get(reservation.session_id) is reservation:
+            del self._by_id[reservation.session_id]
+        held = self._by_client.get(reservation.client)
+        if held is not None:
+            held.discard(reservation.session_id)
+            if not held:
+                del self._by_client[reservation.client]
+
 
 class Reservation:
-    """A session being opened on ``backend``, counted there from its placement until it
-    is held (or has failed), so sessions placed at once spread evenly."""
+    """A session's id and its one count on ``backend``, from its placement until it
+    ends: ``release`` when the connection that opened it is done (nothing happens if a
+    live session took it over), ``end`` when the session ends."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, registry: Registry, session_id: uuid.UUID, backend: Backend,
+                 client: object = None):
+        self._registry = registry
+        self.session_id = session_id
         self.backend = backend
-        self._held = True
+        self.client = client
+        self.session = None  # the live session, once open
+        self._counted = True
         backend.session_opened()
 
     def release(self) -> None:
-        if self._held:
-            self._held = False
+        if self.session is None:
+            self.end()
+
+    def end(self) -> None:
+        if self._counted:
+            self._counted = False
             self.backend.session_closed()
+            self._registry._forget(self)
 
 
 def has_room(backends: Sequence[Backend], limit: int | None) -> bool:

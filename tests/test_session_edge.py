@@ -2,6 +2,7 @@
 worker (tests/ws_support.py, a shiny app kind) behind a real faucet, raw clients from
 tests/raw_ws.py."""
 
+import contextlib
 import uuid
 
 import httpx
@@ -10,6 +11,7 @@ import trio
 
 from tests.helpers import run_faucet
 from tests.raw_ws import RawWebSocket
+from tests.shiny_client import ResumingClient
 from tests.ws_support import echo_config
 
 pytestmark = pytest.mark.slow  # worker processes (Python stand-ins, no R)
@@ -79,3 +81,37 @@ async def test_duplicate_session_ids_at_once_leave_no_count_behind(tmp_path):
         assert [w["sessions"] for w in body["workers"]] == [0, 0]
         fresh = await RawWebSocket.open(faucet.url, session_target(uuid.uuid4()))
         assert fresh.accepted
+
+
+async def test_a_session_that_never_acknowledges_loses_its_session_not_anothers_share(
+        tmp_path):
+    """Item 8: sessions whose clients keep the connection alive but never acknowledge
+    filled reconnect_buffer_total, and every other session's messages then waited a
+    heartbeat round each. Now the one holding the most is ended (4001) when another
+    needs room."""
+    config = echo_config(tmp_path, workers=1, reconnect_buffer="100K",
+                         reconnect_buffer_total="200K", heartbeat_interval=3,
+                         heartbeat_timeout=10, send_timeout=2)
+    async with run_faucet(config) as faucet, trio.open_nursery() as nursery:
+        hogs = [await RawWebSocket.open(faucet.url, session_target(uuid.uuid4()),
+                                        receive_buffer=4096) for _ in range(3)]
+
+        async def keep_alive(hog: RawWebSocket) -> None:
+            with contextlib.suppress(trio.BrokenResourceError):
+                while True:  # a message now and then, never a pong
+                    await hog.send("ping")
+                    await trio.sleep(1)
+
+        for hog in hogs:
+            await hog.send("big 90000")
+            nursery.start_soon(keep_alive, hog)
+        await until_health(faucet, lambda b: b["sessions"]["buffered"] >= 270_000)
+        victim = ResumingClient(faucet.url.replace("http://", "ws://") + "/websocket/")
+        await victim.connect(nursery)
+        with trio.fail_after(8):  # each message used to wait 3 s for the next ping
+            for i in range(8):
+                await victim.send(f"m{i}")
+                assert await victim.receive() == f"m{i}"
+        body = await health(faucet)
+        assert body["sessions"]["live"] < 4 and body["sessions"]["buffered"] <= 200_000
+        nursery.cancel_scope.cancel()

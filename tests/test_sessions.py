@@ -20,6 +20,7 @@ from faucet.proxy.shiny.sessions import (
     client_closed,
     config_token,
     full_page,
+    greediest,
     path_token,
     place,
     resume_params,
@@ -252,3 +253,17 @@ def test_clients_without_the_script_get_the_close_codes_any_client_knows():
     assert SHUTTING_DOWN.client_close(True)[0] == 1012  # the script waits for faucet
     assert SHUTTING_DOWN.client_close(False) == (1001, "faucet is shutting down")
     assert worker_closed(4321, "bye").client_close(False) == (4321, "bye")
+
+
+def test_the_session_holding_the_most_of_the_shared_budget_is_the_one_to_end():
+    budget = Budget(100)
+    pool = backends(0)
+    states = [SessionState(uuid.uuid4(), pool[0], Outbox(budget), True) for _ in range(3)]
+    for state, size in zip(states, (10, 70, 20), strict=True):
+        state.outbox.append("x" * size)
+    asking = states[2]
+    assert asking.outbox.shared_budget_short(1) and not states[0].outbox.shared_budget_short(0)
+    assert greediest(states, asking) is states[1]
+    assert greediest(states, states[1]) is None  # the greediest waits for its own client
+    states[1].outbox.release()
+    assert greediest(states, asking) is None and budget.used == 30

@@ -40,6 +40,7 @@ from faucet.proxy.shiny.page_script import script_body
 from faucet.proxy.shiny.sessions import (
     BUFFER_FULL,
     CLIENT_LOST,
+    CROWDED_OUT,
     FAILED,
     GRACE_OVER,
     NO_HEARTBEAT,
@@ -62,6 +63,7 @@ from faucet.proxy.shiny.sessions import (
     SessionStatistics,
     client_closed,
     config_token,
+    greediest,
     message_too_big,
     place,
     worker_closed,
@@ -116,7 +118,8 @@ class LiveSession:
             self._changed()
 
     def end(self, ending: Ending) -> None:
-        """A client leg ends the session (its client closed on purpose)."""
+        """Someone other than the session's task ends it: its client closed on purpose,
+        or it was crowded out of the shared buffer."""
         self.asked = ending
         self.ask.set()
 
@@ -289,6 +292,10 @@ class SessionHost:
                 while not state.outbox.admits(len(message), self.per_session):
                     if not live.attached:
                         return BUFFER_FULL
+                    if state.outbox.shared_budget_short(len(message)):
+                        self._crowd_out(live)
+                        if state.outbox.admits(len(message), self.per_session):
+                            break
                     await self._room.wait()  # until acknowledgements free some
                 state.outbox.append(message)
                 live.wake()
@@ -331,6 +338,21 @@ class SessionHost:
     async def _until_stopping(self) -> Ending:
         await self.stopping.wait()
         return SHUTTING_DOWN
+
+    def _crowd_out(self, asking: LiveSession) -> None:
+        """The shared budget is full while ``asking`` needs room: the session holding
+        the most of it (more than ``asking``) ends, and its buffer is freed at once."""
+        sessions = {live.state: live for live in self.registry if live.asked is None}
+        hog = greediest(sessions, asking.state)
+        if hog is None:
+            return
+        live = sessions[hog]
+        log.warning("session %s: ends, holding %d bytes unacknowledged while session %s "
+                    "needed room in reconnect_buffer_total", hog.id, hog.outbox.size,
+                    asking.state.id)
+        hog.outbox.release()
+        live.end(CROWDED_OUT)
+        self._freed()
 
     def _freed(self) -> None:
         event, self._room = self._room, trio.Event()

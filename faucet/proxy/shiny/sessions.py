@@ -98,6 +98,11 @@ class Outbox:
         """The number of the newest message (0: none yet)."""
         return self.acked + len(self._items)
 
+    def shared_budget_short(self, size: int) -> bool:
+        """Whether a message of ``size`` waits for the budget all sessions share (not
+        for this outbox's own bound)."""
+        return bool(self._items) and self._budget.used + size > self._budget.limit
+
     def admits(self, size: int, limit: int) -> bool:
         """Whether a message of ``size`` fits this outbox's ``limit`` and the budget. An
         empty outbox takes any one message, so none waits for room it can never have."""
@@ -159,12 +164,27 @@ GRACE_OVER = Ending("the client did not come back within reconnect_grace",
 BUFFER_FULL = Ending("the worker's messages for the absent client outgrew the buffer",
                      (SESSION_GONE, "faucet: the session expired"),
                      (1001, "the client went away"))
+CROWDED_OUT = Ending("its unacknowledged messages held the most of reconnect_buffer_total "
+                     "when another session needed room",
+                     (SESSION_GONE, "faucet: the session expired"),
+                     (1001, "the client went away"), deliver=False)
 CLIENT_LOST = Ending("the client went away", None, (1001, "the client went away"))
 FAILED = Ending("faucet failed (see the traceback)", (1011, "faucet: internal error"),
                 (1011, "faucet: internal error"), deliver=False)
 SHUTTING_DOWN = Ending("faucet is shutting down", (RESTARTING, "faucet is restarting"),
                        (1001, "faucet is shutting down"), deliver=False,
                        plain=(1001, "faucet is shutting down"))
+
+
+def greediest(states, asking: SessionState) -> SessionState | None:
+    """The session to end so that ``asking`` gets room in the shared budget: the one
+    holding the most, if it holds more than ``asking`` (a client that never acknowledges
+    loses its own session, not another's share). None: ``asking`` holds the most, and
+    waits for its own client."""
+    hog = max(states, key=lambda state: state.outbox.size, default=None)
+    if hog is None or hog is asking or hog.outbox.size <= asking.outbox.size:
+        return None
+    return hog
 
 
 def sendable(code: int, reason: str | None) -> tuple[int, str]:

@@ -200,7 +200,8 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                     for backend in mount.backends:
                         await front.start(supervise, backend)
                 websockets = WebSocketBudget(config.websocket_memory,
-                                             config.max_websockets)
+                                             config.max_websockets,
+                                             config.max_websockets_per_client)
                 sessions = SessionHost(config, shutdown.stopping, websockets)
                 await front.start(sessions.run)
                 proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets, sessions,

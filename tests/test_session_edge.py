@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 import trio
+from wsproto.events import CloseConnection
 
 from tests.helpers import run_faucet
 from tests.raw_ws import RawWebSocket
@@ -115,3 +116,37 @@ async def test_a_session_that_never_acknowledges_loses_its_session_not_anothers_
         body = await health(faucet)
         assert body["sessions"]["live"] < 4 and body["sessions"]["buffered"] <= 200_000
         nursery.cancel_scope.cancel()
+
+
+async def test_idle_websockets_without_the_heartbeat_close_and_one_address_has_a_share(
+        tmp_path):
+    """Item 9: 50 idle WebSockets without a sessionId held every max_websockets slot
+    for as long as they liked; one address may now hold max_websockets_per_client, and
+    a WebSocket that carries no message for websocket_idle_timeout is closed (1001)."""
+    config = echo_config(tmp_path, workers=1, max_websockets_per_client=2,
+                         websocket_idle_timeout=0.5)
+    async with run_faucet(config) as faucet:
+        first, second, third = [await RawWebSocket.open(faucet.url, "/websocket/")
+                                for _ in range(3)]
+        assert (first.status, second.status, third.status) == (101, 101, 503)
+        closed = await first.next_event()
+        assert isinstance(closed, CloseConnection) and closed.code == 1001
+        await until_health(faucet, lambda b: b["websockets"]["sessions"] == 0)
+
+
+async def test_an_abandoned_session_that_never_sent_a_message_waits_less(tmp_path):
+    """Item 9: sessions opened and dropped before their first message (no Shiny init)
+    were held for all of reconnect_grace; now for reconnect_grace_unused."""
+    config = echo_config(tmp_path, workers=1, reconnect_grace=60, reconnect_grace_unused=0.2,
+                         max_sessions_per_client=3)
+    async with run_faucet(config) as faucet:
+        used = await RawWebSocket.open(faucet.url, session_target(uuid.uuid4()))
+        await used.send("init")
+        clients = [await RawWebSocket.open(faucet.url, session_target(uuid.uuid4()))
+                   for _ in range(3)]
+        assert [c.status for c in clients] == [101, 101, 503]  # 3 per address
+        for client in (used, *clients):
+            client.reset()
+        body = await until_health(faucet, lambda b: b["sessions"]["live"] == 1)
+        assert body["sessions"]["waiting"] == 1  # the one that sent a message
+        assert (await RawWebSocket.open(faucet.url, session_target(uuid.uuid4()))).accepted

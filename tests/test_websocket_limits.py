@@ -60,9 +60,9 @@ def test_the_budget_charges_and_refuses_what_does_not_fit():
     assert budget.take(60) and not budget.take(41) and budget.held == 60
     budget.give(60)
     assert budget.take(100)
-    assert budget.open_session() and not budget.open_session()
+    assert budget.open_session() is None and "1 WebSocket" in budget.open_session()
     budget.close_session()
-    assert budget.open_session()
+    assert budget.open_session() is None
 
 
 async def test_unfinished_messages_over_the_shared_budget_close_with_1009(tmp_path):
@@ -108,3 +108,13 @@ async def test_no_upgrade_reaches_an_app_kind_without_websockets(tmp_path):
                 pass
         assert rejected.value.status_code == 400
         assert (await health(faucet))["websockets"]["sessions"] == 0
+
+
+def test_one_client_address_opens_at_most_its_share_of_websockets():
+    budget = WebSocketBudget(memory=100, sessions=10, per_client=2)
+    assert budget.open_session("10.0.0.1") is None and budget.open_session("10.0.0.1") is None
+    assert "this address has 2" in budget.open_session("10.0.0.1")
+    assert budget.open_session("10.0.0.2") is None
+    budget.close_session("10.0.0.1")
+    assert budget.open_session("10.0.0.1") is None
+    assert budget.statistics()["sessions"] == 3 and budget.statistics()["clients"] == 2

@@ -211,17 +211,16 @@ class Proxy:
             status = await respond(deny, 400, b"Bad Request: this app serves no WebSockets\n")
             self.record(arrival.draft, status, None, started)
             return
-        if not self.websockets.open_session():
-            status = await respond(deny, 503, f"Service Unavailable: "
-                                   f"{self.websockets.sessions} WebSocket sessions are open, "
-                                   "the most allowed\n".encode(),
+        refused = self.websockets.open_session(arrival.ip)
+        if refused is not None:
+            status = await respond(deny, 503, f"Service Unavailable: {refused}\n".encode(),
                                    extra=[(b"retry-after", RETRY_AFTER)])
             self.record(arrival.draft, status, None, started)
             return
         try:
             await self.websocket_session(scope, receive, send, deny, arrival)
         finally:
-            self.websockets.close_session()
+            self.websockets.close_session(arrival.ip)
 
     async def websocket_session(self, scope, receive, send, deny, arrival: Arrival) -> None:
         """One admitted WebSocket: a Shiny session resumed or opened, or a plain relay;
@@ -266,7 +265,7 @@ class Proxy:
                 admitted.backend.session_opened()
                 try:
                     await relay(worker, receive, send, self.max_message, self.stopping,
-                                self.websockets)
+                                self.websockets, self.config.websocket_idle_timeout)
                 finally:
                     admitted.backend.session_closed()
         finally:

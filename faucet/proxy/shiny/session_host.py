@@ -70,6 +70,8 @@ from faucet.proxy.shiny.sessions import (
 )
 from faucet.proxy.websocket import (
     CLOSE_GRACE,
+    IDLE_CLOSE,
+    IdleTimer,
     MessageTooBig,
     WorkerGone,
     WorkerLeg,
@@ -137,9 +139,10 @@ class _ClientLeg:
     the outbox's messages went out before it, which its pong will acknowledge. A send the
     client has not taken within ``send_timeout`` ends the leg."""
 
-    def __init__(self, send, sent: int, send_timeout: float, wake):
+    def __init__(self, send, sent: int, send_timeout: float, wake, idle: IdleTimer):
         self._send = send
         self._timeout = send_timeout
+        self.idle = idle  # without the reconnect script: no message either way ends it
         self.wake = wake  # tells the writer there is something to send
         self.sent = sent  # the outbox's messages sent on this leg (or had before it)
         self.pings: deque[int] = deque()  # ``sent`` at each ping not yet answered
@@ -150,6 +153,7 @@ class _ClientLeg:
     async def send(self, message: Message, number: int | None = None) -> bool:
         """Send ``message``, the outbox's message ``number`` if it is one; False when the
         client took no write within ``send_timeout``."""
+        self.idle.touch()
         with trio.move_on_after(self._timeout):
             await self._send(client_message(message))
             if number is not None:
@@ -185,6 +189,8 @@ class SessionHost:
         self.max_sessions = config.max_sessions
         self.max_message = config.max_message_size
         self.send_timeout = config.send_timeout
+        self.idle_timeout = config.websocket_idle_timeout
+        self.grace_unused = min(config.reconnect_grace_unused, config.reconnect_grace)
         self.stopping = stopping
         self.script = script_body({"heartbeatTimeout": round(self.timeout * 1000)})
         self._room = trio.Event()  # set (and replaced) when buffered bytes are freed
@@ -322,10 +328,12 @@ class SessionHost:
                 await live.attachment.wait()
             if not live.state.resumable:
                 return live.asked or CLIENT_LOST
+            # A page that never sent a message (not even Shiny's init) is likely gone.
+            grace = self.grace if live.state.forwarded else self.grace_unused
             log.info("session %s: client away; waiting up to %gs for it", live.state.id,
-                     self.grace)
+                     grace)
             self._freed()  # a session over its buffer bound without a client ends now
-            with trio.move_on_after(self.grace):
+            with trio.move_on_after(grace):
                 while not live.attached:
                     await live.attachment.wait()
                 continue
@@ -364,7 +372,8 @@ class SessionHost:
                          received: int, *, resumed: bool) -> None:
         """Serve one client leg until the client goes, the session ends or a newer leg
         takes over; then close the client as that calls for."""
-        leg = _ClientLeg(send, received, self.send_timeout, live.wake)
+        leg = _ClientLeg(send, received, self.send_timeout, live.wake,
+                         IdleTimer(self.idle_timeout))
         close = SHUTTING_DOWN.client_close(live.state.resumable)  # if cancelled
         try:
             with scope:
@@ -395,6 +404,7 @@ class SessionHost:
             if message is None:
                 log.info("session %s: no heartbeat from the client for %gs", state.id, timeout)
                 return (NO_HEARTBEAT, "faucet: no heartbeat from the client")
+            leg.idle.touch()
             if message["type"] == "websocket.disconnect":
                 code = message.get("code", 1005)
                 if code in _DELIBERATE or not state.resumable:
@@ -445,10 +455,13 @@ class SessionHost:
                          self.send_timeout)
                 return None
 
-    async def _heartbeat(self, live: LiveSession, leg: _ClientLeg) -> None:
-        """A ping due every ``heartbeat_interval`` (with the reconnect script only)."""
+    async def _heartbeat(self, live: LiveSession, leg: _ClientLeg) -> tuple[int, str]:
+        """A ping due every ``heartbeat_interval`` (with the reconnect script). Without
+        it, the close once no message went either way for ``websocket_idle_timeout``."""
         if not live.state.resumable:
-            await trio.sleep_forever()
+            await leg.idle.expired()
+            log.info("session %s: idle for %gs", live.state.id, leg.idle.timeout)
+            return IDLE_CLOSE
         while True:
             await trio.sleep(self.interval)
             leg.ping_due = True

@@ -56,3 +56,9 @@ def test_the_served_script_starts_with_its_settings():
     body = script_body({"heartbeatTimeout": 20000})
     assert body.startswith(b'window.FAUCET_RECONNECT = {"heartbeatTimeout": 20000};\n')
     assert b"Shiny.createSocket" in body
+
+
+def test_the_scripts_session_id_comes_from_a_cryptographic_generator():
+    source = script_body({}).decode()
+    random_id = source[source.index("function randomId"):source.index("function shinyUrl")]
+    assert "getRandomValues" in random_id and "Math.random" not in random_id

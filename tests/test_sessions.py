@@ -26,6 +26,7 @@ from faucet.proxy.shiny.sessions import (
     resume_params,
     with_session_id,
     worker_closed,
+    worker_session_id,
 )
 from tests.helpers import make_backends, set_online
 
@@ -149,10 +150,12 @@ def test_one_client_address_holds_at_most_its_share_of_sessions():
 def test_a_new_websocket_opens_a_session_on_the_emptiest_worker():
     pool = backends(3, 1)
     query = f"sessionId={SID}&attempt=0&received=0".encode()
-    placement = place(Registry(), pool, None, websocket=True, method="GET",
+    registry = Registry()
+    placement = place(registry, pool, None, websocket=True, method="GET",
                       path=b"/websocket/", query=query, headers=[])
     assert placement.backend is pool[1] and placement.opens and placement.resumable
-    assert placement.session_id == SID
+    assert placement.key == SID
+    assert placement.session_id == worker_session_id(registry.secret, SID) != SID
     plain = place(Registry(), pool, None, websocket=True, method="GET", path=b"/websocket/",
                   query=b"", headers=[])
     assert plain.opens and not plain.resumable and plain.session_id not in (None, SID)
@@ -267,3 +270,15 @@ def test_the_session_holding_the_most_of_the_shared_budget_is_the_one_to_end():
     assert greediest(states, states[1]) is None  # the greediest waits for its own client
     states[1].outbox.release()
     assert greediest(states, asking) is None and budget.used == 30
+
+
+def test_the_id_r_sees_is_derived_from_the_clients_and_a_secret_the_client_lacks():
+    """R's FAUCET_SESSION_ID is no client's choice, not even all zeros; it is the same for
+    every connection of a session, and another faucet process derives another."""
+    zeros = uuid.UUID(int=0)
+    one, other = Registry(), Registry()
+    derived = worker_session_id(one.secret, zeros)
+    assert derived != zeros and derived.version == 4
+    assert worker_session_id(one.secret, zeros) == derived
+    assert worker_session_id(other.secret, zeros) != derived
+    assert worker_session_id(one.secret, SID) != derived

@@ -218,7 +218,7 @@ class SessionHost:
     def reserve(self, placement: Placement, backend: Backend,
                 client: object = None) -> Reservation | Refused:
         """Hold a new session's id on ``backend`` (see Registry.reserve)."""
-        return self.registry.reserve(placement.session_id, backend, client)
+        return self.registry.reserve(placement.key, backend, client)
 
     async def open(self, placement: Placement, reservation: Reservation, worker: WorkerLeg,
                    receive, send) -> None:

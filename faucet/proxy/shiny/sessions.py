@@ -17,8 +17,11 @@ rest again and none twice).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
+import secrets
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -226,7 +229,7 @@ class SessionStatistics:
 class SessionState:
     """One live Shiny session as the registry sees it."""
 
-    id: uuid.UUID
+    id: uuid.UUID  # the id R sees (FAUCET_SESSION_ID), never the client's
     backend: Backend
     outbox: Outbox
     resumable: bool  # opened by the reconnect script: it may come back after a drop
@@ -251,8 +254,10 @@ class Registry:
     token. A session is counted once on its backend (``Backend.sessions``), by the
     Reservation that holds its id; the registry keeps no count of its own."""
 
-    def __init__(self, per_client: int | None = None):
+    def __init__(self, per_client: int | None = None, secret: bytes | None = None):
         self.per_client = per_client  # sessions one client address may hold
+        # Derives the id R sees from the client's (worker_session_id); per process.
+        self.secret = secret if secret is not None else secrets.token_bytes(32)
         self._by_id: dict[uuid.UUID, Reservation] = {}
         self._by_token: dict[str, object] = {}
         self._by_client: dict[object, set[uuid.UUID]] = {}
@@ -264,7 +269,7 @@ class Registry:
         return (r.session for r in list(self._by_id.values()) if r.session is not None)
 
     def get(self, session_id: uuid.UUID):
-        """The live session with this id (None while it is still being opened)."""
+        """The live session with this (client's) id (None while it is being opened)."""
         reservation = self._by_id.get(session_id)
         return reservation.session if reservation is not None else None
 
@@ -365,6 +370,15 @@ def config_token(message: Message) -> str | None:
     return token if isinstance(token, str) else None
 
 
+def worker_session_id(secret: bytes, client_id: uuid.UUID) -> uuid.UUID:
+    """The FAUCET_SESSION_ID R sees for the client's ``sessionId``: a keyed hash with a
+    per-process secret, so a client cannot choose it (all zeros gives R no all-zero id)
+    nor learn it from its own id, and R's id, in R's logs or pages, does not let anyone
+    take the session over. A version 4 UUID in form."""
+    digest = hmac.new(secret, client_id.bytes, hashlib.sha256).digest()
+    return uuid.UUID(bytes=digest[:16], version=4)
+
+
 def with_session_id(headers: list[tuple[bytes, bytes]],
                     session_id: uuid.UUID | None) -> list[tuple[bytes, bytes]]:
     """The worker's headers with faucet's FAUCET_SESSION_ID (when there is a session) and
@@ -383,6 +397,7 @@ class Placement:
     backend: Backend | None = None  # this worker (None: the strategy chooses)
     session: object | None = None  # the live session it belongs to, or resumes
     session_id: uuid.UUID | None = None  # FAUCET_SESSION_ID for the worker
+    key: uuid.UUID | None = None  # the client's sessionId (a new session's registry key)
     opens: bool = False  # a WebSocket opening a new session
     resumable: bool = False  # ... through the reconnect script
     received: int = 0  # a resuming client has this many of the worker's messages
@@ -410,17 +425,18 @@ def place(registry: Registry, backends: Sequence[Backend], max_sessions: int | N
         if params is not None:
             session = registry.get(params.session_id)
             if session is not None:
-                return Placement(session.state.backend, session, params.session_id,
+                return Placement(session.state.backend, session, session.state.id,
                                  received=params.received)
             if params.attempt > 0:
-                return Placement(session_id=params.session_id, refusal="gone")
-        session_id = params.session_id if params else uuid.uuid4()
+                return Placement(refusal="gone")
+        key = params.session_id if params else uuid.uuid4()
         backend = (preferred if preferred is not None and preferred.online
                    and has_room([preferred], max_sessions)
                    else least_loaded(backends, limit=max_sessions))
         if backend is None and not has_room(backends, max_sessions):
             return Placement(refusal="full")
-        return Placement(backend, None, session_id, opens=True, resumable=params is not None)
+        return Placement(backend, None, worker_session_id(registry.secret, key), key,
+                         opens=True, resumable=params is not None)
     token = path_token(path)
     session = registry.by_token(token) if token else None
     if session is not None:

@@ -276,6 +276,8 @@ async def test_a_routed_app_resumes_under_its_prefix(tmp_path):
                 network(faucet, "/app/") as (forwarder, url), trio.open_nursery() as legs):
         async with faucet.client() as http:
             assert (await http.get("/app/__faucet__/reconnect.js")).status_code == 200
+            # served only where a Shiny app's pages use it (it answered every path before)
+            assert (await http.get("/other/__faucet__/reconnect.js")).status_code == 404
         client = ResumingClient(url)
         await client.connect(legs)
         await token_of(client)

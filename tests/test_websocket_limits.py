@@ -6,12 +6,12 @@ import httpx
 import pytest
 import trio
 import trio.testing
-import wsproto
 from trio_websocket import ConnectionRejected, open_websocket_url
-from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+from wsproto.events import CloseConnection, TextMessage
 
 from faucet.http.ws_budget import WebSocketBudget
 from tests.helpers import run_faucet
+from tests.raw_ws import RawWebSocket
 from tests.ws_support import echo_config
 
 MIB = 1024 * 1024
@@ -26,33 +26,17 @@ async def health(faucet) -> dict:
         return (await client.get("/__faucet__/health")).json()
 
 
-class RawClient:
+class RawClient(RawWebSocket):
     """A WebSocket client that can leave a message unfinished."""
-
-    def __init__(self, stream: trio.SocketStream):
-        self.stream = stream
-        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
 
     @classmethod
     async def connect(cls, faucet) -> "RawClient":
-        host, port = faucet.url.removeprefix("http://").rsplit(":", 1)
-        client = cls(await trio.open_tcp_stream(host, int(port)))
-        await client.stream.send_all(client.ws.send(Request(host="x", target="/")))
-        assert isinstance(await client.next_event(), AcceptConnection)
+        client = await cls.open(faucet.url, "/")
+        assert client.accepted
         return client
 
     async def send_fragment(self, data: str) -> None:
         await self.stream.send_all(self.ws.send(TextMessage(data, message_finished=False)))
-
-    async def next_event(self):
-        with trio.fail_after(10):
-            while True:
-                for event in self.ws.events():
-                    return event
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    return None
-                self.ws.receive_data(data)
 
 
 def test_the_budget_charges_and_refuses_what_does_not_fit():

@@ -159,8 +159,8 @@ class Proxy:
                                   details=self.health_details(scope))
             await respond(send, status, json.dumps(body).encode(), b"application/json")
             return
-        if scope["path"].endswith(SCRIPT_SUFFIX) and getattr(
-                self.locate(scope)[0], "session_app", False):  # under any path of a Shiny app
+        if (scope["path"].endswith(SCRIPT_SUFFIX)  # under any path of a Shiny app only
+                and (mount := self.locate(scope)[0]) is not None and mount.session_app):
             await respond(send, 200, self.sessions.script, b"text/javascript",
                           extra=[(b"cache-control", b"no-cache")])
             return

@@ -81,7 +81,8 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
             async with trio.open_nursery() as front:
                 shutdown.attach(front.cancel_scope)
                 websockets = WebSocketBudget(config.websocket_memory,
-                                             config.max_websockets)
+                                             config.max_websockets,
+                                             config.max_websockets_per_client)
                 sessions = SessionHost(config, shutdown.stopping, websockets)
                 deployer = Deployer(config, plan, mounts, recorder, sessions, front)
                 await deployer.start()

@@ -179,7 +179,15 @@ async def test_graceful_shutdown_tells_clients_faucet_is_restarting(tmp_path):
 async def test_the_worker_gets_faucets_session_id_never_the_clients(tmp_path):
     async with one_session(tmp_path) as (faucet, client, legs):
         await client.send("headers")
-        assert json.loads(await client.receive())["faucet_session_id"] == str(client.session_id)
+        seen = uuid.UUID(json.loads(await client.receive())["faucet_session_id"])
+        assert seen != client.session_id  # derived by faucet: no client chooses it
+        zeros = ResumingClient(direct_url(faucet))
+        zeros.session_id = uuid.UUID(int=0)  # a client's choice R used to get as it was
+        await zeros.connect(legs)
+        await token_of(zeros)
+        await zeros.send("headers")
+        chosen = uuid.UUID(json.loads(await zeros.receive())["faucet_session_id"])
+        assert chosen not in (zeros.session_id, seen)
         forged = [(b"FAUCET_SESSION_ID", b"forged"), (b"faucet-session-id", b"forged")]
         async with open_websocket_url(direct_url(faucet), extra_headers=forged) as plain:
             await plain.get_message()
@@ -268,6 +276,8 @@ async def test_a_routed_app_resumes_under_its_prefix(tmp_path):
                 network(faucet, "/app/") as (forwarder, url), trio.open_nursery() as legs):
         async with faucet.client() as http:
             assert (await http.get("/app/__faucet__/reconnect.js")).status_code == 200
+            # served only where a Shiny app's pages use it (it answered every path before)
+            assert (await http.get("/other/__faucet__/reconnect.js")).status_code == 404
         client = ResumingClient(url)
         await client.connect(legs)
         await token_of(client)

@@ -7,22 +7,26 @@ import pytest
 from faucet.pool.backend import Backend
 from faucet.pool.balancer import least_loaded
 from faucet.proxy.shiny.sessions import (
+    DUPLICATE,
     SESSION_HEADER,
     SHUTTING_DOWN,
     WORKER_GONE,
     Budget,
     Outbox,
+    Refused,
     Registry,
     Reservation,
     SessionState,
     client_closed,
     config_token,
     full_page,
+    greediest,
     path_token,
     place,
     resume_params,
     with_session_id,
     worker_closed,
+    worker_session_id,
 )
 from tests.helpers import make_backends, set_online
 
@@ -35,6 +39,15 @@ class Held:
 
     def __init__(self, backend: Backend, session_id: uuid.UUID = SID):
         self.state = SessionState(session_id, backend, Outbox(Budget(1000)), True)
+        self.reservation = None
+
+
+def hold(registry: Registry, backend: Backend, session_id: uuid.UUID = SID) -> Held:
+    """A session reserved and opened on ``backend``, as session_host does it."""
+    held = Held(backend, session_id)
+    held.reservation = registry.reserve(session_id, backend)
+    registry.add(held, held.reservation)
+    return held
 
 
 def backends(*sessions: int, online: bool = True) -> list[Backend]:
@@ -97,20 +110,52 @@ def test_fewest_sessions_places_evenly_below_the_limit_and_skips_offline_workers
 
 def test_a_reservation_counts_a_session_being_opened_until_released_once():
     pool = backends(0, 0)
-    reservation = Reservation(pool[0])
-    assert least_loaded(pool) is pool[1]
+    registry = Registry()
+    reservation = registry.reserve(SID, pool[0])
+    assert isinstance(reservation, Reservation) and least_loaded(pool) is pool[1]
     reservation.release()
     reservation.release()
-    assert pool[0].sessions == 0
+    assert pool[0].sessions == 0 and len(registry) == 0
+
+
+def test_an_id_open_or_being_opened_is_refused_and_counted_once():
+    """Two new sessions with one id at once: the second is refused, so no count is lost
+    (the registry used to keep one of the two and neither's end uncounted it)."""
+    pool = backends(0, 0)
+    registry = Registry()
+    first = registry.reserve(SID, pool[0])
+    assert registry.reserve(SID, pool[1]) is DUPLICATE
+    assert registry.get(SID) is None  # not live yet: nothing to resume
+    held = Held(pool[0])
+    registry.add(held, first)
+    first.release()  # the opening connection is done; the session holds the count
+    assert registry.get(SID) is held and pool[0].sessions == 1
+    assert registry.reserve(SID, pool[1]) is DUPLICATE
+    registry.remove(held, first)
+    assert [b.sessions for b in pool] == [0, 0] and registry.get(SID) is None
+    assert isinstance(registry.reserve(SID, pool[1]), Reservation)
+
+
+def test_one_client_address_holds_at_most_its_share_of_sessions():
+    pool = backends(0, 0)
+    registry = Registry(per_client=2)
+    mine = [registry.reserve(uuid.uuid4(), pool[0], "10.0.0.1") for _ in range(2)]
+    refused = registry.reserve(uuid.uuid4(), pool[0], "10.0.0.1")
+    assert isinstance(refused, Refused) and refused.status == 503
+    assert isinstance(registry.reserve(uuid.uuid4(), pool[0], "10.0.0.2"), Reservation)
+    mine[0].release()
+    assert isinstance(registry.reserve(uuid.uuid4(), pool[1], "10.0.0.1"), Reservation)
 
 
 def test_a_new_websocket_opens_a_session_on_the_emptiest_worker():
     pool = backends(3, 1)
     query = f"sessionId={SID}&attempt=0&received=0".encode()
-    placement = place(Registry(), pool, None, websocket=True, method="GET",
+    registry = Registry()
+    placement = place(registry, pool, None, websocket=True, method="GET",
                       path=b"/websocket/", query=query, headers=[])
     assert placement.backend is pool[1] and placement.opens and placement.resumable
-    assert placement.session_id == SID
+    assert placement.key == SID
+    assert placement.session_id == worker_session_id(registry.secret, SID) != SID
     plain = place(Registry(), pool, None, websocket=True, method="GET", path=b"/websocket/",
                   query=b"", headers=[])
     assert plain.opens and not plain.resumable and plain.session_id not in (None, SID)
@@ -131,14 +176,13 @@ def test_a_new_session_goes_where_the_clients_cookie_points_while_that_worker_ha
 def test_a_reconnect_resumes_its_session_or_is_told_it_is_gone():
     pool = backends(0, 0)
     registry = Registry()
-    held = Held(pool[1])
-    registry.add(held)
+    held = hold(registry, pool[1])
     assert pool[1].sessions == 1
     query = f"sessionId={SID}&attempt=3&received=9".encode()
     placement = place(registry, pool, 1, websocket=True, method="GET", path=b"/websocket/",
                       query=query, headers=[])
     assert (placement.session, placement.backend, placement.received) == (held, pool[1], 9)
-    registry.remove(held)
+    registry.remove(held, held.reservation)
     assert pool[1].sessions == 0
     gone = place(registry, pool, 1, websocket=True, method="GET", path=b"/websocket/",
                  query=query, headers=[])
@@ -169,8 +213,7 @@ def test_full_workers_refuse_new_sessions_and_page_loads_but_not_other_requests(
 def test_requests_bound_to_a_session_by_shinys_token_go_to_its_worker():
     pool = backends(0, 0)
     registry = Registry()
-    held = Held(pool[1])
-    registry.add(held)
+    held = hold(registry, pool[1])
     registry.bind_token(held, "a6dd23b648c390da912be05f32cf6ebd")
     for path in (b"/session/a6dd23b648c390da912be05f32cf6ebd/download/report?w=",
                  b"/app/session/a6dd23b648c390da912be05f32cf6ebd/upload/1"):
@@ -180,7 +223,7 @@ def test_requests_bound_to_a_session_by_shinys_token_go_to_its_worker():
     assert place(registry, pool, None, websocket=False, method="GET",
                  path=b"/session/ffffffffffffffffffffffffffffffff/download/x", query=b"",
                  headers=[]).backend is None
-    registry.remove(held)
+    registry.remove(held, held.reservation)
     assert registry.by_token("a6dd23b648c390da912be05f32cf6ebd") is None
 
 
@@ -213,3 +256,29 @@ def test_clients_without_the_script_get_the_close_codes_any_client_knows():
     assert SHUTTING_DOWN.client_close(True)[0] == 1012  # the script waits for faucet
     assert SHUTTING_DOWN.client_close(False) == (1001, "faucet is shutting down")
     assert worker_closed(4321, "bye").client_close(False) == (4321, "bye")
+
+
+def test_the_session_holding_the_most_of_the_shared_budget_is_the_one_to_end():
+    budget = Budget(100)
+    pool = backends(0)
+    states = [SessionState(uuid.uuid4(), pool[0], Outbox(budget), True) for _ in range(3)]
+    for state, size in zip(states, (10, 70, 20), strict=True):
+        state.outbox.append("x" * size)
+    asking = states[2]
+    assert asking.outbox.shared_budget_short(1) and not states[0].outbox.shared_budget_short(0)
+    assert greediest(states, asking) is states[1]
+    assert greediest(states, states[1]) is None  # the greediest waits for its own client
+    states[1].outbox.release()
+    assert greediest(states, asking) is None and budget.used == 30
+
+
+def test_the_id_r_sees_is_derived_from_the_clients_and_a_secret_the_client_lacks():
+    """R's FAUCET_SESSION_ID is no client's choice, not even all zeros; it is the same for
+    every connection of a session, and another faucet process derives another."""
+    zeros = uuid.UUID(int=0)
+    one, other = Registry(), Registry()
+    derived = worker_session_id(one.secret, zeros)
+    assert derived != zeros and derived.version == 4
+    assert worker_session_id(one.secret, zeros) == derived
+    assert worker_session_id(other.secret, zeros) != derived
+    assert worker_session_id(one.secret, SID) != derived

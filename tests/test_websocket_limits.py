@@ -6,12 +6,12 @@ import httpx
 import pytest
 import trio
 import trio.testing
-import wsproto
 from trio_websocket import ConnectionRejected, open_websocket_url
-from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+from wsproto.events import CloseConnection, TextMessage
 
 from faucet.http.ws_budget import WebSocketBudget
 from tests.helpers import run_faucet
+from tests.raw_ws import RawWebSocket
 from tests.ws_support import echo_config
 
 MIB = 1024 * 1024
@@ -26,33 +26,17 @@ async def health(faucet) -> dict:
         return (await client.get("/__faucet__/health")).json()
 
 
-class RawClient:
+class RawClient(RawWebSocket):
     """A WebSocket client that can leave a message unfinished."""
-
-    def __init__(self, stream: trio.SocketStream):
-        self.stream = stream
-        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
 
     @classmethod
     async def connect(cls, faucet) -> "RawClient":
-        host, port = faucet.url.removeprefix("http://").rsplit(":", 1)
-        client = cls(await trio.open_tcp_stream(host, int(port)))
-        await client.stream.send_all(client.ws.send(Request(host="x", target="/")))
-        assert isinstance(await client.next_event(), AcceptConnection)
+        client = await cls.open(faucet.url, "/")
+        assert client.accepted
         return client
 
     async def send_fragment(self, data: str) -> None:
         await self.stream.send_all(self.ws.send(TextMessage(data, message_finished=False)))
-
-    async def next_event(self):
-        with trio.fail_after(10):
-            while True:
-                for event in self.ws.events():
-                    return event
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    return None
-                self.ws.receive_data(data)
 
 
 def test_the_budget_charges_and_refuses_what_does_not_fit():
@@ -60,9 +44,9 @@ def test_the_budget_charges_and_refuses_what_does_not_fit():
     assert budget.take(60) and not budget.take(41) and budget.held == 60
     budget.give(60)
     assert budget.take(100)
-    assert budget.open_session() and not budget.open_session()
+    assert budget.open_session() is None and "1 WebSocket" in budget.open_session()
     budget.close_session()
-    assert budget.open_session()
+    assert budget.open_session() is None
 
 
 async def test_unfinished_messages_over_the_shared_budget_close_with_1009(tmp_path):
@@ -108,3 +92,13 @@ async def test_no_upgrade_reaches_an_app_kind_without_websockets(tmp_path):
                 pass
         assert rejected.value.status_code == 400
         assert (await health(faucet))["websockets"]["open"] == 0
+
+
+def test_one_client_address_opens_at_most_its_share_of_websockets():
+    budget = WebSocketBudget(memory=100, max_websockets=10, per_client=2)
+    assert budget.open_session("10.0.0.1") is None and budget.open_session("10.0.0.1") is None
+    assert "this address has 2" in budget.open_session("10.0.0.1")
+    assert budget.open_session("10.0.0.2") is None
+    budget.close_session("10.0.0.1")
+    assert budget.open_session("10.0.0.1") is None
+    assert budget.statistics()["open"] == 3 and budget.statistics()["clients"] == 2

@@ -244,6 +244,10 @@ class Config:
     proxy_buffer_size: ByteSize = size_setting("1M", least=0)
     max_spool_size: ByteSize = size_setting("1G", least=0)
     max_websockets: int = setting(1024, _at_least(1))
+    # What one client address (as ip_from finds it) may hold (None: no limit), and how
+    # long a WebSocket without the reconnect script's heartbeat may carry no message.
+    max_websockets_per_client: int | None = setting(None, _at_least(1))
+    websocket_idle_timeout: float = setting(60.0, _positive)
     websocket_memory: ByteSize = size_setting("64M")
     health_details: str = setting("loopback", _one_of(("loopback", "all", "none")))
     # Hung workers (docs/workers.md): checked this often (0: never), probes answered
@@ -255,11 +259,14 @@ class Config:
     # what it may buffer meanwhile (each, and all together), the heartbeat that finds
     # clients gone silent, and how many one worker holds (None: no limit).
     reconnect_grace: float = setting(60.0, _at_least(0))
+    # ... and one whose page never sent a message (Shiny's init): abandoned at once.
+    reconnect_grace_unused: float = setting(10.0, _at_least(0))
     reconnect_buffer: ByteSize = size_setting("8M")
     reconnect_buffer_total: ByteSize = size_setting("256M")
     heartbeat_interval: float = setting(5.0, _positive)
     heartbeat_timeout: float = setting(20.0, _positive)
     max_sessions: int | None = setting(None, _at_least(1))
+    max_sessions_per_client: int | None = setting(None, _at_least(1))
     telemetry: TelemetryConfig = field(factory=TelemetryConfig)
     route: list[RouteConfig] = field(factory=list)
 

@@ -1,5 +1,6 @@
 """The memory all WebSocket sessions together may hold in unfinished (fragmented)
-messages, and how many sessions may be open (pure accounting: no I/O, no trio).
+messages, and how many sessions may be open, in all and from one client address (pure
+accounting: no I/O, no trio).
 
 Each open message charges its bytes here as its fragments arrive and gives them back
 when it is complete or its session ends; a fragment that does not fit closes that
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 
 class WebSocketBudget:
-    def __init__(self, memory: int, max_websockets: int):
+    def __init__(self, memory: int, max_websockets: int, per_client: int | None = None):
         self.memory = memory
         self.max_websockets = max_websockets
+        self.per_client = per_client
         self.held = 0  # bytes of unfinished messages
         self.open = 0  # WebSocket connections, Shiny sessions' client legs among them
+        self._by_client: dict[object, int] = {}  # open per client address
 
     def take(self, size: int) -> bool:
         """Charge ``size`` bytes; False (nothing charged) when they do not fit."""
@@ -26,16 +29,28 @@ class WebSocketBudget:
     def give(self, size: int) -> None:
         self.held -= size
 
-    def open_session(self) -> bool:
-        """Count a new WebSocket; False (not counted) when ``max_websockets`` are open."""
+    def open_session(self, client: object = None) -> str | None:
+        """Count a new WebSocket from ``client`` (its address; None: not counted per
+        client); why not (nothing counted) when ``max_websockets`` are open, or
+        ``per_client`` from that address."""
         if self.open >= self.max_websockets:
-            return False
+            return f"{self.max_websockets} WebSockets are open, the most allowed"
+        mine = self._by_client.get(client, 0) if client is not None else 0
+        if self.per_client is not None and mine >= self.per_client:
+            return f"this address has {mine} WebSockets open, the most allowed"
         self.open += 1
-        return True
+        if client is not None:
+            self._by_client[client] = mine + 1
+        return None
 
-    def close_session(self) -> None:
+    def close_session(self, client: object = None) -> None:
         self.open -= 1
+        if client is not None:
+            left = self._by_client.pop(client) - 1
+            if left:
+                self._by_client[client] = left
 
     def statistics(self) -> dict:
         return {"open": self.open, "max_websockets": self.max_websockets,
-                "unfinished_bytes": self.held, "memory": self.memory}
+                "clients": len(self._by_client), "unfinished_bytes": self.held,
+                "memory": self.memory}

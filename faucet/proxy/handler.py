@@ -86,7 +86,9 @@ class Proxy:
             body["reload"] = self.deploy_status()
             await respond(send, status, json.dumps(body).encode(), b"application/json")
             return
-        if path.endswith(SCRIPT_SUFFIX):  # Shiny's reconnect script, under any prefix
+        if (path.endswith(SCRIPT_SUFFIX)  # under any path of a Shiny app only
+                and (mount := self.admission.locate(request.raw_path)[0]) is not None
+                and mount.session_app):
             await respond(send, 200, self.sessions.script, b"text/javascript",
                           extra=[(b"cache-control", b"no-cache")])
             return

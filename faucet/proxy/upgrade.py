@@ -16,7 +16,7 @@ from faucet.http.ws_budget import WebSocketBudget
 from faucet.proxy.admission import RETRY_AFTER, Admission, Arrival
 from faucet.proxy.forwarding import Forwarder
 from faucet.proxy.shiny.session_host import SessionHost
-from faucet.proxy.shiny.sessions import Reservation
+from faucet.proxy.shiny.sessions import Refused
 from faucet.proxy.websocket import open_session, relay, worker_handshake
 
 
@@ -47,17 +47,16 @@ class Upgrades:
             status = await respond(deny, 400, b"Bad Request: this app serves no WebSockets\n")
             self.admission.record(arrival.draft, status, None, started)
             return
-        if not self.websockets.open_session():
-            status = await respond(deny, 503, f"Service Unavailable: "
-                                   f"{self.websockets.max_websockets} WebSockets are open, "
-                                   "the most allowed\n".encode(),
+        refused = self.websockets.open_session(arrival.ip)
+        if refused is not None:
+            status = await respond(deny, 503, f"Service Unavailable: {refused}\n".encode(),
                                    extra=[(b"retry-after", RETRY_AFTER)])
             self.admission.record(arrival.draft, status, None, started)
             return
         try:
             await self._session(arrival, receive, send, deny)
         finally:
-            self.websockets.close_session()
+            self.websockets.close_session(arrival.ip)
 
     async def _session(self, arrival: Arrival, receive, send, deny) -> None:
         """One admitted WebSocket: a Shiny session resumed or opened, or a plain relay;
@@ -66,8 +65,16 @@ class Upgrades:
         if admitted is None:
             return
         placement = arrival.placement
-        # A new Shiny session counts on its worker from now on.
-        reservation = Reservation(admitted.backend) if placement.opens else None
+        # A new Shiny session holds its id and counts on its worker from now on
+        # (faucet.proxy.shiny.sessions.Reservation); a taken id or a client over its
+        # limit is refused.
+        reservation = (self.sessions.reserve(placement, admitted.backend, arrival.ip)
+                       if placement.opens else None)
+        if isinstance(reservation, Refused):
+            admitted.release()
+            status = await respond(deny, reservation.status, f"{reservation.reason}\n".encode())
+            self.admission.record(arrival.draft, status, None, admitted.chosen)
+            return
         status = 0
         try:
             if placement.session is not None or placement.refusal == "gone":
@@ -96,7 +103,8 @@ class Upgrades:
                 admitted.backend.session_opened()
                 try:
                     await relay(worker, receive, send, self.config.max_message_size,
-                                self.stopping, self.websockets)
+                                self.stopping, self.websockets,
+                                self.config.websocket_idle_timeout)
                 finally:
                     admitted.backend.session_closed()
         finally:

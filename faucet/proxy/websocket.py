@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections import deque
 from functools import partial
 
@@ -185,16 +186,39 @@ async def open_session(backend: Backend, handshake: Request, send) -> tuple[Work
                 await stream.aclose()
 
 
+class IdleTimer:
+    """Ends a WebSocket that carries no message either way for ``timeout`` seconds (as
+    nginx's ``proxy_read_timeout`` does): whoever moves a message calls ``touch``, which
+    moves the deadline of the scope ``expired`` waits in."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+
+    def touch(self) -> None:
+        self._scope.deadline = trio.current_time() + self.timeout
+
+    async def expired(self) -> None:
+        """Returns once ``timeout`` has passed since the last ``touch``."""
+        with self._scope:
+            await trio.sleep_forever()
+
+
+IDLE_CLOSE = (1001, "faucet: idle timeout")
+
+
 async def relay(worker: WorkerLeg, receive, send, limit: int, stopping: trio.Event,
-                budget: WebSocketBudget) -> None:
+                budget: WebSocketBudget, idle_timeout: float = math.inf) -> None:
     """Pump both ways until one side ends, then close the other (shielded, bounded). A
     shutdown ends the session with 1001 on both sides at once: a session can last hours,
-    and a graceful shutdown should not wait its whole timeout for it."""
+    and a graceful shutdown should not wait its whole timeout for it. No message either
+    way for ``idle_timeout`` closes both with 1001."""
     end = _SHUTDOWN
+    idle = IdleTimer(idle_timeout)
     try:
-        end = await first_to_end(partial(_client_to_worker, receive, worker),
-                                 partial(_worker_to_client, worker, send, limit, budget),
-                                  partial(_until, stopping))
+        end = await first_to_end(partial(_client_to_worker, receive, worker, idle),
+                                 partial(_worker_to_client, worker, send, limit, budget, idle),
+                                 partial(_until, stopping), partial(_idle, idle))
     finally:
         with trio.move_on_after(CLOSE_GRACE, shield=True):
             if end.worker is not None:
@@ -204,6 +228,11 @@ async def relay(worker: WorkerLeg, receive, send, limit: int, stopping: trio.Eve
             if end.client is not None:
                 code, reason = end.client
                 await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def _idle(idle: IdleTimer) -> _End:
+    await idle.expired()
+    return _End(IDLE_CLOSE, CloseConnection(*IDLE_CLOSE))
 
 
 async def _until(stopping: trio.Event) -> _End:
@@ -225,9 +254,10 @@ async def first_to_end(*pumps):
     return ends[0]
 
 
-async def _client_to_worker(receive, worker: WorkerLeg) -> _End:
+async def _client_to_worker(receive, worker: WorkerLeg, idle: IdleTimer) -> _End:
     while True:
         message = await receive()
+        idle.touch()
         if message["type"] == "websocket.disconnect":
             # hypercorn 0.18 reports most client closes as 1006, which no frame may carry.
             code = message.get("code", 1005)
@@ -244,7 +274,7 @@ async def _client_to_worker(receive, worker: WorkerLeg) -> _End:
 
 
 async def _worker_to_client(worker: WorkerLeg, send, limit: int,
-                            budget: WebSocketBudget) -> _End:
+                            budget: WebSocketBudget, idle: IdleTimer) -> _End:
     """Relay the worker's whole messages (hypercorn sends whole messages) up to ``limit``
     bytes each, and within what ``budget`` has left for all sessions."""
     try:
@@ -252,6 +282,7 @@ async def _worker_to_client(worker: WorkerLeg, send, limit: int,
             message = await worker.receive_message(limit, budget)
             if isinstance(message, CloseConnection):
                 return _End((message.code, message.reason), message.response())
+            idle.touch()
             await send(client_message(message))
     except MessageTooBig as exc:
         return _End((1009, str(exc)), CloseConnection(1009, str(exc)))

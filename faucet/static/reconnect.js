@@ -22,14 +22,17 @@
   var NO_HEARTBEAT = 4000, SESSION_GONE = 4001, WORKER_LOST = 4002;
   var APP_CLOSED = 1000, RESTARTING = 1012;
 
+  // The session's id is a bearer secret: only a cryptographic generator will do.
   function randomId() {
-    if (window.crypto && typeof window.crypto.randomUUID === "function") {
-      return window.crypto.randomUUID();
-    }
-    return "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".replace(/[xy]/g, function (c) {
-      var r = (Math.random() * 16) | 0;
-      return (c === "x" ? r : (r & 0x3) | 0x8).toString(16);
-    });
+    var c = window.crypto;
+    if (typeof c.randomUUID === "function") return c.randomUUID();
+    var b = c.getRandomValues(new Uint8Array(16)), hex = [];
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // variant 10
+    for (var i = 0; i < 16; i++) hex.push((b[i] + 0x100).toString(16).slice(1));
+    return hex.slice(0, 4).join("") + "-" + hex.slice(4, 6).join("") + "-" +
+      hex.slice(6, 8).join("") + "-" + hex.slice(8, 10).join("") + "-" +
+      hex.slice(10).join("");
   }
 
   // The URL Shiny itself would open: the page's path, then "websocket/".

@@ -42,6 +42,7 @@ from faucet.proxy.shiny.page_script import script_body
 from faucet.proxy.shiny.sessions import (
     BUFFER_FULL,
     CLIENT_LOST,
+    CROWDED_OUT,
     FAILED,
     GRACE_OVER,
     NO_HEARTBEAT,
@@ -58,18 +59,22 @@ from faucet.proxy.shiny.sessions import (
     Message,
     Outbox,
     Placement,
+    Refused,
     Registry,
     Reservation,
     SessionState,
     SessionStatistics,
     client_closed,
     config_token,
+    greediest,
     message_too_big,
     place,
     worker_closed,
 )
 from faucet.proxy.websocket import (
     CLOSE_GRACE,
+    IDLE_CLOSE,
+    IdleTimer,
     MessageTooBig,
     WorkerGone,
     WorkerLeg,
@@ -87,9 +92,10 @@ class LiveSession:
     """One session faucet holds: its state, the worker's leg, and what its client legs
     and its task wait on."""
 
-    def __init__(self, state: SessionState, worker: WorkerLeg):
+    def __init__(self, state: SessionState, worker: WorkerLeg, reservation: Reservation):
         self.state = state
         self.worker = worker
+        self.reservation = reservation  # its id and its count on its worker
         self.to_worker, self.inbox = trio.open_memory_channel[Message](INBOX)
         self.news = trio.Event()  # set (and replaced) when the outbox grows or it ends
         self.attachment = trio.Event()  # set (and replaced) when a leg attaches or detaches
@@ -117,7 +123,8 @@ class LiveSession:
             self._changed()
 
     def end(self, ending: Ending) -> None:
-        """A client leg ends the session (its client closed on purpose)."""
+        """Someone other than the session's task ends it: its client closed on purpose,
+        or it was crowded out of the shared buffer."""
         self.asked = ending
         self.ask.set()
 
@@ -127,34 +134,45 @@ class LiveSession:
 
 
 class _ClientLeg:
-    """One client connection of a session. Three tasks send on it (the outbox, pings,
-    pongs), so sends take a lock; under it, a ping records how many of the outbox's
-    messages went out before it, which its pong will acknowledge."""
+    """One client connection of a session. Only its writer task sends on it: the reader
+    and the heartbeat leave a pong owed or a ping due and wake the writer, so the task
+    that takes the client's messages never waits on a send (a reader waiting to answer a
+    ping behind a blocked send, while hypercorn waited for that reader to take the
+    client's disconnect, held zombie sessions until restart). A ping records how many of
+    the outbox's messages went out before it, which its pong will acknowledge. A send the
+    client has not taken within ``send_timeout`` ends the leg."""
 
-    def __init__(self, send, sent: int):
+    def __init__(self, send, sent: int, send_timeout: float, wake, idle: IdleTimer):
         self._send = send
-        self._lock = trio.Lock()
+        self._timeout = send_timeout
+        self.idle = idle  # without the reconnect script: no message either way ends it
+        self.wake = wake  # tells the writer there is something to send
         self.sent = sent  # the outbox's messages sent on this leg (or had before it)
         self.pings: deque[int] = deque()  # ``sent`` at each ping not yet answered
+        self.pongs = 0  # pongs owed to the client
+        self.ping_due = False
         self.closed = False
 
-    async def send(self, message: Message, number: int | None = None) -> None:
-        """Send ``message``, the outbox's message ``number`` if it is one."""
-        async with self._lock:
+    async def send(self, message: Message, number: int | None = None) -> bool:
+        """Send ``message``, the outbox's message ``number`` if it is one; False when the
+        client took no write within ``send_timeout``."""
+        self.idle.touch()
+        with trio.move_on_after(self._timeout):
             await self._send(client_message(message))
             if number is not None:
                 self.sent = number
+            return True
+        return False
 
-    async def ping(self) -> None:
-        async with self._lock:
-            self.pings.append(self.sent)
-            await self._send(client_message(PING))
+    async def ping(self) -> bool:
+        self.ping_due = False
+        self.pings.append(self.sent)
+        return await self.send(PING)
 
     async def close(self, code: int, reason: str) -> None:
-        async with self._lock:
-            if not self.closed:
-                self.closed = True
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        if not self.closed:
+            self.closed = True
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class SessionHost:
@@ -165,7 +183,7 @@ class SessionHost:
         """``websockets`` bounds the memory of messages still arriving, as for every
         WebSocket; the sessions' own buffers have budgets of their own."""
         self.websockets = websockets
-        self.registry = Registry()
+        self.registry = Registry(config.max_sessions_per_client)
         self.budget = Budget(config.reconnect_buffer_total)
         self.per_session = config.reconnect_buffer
         self.grace = config.reconnect_grace
@@ -173,6 +191,9 @@ class SessionHost:
         self.timeout = config.heartbeat_timeout
         self.max_sessions = config.max_sessions
         self.max_message = config.max_message_size
+        self.send_timeout = config.send_timeout
+        self.idle_timeout = config.websocket_idle_timeout
+        self.grace_unused = min(config.reconnect_grace_unused, config.reconnect_grace)
         self.stopping = stopping
         self.script = script_body({"heartbeatTimeout": round(self.timeout * 1000)})
         self._room = trio.Event()  # set (and replaced) when buffered bytes are freed
@@ -205,15 +226,19 @@ class SessionHost:
                      websocket=request.websocket, method=request.method, path=path,
                      query=request.query, headers=request.headers, preferred=preferred)
 
+    def reserve(self, placement: Placement, backend: Backend,
+                client: object = None) -> Reservation | Refused:
+        """Hold a new session's id on ``backend`` (see Registry.reserve)."""
+        return self.registry.reserve(placement.key, backend, client)
+
     async def open(self, placement: Placement, reservation: Reservation, worker: WorkerLeg,
                    receive, send) -> None:
         """A new session on ``worker`` (its client already accepted): hold it (which
         ends the reservation), and serve its first client leg until that ends."""
         state = SessionState(placement.session_id, reservation.backend, Outbox(self.budget),
                              placement.resumable)
-        live = LiveSession(state, worker)
+        live = LiveSession(state, worker, reservation)
         await self._nursery.start(self._run, live)
-        reservation.release()
         await self._serve_leg(live, live.leg, receive, send, 0, resumed=False)
 
     async def join(self, placement: Placement, request: Request, receive, send) -> None:
@@ -245,7 +270,7 @@ class SessionHost:
         """Hold the session until one of its parts ends it; then close the worker's leg.
         A failure of faucet's own ends this session only, never the others."""
         state = live.state
-        self.registry.add(live)
+        self.registry.add(live, live.reservation)
         ending = SHUTTING_DOWN  # if cancelled (an immediate shutdown)
         try:
             task_status.started()
@@ -258,7 +283,7 @@ class SessionHost:
             ending = FAILED
         finally:
             state.ending = ending
-            self.registry.remove(live)
+            self.registry.remove(live, live.reservation)
             state.outbox.release()
             self._freed()
             live.wake()
@@ -284,6 +309,10 @@ class SessionHost:
                 while not state.outbox.admits(len(message), self.per_session):
                     if not live.attached:
                         return BUFFER_FULL
+                    if state.outbox.shared_budget_short(len(message)):
+                        self._crowd_out(live)
+                        if state.outbox.admits(len(message), self.per_session):
+                            break
                     await self._room.wait()  # until acknowledgements free some
                 state.outbox.append(message)
                 live.wake()
@@ -310,10 +339,12 @@ class SessionHost:
                 await live.attachment.wait()
             if not live.state.resumable:
                 return live.asked or CLIENT_LOST
+            # A page that never sent a message (not even Shiny's init) is likely gone.
+            grace = self.grace if live.state.forwarded else self.grace_unused
             log.info("session %s: client away; waiting up to %gs for it", live.state.id,
-                     self.grace)
+                     grace)
             self._freed()  # a session over its buffer bound without a client ends now
-            with trio.move_on_after(self.grace):
+            with trio.move_on_after(grace):
                 while not live.attached:
                     await live.attachment.wait()
                 continue
@@ -327,6 +358,21 @@ class SessionHost:
         await self.stopping.wait()
         return SHUTTING_DOWN
 
+    def _crowd_out(self, asking: LiveSession) -> None:
+        """The shared budget is full while ``asking`` needs room: the session holding
+        the most of it (more than ``asking``) ends, and its buffer is freed at once."""
+        sessions = {live.state: live for live in self.registry if live.asked is None}
+        hog = greediest(sessions, asking.state)
+        if hog is None:
+            return
+        live = sessions[hog]
+        log.warning("session %s: ends, holding %d bytes unacknowledged while session %s "
+                    "needed room in reconnect_buffer_total", hog.id, hog.outbox.size,
+                    asking.state.id)
+        hog.outbox.release()
+        live.end(CROWDED_OUT)
+        self._freed()
+
     def _freed(self) -> None:
         event, self._room = self._room, trio.Event()
         event.set()
@@ -337,15 +383,17 @@ class SessionHost:
                          received: int, *, resumed: bool) -> None:
         """Serve one client leg until the client goes, the session ends or a newer leg
         takes over; then close the client as that calls for."""
-        leg = _ClientLeg(send, received)
+        leg = _ClientLeg(send, received, self.send_timeout, live.wake,
+                         IdleTimer(self.idle_timeout))
         close = SHUTTING_DOWN.client_close(live.state.resumable)  # if cancelled
         try:
             with scope:
-                if resumed:
-                    await leg.send(f"{RESUME}{live.state.forwarded}")
-                close = await first_to_end(lambda: self._read_client(live, leg, receive),
-                                           lambda: self._write_client(live, leg),
-                                           lambda: self._heartbeat(live, leg))
+                if resumed and not await leg.send(f"{RESUME}{live.state.forwarded}"):
+                    close = None
+                else:
+                    close = await first_to_end(lambda: self._read_client(live, leg, receive),
+                                               lambda: self._write_client(live, leg),
+                                               lambda: self._heartbeat(live, leg))
             if scope.cancelled_caught:
                 close = (REPLACED, "faucet: a newer connection took over")
         finally:
@@ -357,7 +405,7 @@ class SessionHost:
     async def _read_client(self, live: LiveSession, leg: _ClientLeg,
                            receive) -> tuple[int, str] | None:
         """The client's messages into the session; the close to send when the leg ends
-        (None: the client has gone)."""
+        (None: the client has gone). It never sends: a ping leaves a pong owed."""
         state = live.state
         timeout = self.timeout if state.resumable else math.inf
         while True:
@@ -367,6 +415,7 @@ class SessionHost:
             if message is None:
                 log.info("session %s: no heartbeat from the client for %gs", state.id, timeout)
                 return (NO_HEARTBEAT, "faucet: no heartbeat from the client")
+            leg.idle.touch()
             if message["type"] == "websocket.disconnect":
                 code = message.get("code", 1005)
                 if code in _DELIBERATE or not state.resumable:
@@ -375,7 +424,8 @@ class SessionHost:
             data = message.get("text")
             data = message.get("bytes") if data is None else data
             if state.resumable and data == PING:
-                await leg.send(PONG)
+                leg.pongs += 1  # after everything before it was handed on
+                leg.wake()
             elif state.resumable and data == PONG:
                 if leg.pings:
                     state.outbox.ack(leg.pings.popleft())
@@ -386,30 +436,44 @@ class SessionHost:
 
     async def _write_client(self, live: LiveSession,
                             leg: _ClientLeg) -> tuple[int, str] | None:
-        """The outbox to the client from where it is; once the session ends, the close its
-        client gets. Pings early when the unacknowledged messages fill half the buffer."""
+        """Everything the client gets: pongs owed, pings due (early when the
+        unacknowledged messages fill half the buffer) and the outbox from where the client
+        is; once the session ends, the close its client gets. None: the client took no
+        write within ``send_timeout``."""
         state = live.state
         outbox = state.outbox
         while True:
-            while leg.sent < outbox.last and (state.ending is None or state.ending.deliver):
+            news = live.news
+            if leg.pongs:
+                leg.pongs -= 1
+                sent = await leg.send(PONG)
+            elif leg.ping_due or (state.resumable and outbox.size > self.per_session // 2
+                                  and (not leg.pings or leg.pings[-1] < leg.sent)):
+                sent = await leg.ping()
+            elif leg.sent < outbox.last and (state.ending is None or state.ending.deliver):
                 number = leg.sent + 1
-                await leg.send(outbox.get(number), number)
-                if not state.resumable:
+                sent = await leg.send(outbox.get(number), number)
+                if sent and not state.resumable:
                     outbox.ack(number)
                     self._freed()
-            if state.ending is not None:
+            elif state.ending is not None:
                 return state.ending.client_close(state.resumable)
-            if (state.resumable and outbox.size > self.per_session // 2
-                    and (not leg.pings or leg.pings[-1] < leg.sent)):
-                await leg.ping()
-            news = live.news
-            await news.wait()
+            else:
+                await news.wait()
+                continue
+            if not sent:
+                log.info("session %s: the client took no write for %gs", state.id,
+                         self.send_timeout)
+                return None
 
-    async def _heartbeat(self, live: LiveSession, leg: _ClientLeg) -> None:
-        """A ping every ``heartbeat_interval`` (with the reconnect script only)."""
+    async def _heartbeat(self, live: LiveSession, leg: _ClientLeg) -> tuple[int, str]:
+        """A ping due every ``heartbeat_interval`` (with the reconnect script). Without
+        it, the close once no message went either way for ``websocket_idle_timeout``."""
         if not live.state.resumable:
-            await trio.sleep_forever()
+            await leg.idle.expired()
+            log.info("session %s: idle for %gs", live.state.id, leg.idle.timeout)
+            return IDLE_CLOSE
         while True:
             await trio.sleep(self.interval)
-            await leg.ping()
-
+            leg.ping_due = True
+            leg.wake()

@@ -17,8 +17,11 @@ rest again and none twice).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
+import secrets
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -98,6 +101,11 @@ class Outbox:
         """The number of the newest message (0: none yet)."""
         return self.acked + len(self._items)
 
+    def shared_budget_short(self, size: int) -> bool:
+        """Whether a message of ``size`` waits for the budget all sessions share (not
+        for this outbox's own bound)."""
+        return bool(self._items) and self._budget.used + size > self._budget.limit
+
     def admits(self, size: int, limit: int) -> bool:
         """Whether a message of ``size`` fits this outbox's ``limit`` and the budget. An
         empty outbox takes any one message, so none waits for room it can never have."""
@@ -159,6 +167,10 @@ GRACE_OVER = Ending("the client did not come back within reconnect_grace",
 BUFFER_FULL = Ending("the worker's messages for the absent client outgrew the buffer",
                      (SESSION_GONE, "faucet: the session expired"),
                      (1001, "the client went away"))
+CROWDED_OUT = Ending("its unacknowledged messages held the most of reconnect_buffer_total "
+                     "when another session needed room",
+                     (SESSION_GONE, "faucet: the session expired"),
+                     (1001, "the client went away"), deliver=False)
 CLIENT_LOST = Ending("the client went away", None, (1001, "the client went away"))
 FAILED = Ending("faucet failed (see the traceback)", (1011, "faucet: internal error"),
                 (1011, "faucet: internal error"), deliver=False)
@@ -168,6 +180,17 @@ REDEPLOYED = Ending("the app was reloaded and drain_timeout passed",
 SHUTTING_DOWN = Ending("faucet is shutting down", (RESTARTING, "faucet is restarting"),
                        (1001, "faucet is shutting down"), deliver=False,
                        plain=(1001, "faucet is shutting down"))
+
+
+def greediest(states, asking: SessionState) -> SessionState | None:
+    """The session to end so that ``asking`` gets room in the shared budget: the one
+    holding the most, if it holds more than ``asking`` (a client that never acknowledges
+    loses its own session, not another's share). None: ``asking`` holds the most, and
+    waits for its own client."""
+    hog = max(states, key=lambda state: state.outbox.size, default=None)
+    if hog is None or hog is asking or hog.outbox.size <= asking.outbox.size:
+        return None
+    return hog
 
 
 def sendable(code: int, reason: str | None) -> tuple[int, str]:
@@ -209,7 +232,7 @@ class SessionStatistics:
 class SessionState:
     """One live Shiny session as the registry sees it."""
 
-    id: uuid.UUID
+    id: uuid.UUID  # the id R sees (FAUCET_SESSION_ID), never the client's
     backend: Backend
     outbox: Outbox
     resumable: bool  # opened by the reconnect script: it may come back after a drop
@@ -218,55 +241,109 @@ class SessionState:
     ending: Ending | None = None
 
 
-class Registry:
-    """Live sessions by id and by Shiny's token; each counted on its backend."""
+@frozen
+class Refused:
+    """A new session the registry will not open: the handshake's HTTP answer."""
 
-    def __init__(self):
-        self._by_id: dict[uuid.UUID, object] = {}
+    status: int
+    reason: str
+
+
+DUPLICATE = Refused(409, "Conflict: a session with this id is open or being opened")
+
+
+class Registry:
+    """Sessions by id, from their placement on a worker to their end, and by Shiny's
+    token. A session is counted once on its backend (``Backend.sessions``), by the
+    Reservation that holds its id; the registry keeps no count of its own."""
+
+    def __init__(self, per_client: int | None = None, secret: bytes | None = None):
+        self.per_client = per_client  # sessions one client address may hold
+        # Derives the id R sees from the client's (worker_session_id); per process.
+        self.secret = secret if secret is not None else secrets.token_bytes(32)
+        self._by_id: dict[uuid.UUID, Reservation] = {}
         self._by_token: dict[str, object] = {}
+        self._by_client: dict[object, set[uuid.UUID]] = {}
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return sum(r.session is not None for r in self._by_id.values())
 
     def __iter__(self):
-        return iter(self._by_id.values())
+        return (r.session for r in list(self._by_id.values()) if r.session is not None)
 
     def get(self, session_id: uuid.UUID):
-        return self._by_id.get(session_id)
+        """The live session with this (client's) id (None while it is being opened)."""
+        reservation = self._by_id.get(session_id)
+        return reservation.session if reservation is not None else None
 
     def by_token(self, token: str):
         return self._by_token.get(token)
 
-    def add(self, session) -> None:
-        """``session`` has a ``state: SessionState``."""
-        self._by_id[session.state.id] = session
-        session.state.backend.session_opened()
+    def reserve(self, session_id: uuid.UUID, backend: Backend,
+                client: object = None) -> Reservation | Refused:
+        """Hold ``session_id`` for a new session on ``backend`` (counted there from now
+        on), unless the id is taken or ``client`` (its address) holds ``per_client``."""
+        if session_id in self._by_id:
+            return DUPLICATE
+        held = self._by_client.get(client, ()) if client is not None else ()
+        if self.per_client is not None and len(held) >= self.per_client:
+            return Refused(503, f"Service Unavailable: this address has {len(held)} "
+                                "sessions open, the most allowed")
+        reservation = Reservation(self, session_id, backend, client)
+        self._by_id[session_id] = reservation
+        if client is not None:
+            self._by_client.setdefault(client, set()).add(session_id)
+        return reservation
+
+    def add(self, session, reservation: Reservation) -> None:
+        """``session`` (with a ``state: SessionState``) is open: it takes over
+        ``reservation``, which now lasts until ``remove``."""
+        reservation.session = session
 
     def bind_token(self, session, token: str) -> None:
         session.state.token = token
         self._by_token[token] = session
 
-    def remove(self, session) -> None:
+    def remove(self, session, reservation: Reservation) -> None:
         state = session.state
-        if self._by_id.pop(state.id, None) is session:
-            state.backend.session_closed()
+        reservation.end()
         if state.token is not None and self._by_token.get(state.token) is session:
             del self._by_token[state.token]
 
+    def _forget(self, reservation: Reservation) -> None:
+        if self._by_id.get(reservation.session_id) is reservation:
+            del self._by_id[reservation.session_id]
+        held = self._by_client.get(reservation.client)
+        if held is not None:
+            held.discard(reservation.session_id)
+            if not held:
+                del self._by_client[reservation.client]
+
 
 class Reservation:
-    """A session being opened on ``backend``, counted there from its placement until it
-    is held (or has failed), so sessions placed at once spread evenly."""
+    """A session's id and its one count on ``backend``, from its placement until it
+    ends: ``release`` when the connection that opened it is done (nothing happens if a
+    live session took it over), ``end`` when the session ends."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, registry: Registry, session_id: uuid.UUID, backend: Backend,
+                 client: object = None):
+        self._registry = registry
+        self.session_id = session_id
         self.backend = backend
-        self._held = True
+        self.client = client
+        self.session = None  # the live session, once open
+        self._counted = True
         backend.session_opened()
 
     def release(self) -> None:
-        if self._held:
-            self._held = False
+        if self.session is None:
+            self.end()
+
+    def end(self) -> None:
+        if self._counted:
+            self._counted = False
             self.backend.session_closed()
+            self._registry._forget(self)
 
 
 def has_room(backends: Sequence[Backend], limit: int | None) -> bool:
@@ -296,6 +373,15 @@ def config_token(message: Message) -> str | None:
     return token if isinstance(token, str) else None
 
 
+def worker_session_id(secret: bytes, client_id: uuid.UUID) -> uuid.UUID:
+    """The FAUCET_SESSION_ID R sees for the client's ``sessionId``: a keyed hash with a
+    per-process secret, so a client cannot choose it (all zeros gives R no all-zero id)
+    nor learn it from its own id, and R's id, in R's logs or pages, does not let anyone
+    take the session over. A version 4 UUID in form."""
+    digest = hmac.new(secret, client_id.bytes, hashlib.sha256).digest()
+    return uuid.UUID(bytes=digest[:16], version=4)
+
+
 def with_session_id(headers: list[tuple[bytes, bytes]],
                     session_id: uuid.UUID | None) -> list[tuple[bytes, bytes]]:
     """The worker's headers with faucet's FAUCET_SESSION_ID (when there is a session) and
@@ -314,6 +400,7 @@ class Placement:
     backend: Backend | None = None  # this worker (None: the strategy chooses)
     session: object | None = None  # the live session it belongs to, or resumes
     session_id: uuid.UUID | None = None  # FAUCET_SESSION_ID for the worker
+    key: uuid.UUID | None = None  # the client's sessionId (a new session's registry key)
     opens: bool = False  # a WebSocket opening a new session
     resumable: bool = False  # ... through the reconnect script
     received: int = 0  # a resuming client has this many of the worker's messages
@@ -341,17 +428,18 @@ def place(registry: Registry, backends: Sequence[Backend], max_sessions: int | N
         if params is not None:
             session = registry.get(params.session_id)
             if session is not None:
-                return Placement(session.state.backend, session, params.session_id,
+                return Placement(session.state.backend, session, session.state.id,
                                  received=params.received)
             if params.attempt > 0:
-                return Placement(session_id=params.session_id, refusal="gone")
-        session_id = params.session_id if params else uuid.uuid4()
+                return Placement(refusal="gone")
+        key = params.session_id if params else uuid.uuid4()
         backend = (preferred if preferred is not None and preferred.online
                    and has_room([preferred], max_sessions)
                    else least_loaded(backends, limit=max_sessions))
         if backend is None and not has_room(backends, max_sessions):
             return Placement(refusal="full")
-        return Placement(backend, None, session_id, opens=True, resumable=params is not None)
+        return Placement(backend, None, worker_session_id(registry.secret, key), key,
+                         opens=True, resumable=params is not None)
     token = path_token(path)
     session = registry.by_token(token) if token else None
     if session is not None:

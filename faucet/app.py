@@ -8,20 +8,23 @@ proxy and workers at once, still flushing telemetry. A second request forces imm
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import importlib.metadata
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
+import attrs
 import trio
 from attrs import frozen
 
 from faucet.config.app_kinds import KINDS, strategy_for
 from faucet.config.cpus import available_cpus
 from faucet.config.routes import RouteConfig
-from faucet.config.settings import Config
+from faucet.config.settings import Config, flag_name
 from faucet.config.strategy import Strategy
 from faucet.edge.fd_limit import connection_budget, raise_open_file_limit
 from faucet.edge.front import Limits
@@ -37,6 +40,7 @@ from faucet.pool.dispatch import Dispatcher
 from faucet.pool.scaler import scale_workers
 from faucet.pool.sticky import StickyCookie
 from faucet.proxy.handler import Proxy
+from faucet.proxy.insight import Insight, InsightApp
 from faucet.proxy.mount import Mount
 from faucet.proxy.shiny.session_host import SessionHost
 from faucet.proxy.upstream import UpstreamPool
@@ -188,6 +192,12 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
         try:
             async with trio.open_nursery() as front:
                 shutdown.attach(front.cancel_scope)
+                websockets = WebSocketBudget(config.websocket_memory,
+                                             config.max_websockets)
+                sessions = SessionHost(config, shutdown.stopping, websockets)
+                # Before the workers start: the dashboard and start durations see them.
+                insight = await _start_insight(front, config, mounts, recorder, sessions,
+                                               shutdown)
                 for mount, app in zip(mounts, plan.apps, strict=True):
                     log.info("%s: %s %s worker(s), strategy %s, in %s",
                              app.route.route if app.route else "app", _pool_size(app),
@@ -199,17 +209,37 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                         continue
                     for backend in mount.backends:
                         await front.start(supervise, backend)
-                websockets = WebSocketBudget(config.websocket_memory,
-                                             config.max_websockets)
-                sessions = SessionHost(config, shutdown.stopping, websockets)
                 await front.start(sessions.run)
                 proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets, sessions,
-                              routes=routes)
+                              routes=routes, insight=insight)
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))
                 task_status.started(Serving(binds, mounts, recorder))
         finally:
             recorder.close()
+
+
+async def _start_insight(nursery: trio.Nursery, config: Config, mounts: list[Mount],
+                         recorder: Recorder, sessions: SessionHost,
+                         shutdown: Shutdown) -> Insight | None:
+    """Metrics and the dashboard (None with ``metrics = false``): the dashboard's clock,
+    and their own listener when ``metrics_listen`` is set."""
+    if not config.metrics:
+        return None
+    insight = Insight(mounts, recorder, sessions, faucet_version())
+    await nursery.start(insight.run)
+    if config.metrics_listen:
+        binds = await nursery.start(_serve_insight, insight, config, shutdown)
+        log.info("metrics and dashboard on %s", ", ".join(binds))
+    return insight
+
+
+def faucet_version() -> str:
+    """``faucet --version`` and ``faucet_build_info``."""
+    try:
+        return importlib.metadata.version("faucet-r")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"
 
 
 async def _supervise(config: Config, recorder: Recorder, spec: AppSpec, backend: Backend, *,
@@ -256,17 +286,32 @@ def front_limits(config: Config, open_files: int) -> Limits:
 async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
                      front: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown has drained the connections, then stop the workers."""
-    try:
+    with _listening("host", config.host):
         install_websocket_stream(proxy.websockets)
         limits = front_limits(config, raise_open_file_limit())
         await serve_front(proxy, hypercorn_config(config), shutdown.stopping, limits,
                           task_status=task_status)
+    log.info("front door closed; stopping workers")
+    front.cancel()
+
+
+@contextlib.contextmanager
+def _listening(key: str, address: str) -> Iterator[None]:
+    """A failure to listen on ``address`` (setting ``key``) as a ConfigError naming it."""
+    try:
+        yield
     except* OSError as group:
         reasons = [e.strerror for e in leaves(group) if e.errno in _BIND_ERRORS]
         if not reasons:
             raise
-        reason = reasons[0]
-        raise ConfigError(f"host = {config.host!r}: cannot listen there: {reason}; "
-                          "choose another --host") from None
-    log.info("front door closed; stopping workers")
-    front.cancel()
+        raise ConfigError(f"{key} = {address!r}: cannot listen there: {reasons[0]}; "
+                          f"choose another {flag_name(key)}") from None
+
+
+async def _serve_insight(insight: Insight, config: Config, shutdown: Shutdown, *,
+                         task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """The metrics and the dashboard on ``metrics_listen``, until shutdown."""
+    with _listening("metrics_listen", config.metrics_listen):
+        own = hypercorn_config(attrs.evolve(config, host=config.metrics_listen))
+        await serve_front(InsightApp(insight), own, shutdown.stopping,
+                          Limits(max_connections=64), task_status=task_status)

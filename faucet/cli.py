@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import logging
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from faucet.app import Shutdown, plan_router, plan_start, serve
+from faucet.app import Shutdown, faucet_version, plan_router, plan_start, serve
 from faucet.config.env_files import load_env_files
 from faucet.config.flags import SHORT_FLAGS, START_SHORT_FLAGS, flags, help_line
 from faucet.config.routes import load_routes
@@ -56,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every option is also a faucet.toml key and a FAUCET_* variable; .Renviron "
                "and .env in the working directory are loaded too. Precedence: default < "
                "faucet.toml < environment < flag.")
-    parser.add_argument("-V", "--version", action="version", version=f"faucet {_version()}")
+    parser.add_argument("-V", "--version", action="version", version=f"faucet {faucet_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("start", parents=[start], help="serve one app from --dir")
     sub.add_parser("router", parents=[common],
@@ -71,13 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name, key in (("rscript", "Rscript"), ("uv", "uv")):
         sub.add_parser(name, help=f"run {key} with faucet's environment, passing its exit code")
     return parser
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("faucet-r")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
-        return "(not installed)"
 
 
 def split_runner(argv: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -76,6 +76,8 @@ DESCRIPTIONS = {
     "websocket_memory": "unfinished WebSocket messages of all sessions together (1009)",
     "health_details": "who sees worker pids and ports in the health endpoint: "
                       "loopback | all | none",
+    "metrics": "serve /__faucet__/metrics and /__faucet__/dashboard (true | false)",
+    "metrics_listen": "HOST:PORT to serve metrics and the dashboard on instead of --host",
     "reconnect_grace": "Shiny: seconds a session waits for its page to reconnect",
     "reconnect_buffer": "Shiny: what one session buffers for its page: 8M, 1Mi...",
     "reconnect_buffer_total": "Shiny: what all sessions buffer together",

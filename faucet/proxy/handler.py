@@ -24,6 +24,7 @@ from faucet.http.ws_budget import WebSocketBudget
 from faucet.proxy.admission import Admission
 from faucet.proxy.forwarding import Forwarder, answer_bad_body
 from faucet.proxy.health import HEALTH_PATH, health
+from faucet.proxy.insight import INSIGHT_PATHS, Insight, answer_insight
 from faucet.proxy.mount import Mount
 from faucet.proxy.router import RouteTable
 from faucet.proxy.shiny.page_script import SCRIPT_SUFFIX
@@ -37,13 +38,15 @@ class Proxy:
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
                  stopping: trio.Event, websockets: WebSocketBudget, sessions: SessionHost,
-                 routes: RouteTable | None = None):
+                 routes: RouteTable | None = None, insight: Insight | None = None):
         self.config = config
         self.mounts = list(mounts)
         self.recorder = recorder
         self.websockets = websockets
         self.sessions = sessions
-        self.admission = Admission(config, mounts, recorder, sessions, routes)
+        self.insight = insight  # metrics and dashboard; None with metrics = false
+        self.admission = Admission(config, mounts, recorder, sessions, routes,
+                                   insight.metrics if insight is not None else None)
         self.forwarder = Forwarder(config)
         self.upgrades = Upgrades(config, self.admission, self.forwarder, websockets,
                                  sessions, stopping)
@@ -75,6 +78,10 @@ class Proxy:
                                   self.websockets.statistics(), self.sessions.statistics(),
                                   details=self.health_details(request))
             await respond(send, status, json.dumps(body).encode(), b"application/json")
+            return
+        if path in INSIGHT_PATHS:
+            await answer_insight(self.insight, request, send, self.health_details(request),
+                                 self.config)
             return
         if path.endswith(SCRIPT_SUFFIX):  # Shiny's reconnect script, under any prefix
             await respond(send, 200, self.sessions.script, b"text/javascript",

@@ -286,17 +286,23 @@ async def answer_insight(insight: Insight | None, request: Request, send, truste
 
 
 class InsightApp:
-    """The ASGI app on ``metrics_listen``: the insight paths for everyone reaching it."""
+    """What the front door serves on ``metrics_listen``: the insight paths, to everyone
+    reaching that address."""
 
     def __init__(self, insight: Insight):
         self.insight = insight
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return
-        request = Request.from_scope(scope)
+    async def serve_http(self, request: Request, receive, send) -> None:
         if request.path in INSIGHT_PATHS:
             await self.insight.answer(request, send)
         else:
             await respond(send, 404, b"Not Found: this address serves "
                           + ", ".join(sorted(INSIGHT_PATHS)).encode() + b"\n")
+
+    def refused(self, request: Request, status: int) -> None:
+        """The front door answered a bad request itself: nothing to count here."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        """ASGI, for what the front door hands to hypercorn (HTTP/2; no WebSockets here)."""
+        if scope["type"] == "http":
+            await self.serve_http(Request.from_scope(scope), receive, send)

@@ -8,14 +8,17 @@ proxy and workers at once, still flushing telemetry. A second request forces imm
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import importlib.metadata
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import attrs
 import trio
 from attrs import frozen
 
-from faucet.config.settings import Config
+from faucet.config.settings import Config, flag_name
 from faucet.deploy import Deployer, Reloads, Snapshot, build_mounts
 from faucet.edge.fd_limit import connection_budget, raise_open_file_limit
 from faucet.edge.front import Limits
@@ -25,9 +28,10 @@ from faucet.errors import ConfigError, leaves
 from faucet.http.ws_budget import WebSocketBudget
 from faucet.plan import Plan, check_plan
 from faucet.proxy.handler import Proxy
+from faucet.proxy.insight import Insight, InsightApp
 from faucet.proxy.mount import Mount
 from faucet.proxy.shiny.session_host import SessionHost
-from faucet.telemetry.recorder import serve_telemetry
+from faucet.telemetry.recorder import Recorder, serve_telemetry
 
 log = logging.getLogger("faucet")
 _BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
@@ -84,12 +88,17 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                                              config.max_websockets,
                                              config.max_websockets_per_client)
                 sessions = SessionHost(config, shutdown.stopping, websockets)
+                # Before the workers start: the dashboard and start durations see them.
+                insight = await _start_insight(front, config, mounts, recorder, sessions,
+                                               shutdown)
                 deployer = Deployer(config, plan, mounts, recorder, sessions, front)
                 await deployer.start()
                 await front.start(sessions.run)
                 proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets, sessions,
-                              routes=routes, deploy_status=deployer.status)
+                              routes=routes, deploy_status=deployer.status, insight=insight)
                 deployer.install = proxy.install
+                if insight is not None:
+                    deployer.watch = insight.workers.watch
                 binds = await front.start(_run_proxy, proxy, config, shutdown, front.cancel_scope)
                 log.info("faucet listening on %s", ", ".join(binds))
                 if reloads is not None and load is not None:
@@ -97,6 +106,29 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 task_status.started(Serving(binds, mounts, recorder, deployer))
         finally:
             recorder.close()
+
+
+async def _start_insight(nursery: trio.Nursery, config: Config, mounts: list[Mount],
+                         recorder: Recorder, sessions: SessionHost,
+                         shutdown: Shutdown) -> Insight | None:
+    """Metrics and the dashboard (None with ``metrics = false``): the dashboard's clock,
+    and their own listener when ``metrics_listen`` is set."""
+    if not config.metrics:
+        return None
+    insight = Insight(mounts, recorder, sessions, faucet_version())
+    await nursery.start(insight.run)
+    if config.metrics_listen:
+        binds = await nursery.start(_serve_insight, insight, config, shutdown)
+        log.info("metrics and dashboard on %s", ", ".join(binds))
+    return insight
+
+
+def faucet_version() -> str:
+    """``faucet --version`` and ``faucet_build_info``."""
+    try:
+        return importlib.metadata.version("faucet-r")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"
 
 
 def front_limits(config: Config, open_files: int) -> Limits:
@@ -116,17 +148,32 @@ def front_limits(config: Config, open_files: int) -> Limits:
 async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
                      front: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve until shutdown has drained the connections, then stop the workers."""
-    try:
+    with _listening("host", config.host):
         install_websocket_stream(proxy.websockets)
         limits = front_limits(config, raise_open_file_limit())
         await serve_front(proxy, hypercorn_config(config), shutdown.stopping, limits,
                           task_status=task_status)
+    log.info("front door closed; stopping workers")
+    front.cancel()
+
+
+@contextlib.contextmanager
+def _listening(key: str, address: str) -> Iterator[None]:
+    """A failure to listen on ``address`` (setting ``key``) as a ConfigError naming it."""
+    try:
+        yield
     except* OSError as group:
         reasons = [e.strerror for e in leaves(group) if e.errno in _BIND_ERRORS]
         if not reasons:
             raise
-        reason = reasons[0]
-        raise ConfigError(f"host = {config.host!r}: cannot listen there: {reason}; "
-                          "choose another --host") from None
-    log.info("front door closed; stopping workers")
-    front.cancel()
+        raise ConfigError(f"{key} = {address!r}: cannot listen there: {reasons[0]}; "
+                          f"choose another {flag_name(key)}") from None
+
+
+async def _serve_insight(insight: Insight, config: Config, shutdown: Shutdown, *,
+                         task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """The metrics and the dashboard on ``metrics_listen``, until shutdown."""
+    with _listening("metrics_listen", config.metrics_listen):
+        own = hypercorn_config(attrs.evolve(config, host=config.metrics_listen))
+        await serve_front(InsightApp(insight), own, shutdown.stopping,
+                          Limits(max_connections=64), task_status=task_status)

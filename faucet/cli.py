@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import gc
-import importlib.metadata
 import logging
 import os
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import trio
 
-from faucet.app import Shutdown, serve
+from faucet.app import Shutdown, faucet_version, serve
 from faucet.config.env_files import load_env_files
 from faucet.config.flags import (
     COMMAND_GROUPS,
@@ -210,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      argument_default=argparse.SUPPRESS)
-    parser.add_argument("-V", "--version", action="version", version=f"faucet {_version()}")
+    parser.add_argument("-V", "--version", action="version", version=f"faucet {faucet_version()}")
     _add_config_option(parser)
     for key in every_key():  # accepted before the command too; listed under each command
         _add_setting(parser, key, SHORT_FLAGS, hidden=True)
@@ -218,13 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     for add in COMMANDS:
         add(sub)
     return parser
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("faucet-r")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
-        return "(not installed)"
 
 
 def split_runner(argv: Sequence[str]) -> tuple[list[str], list[str]]:

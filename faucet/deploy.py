@@ -186,6 +186,8 @@ class Deployer:
         self.reloads = 0
         self.last_error: str | None = None
         self.install: Callable[[list[Mount], RouteTable | None], None] = lambda m, r: None
+        # Told of each new generation's workers before they start (the dashboard).
+        self.watch: Callable[[list[Backend]], None] = lambda backends: None
 
     async def start(self) -> None:
         """Start every app's first generation."""
@@ -311,6 +313,7 @@ class Deployer:
         log.info("%s: %s %s worker(s), strategy %s, in %s (generation %d)",
                  app.route.route if app.route else "app", _pool_size(app), app.spec.kind,
                  _strategy_shown(app), app.spec.workdir, generation.number)
+        self.watch(generation.backends)
         scope = self.scopes[id(generation)] = trio.CancelScope()
 
         async def run(task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import ROOT
 
 COMMANDS = ["python3", "Rscript", "chromium", "wrk", "nginx", "pg_ctlcluster", "psql", "ps",
-            "pkill"]
+            "pkill", "prometheus"]
 
 
 def missing(tmp_path, present: list[str]) -> list[str]:

@@ -88,6 +88,8 @@ DESCRIPTIONS = {
     "websocket_memory": "unfinished WebSocket messages of all sessions together (1009)",
     "health_details": "who sees worker pids and ports in the health endpoint: "
                       "loopback | all | none",
+    "metrics": "serve /__faucet__/metrics and /__faucet__/dashboard (true | false)",
+    "metrics_listen": "HOST:PORT to serve metrics and the dashboard on instead of --host",
     "reconnect_grace": "Shiny: seconds a session waits for its page to reconnect",
     "reconnect_grace_unused": "Shiny: the same for a session whose page never sent a message",
     "reconnect_buffer": "Shiny: what one session buffers for its page: 8M, 1Mi...",
@@ -119,7 +121,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "app (start)": ("dir", "type", "app_dir", "qmd", "workers", "strategy", "max_rps",
                     "min_workers"),
     "routes (router)": ("conf",),
-    "server": ("host", "ip_from", "shutdown", "shutdown_timeout", "health_details"),
+    "server": ("host", "ip_from", "shutdown", "shutdown_timeout", "health_details",
+               "metrics", "metrics_listen"),
     "reloads": ("pid_file", "drain_timeout"),
     "runtimes": ("rscript", "quarto", "uv"),
     "workers": ("startup_timeout", "worker_wait_timeout", "response_timeout", "max_inflight",

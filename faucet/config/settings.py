@@ -250,6 +250,11 @@ class Config:
     websocket_idle_timeout: float = setting(60.0, _positive)
     websocket_memory: ByteSize = size_setting("64M")
     health_details: str = setting("loopback", _one_of(("loopback", "all", "none")))
+    # /__faucet__/metrics (Prometheus) and /__faucet__/dashboard (docs/insight.md): shown
+    # to whom health_details allows, or to everyone reaching metrics_listen when that
+    # separate address is set (they are then not on the main port).
+    metrics: bool = True
+    metrics_listen: str | None = setting(None, _host_port)
     # Hung workers (docs/workers.md): checked this often (0: never), probes answered
     # within liveness_timeout, restarted after unhealthy_after failures in a row.
     liveness_interval: float = setting(10.0, _at_least(0))

@@ -11,7 +11,8 @@ A worker's state is two things that change for different reasons:
 It takes requests (``online``) only when its process is ONLINE and nothing holds it.
 Every change goes through a method here, which checks the transition is one the life of
 a worker allows (``IllegalTransition`` otherwise: a bug in the caller) and tells the
-backend's ``on_change`` listener (the dispatcher) whenever ``online`` flips.
+backend's ``on_change`` listener (the dispatcher) whenever ``online`` flips, and its
+``on_event`` listener (the dashboard's worker history, if any) of every change.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class Backend:
     # replaces its route's workers.
     generation: int = 0
     on_change: Callable[[], None] = field(default=lambda: None, repr=False)
+    # Told ``(backend, change, detail)`` after each change of the process's life or of
+    # routing: spawned, online, unhealthy, exited, restarting, stopping, stopped, drained,
+    # resumed (``detail``: the reason, where there is one).
+    on_event: Callable[[Backend, str, str | None], None] | None = field(default=None,
+                                                                         repr=False)
     # -- state (read-only outside this class) --
     phase: Phase = field(default=Phase.STOPPED, init=False)
     held: str | None = field(default=None, init=False)  # why it is drained, if it is
@@ -97,15 +103,18 @@ class Backend:
         self.pid = pid
         self.incarnation += 1
         self.watch = watch
+        self._tell("spawned", None)
 
     def ready(self) -> None:
         """The process accepts connections: online, unless something holds it."""
         self._move("ready", Phase.ONLINE)
+        self._tell("online", None)
 
     def condemned(self, reason: str) -> None:
         """Found hung: out of routing while its process is stopped."""
         self._move("condemned", Phase.UNHEALTHY)
         self.last_failure = reason
+        self._tell("unhealthy", reason)
 
     def exited(self, failure: str | None) -> None:
         """The process is gone. Unless it was being stopped on purpose, a restart follows
@@ -114,16 +123,19 @@ class Backend:
             if failure is not None and self.phase is not Phase.UNHEALTHY:
                 self.last_failure = failure
             self._move("exited", Phase.RESTARTING)
+            self._tell("exited", failure)
         self.watch = None
 
     def restarting(self) -> None:
         """The exit has been reported: one more restart."""
         self.restarts += 1
+        self._tell("restarting", None)
 
     def stopping(self, why: str) -> None:
         """Its process group is being stopped on purpose (``why``: shown in health)."""
         self.held = why
         self._move("stopping", Phase.STOPPING)
+        self._tell("stopping", why)
 
     def stopped(self) -> None:
         """Stopped on purpose and gone: no process until it is started again."""
@@ -131,6 +143,7 @@ class Backend:
         self.pid = None
         self.watch = None
         self._settle()
+        self._tell("stopped", self.held)
 
     # ------------------------------------------------------------ routing
 
@@ -139,11 +152,13 @@ class Backend:
         health. It stays drained across restarts of its process."""
         self.held = why
         self._settle()
+        self._tell("drained", why)
 
     def resume(self) -> None:
         """Back into routing (once its process is online)."""
         self.held = None
         self._settle()
+        self._tell("resumed", None)
 
     # ------------------------------------------------------------ counters
 
@@ -215,6 +230,10 @@ class Backend:
             raise IllegalTransition(f"{self.target}: {change} while {self.phase}")
         self.phase = to
         self._settle()
+
+    def _tell(self, change: str, detail: str | None) -> None:
+        if self.on_event is not None:
+            self.on_event(self, change, detail)
 
     def _settle(self) -> None:
         online = self.phase is Phase.ONLINE and self.held is None

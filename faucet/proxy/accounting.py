@@ -1,4 +1,5 @@
-"""One access-log line and one telemetry event per exchange, HTTP or WebSocket."""
+"""One access-log line, one telemetry event and the metrics' counts per exchange, HTTP or
+WebSocket."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from faucet.events import HttpEvent, uuid7
 from faucet.http.request import Request
 from faucet.logs import log_access
 from faucet.pool.backend import Backend
+from faucet.telemetry.metrics import RequestMetrics
 from faucet.telemetry.recorder import Recorder
 
 
@@ -26,14 +28,24 @@ class EventDraft:
     user_agent: str | None
     route: str | None
     request_uuid: uuid.UUID = attrs.Factory(uuid7)
+    # perf_counter when the request arrived (within microseconds: the draft is made as
+    # soon as its route is known), for the metrics' durations and queue wait.
+    arrived: float = attrs.Factory(time.perf_counter)
 
 
 def record_exchange(recorder: Recorder, draft: EventDraft, status: int,
-                    backend: Backend | None, since: float) -> None:
-    """Log the exchange and hand its event to telemetry; ``since`` is the perf_counter
-    when the exchange's clock started (telemetry's ``elapsed``)."""
-    elapsed = (time.perf_counter() - since) * 1000
+                    backend: Backend | None, since: float,
+                    metrics: RequestMetrics | None = None) -> None:
+    """Log the exchange, hand its event to telemetry and count it in ``metrics``;
+    ``since`` is the perf_counter when the exchange's clock started (telemetry's
+    ``elapsed``: when a worker was chosen, or the arrival for faucet's own answers)."""
+    now = time.perf_counter()
+    elapsed = (now - since) * 1000
     request = draft.request
+    if metrics is not None:
+        metrics.exchange(draft.route or "", str(backend.worker_id) if backend else "",
+                         request.method, status, now - draft.arrived,
+                         since - draft.arrived if backend else None)
     http_version = "HTTP/" + request.http_version
     raw_path = request.raw_path.decode("latin-1")
     query = request.query.decode("latin-1")

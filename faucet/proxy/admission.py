@@ -29,6 +29,7 @@ from faucet.proxy.mount import Generation, Mount
 from faucet.proxy.router import Redirect, RouteTable
 from faucet.proxy.shiny.session_host import SessionHost
 from faucet.proxy.shiny.sessions import BY_STRATEGY, Placement, full_page
+from faucet.telemetry.metrics import RequestMetrics
 from faucet.telemetry.recorder import Recorder
 
 RETRY_AFTER = b"5"
@@ -90,8 +91,10 @@ class Admission:
     """Admits the requests of every app behind the front door."""
 
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
-                 sessions: SessionHost, routes: RouteTable | None):
+                 sessions: SessionHost, routes: RouteTable | None,
+                 metrics: RequestMetrics | None = None):
         self.config = config
+        self.metrics = metrics  # /__faucet__/metrics's counts; None with metrics = false
         self.mounts = list(mounts)
         self.recorder = recorder
         self.sessions = sessions
@@ -206,4 +209,4 @@ class Admission:
 
     def record(self, draft: EventDraft, status: int, backend: Backend | None,
                since: float) -> None:
-        record_exchange(self.recorder, draft, status, backend, since)
+        record_exchange(self.recorder, draft, status, backend, since, self.metrics)

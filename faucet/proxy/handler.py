@@ -24,6 +24,7 @@ from faucet.http.ws_budget import WebSocketBudget
 from faucet.proxy.admission import Admission
 from faucet.proxy.forwarding import Forwarder, answer_bad_body
 from faucet.proxy.health import HEALTH_PATH, health
+from faucet.proxy.insight import INSIGHT_PATHS, Insight, answer_insight
 from faucet.proxy.mount import Mount
 from faucet.proxy.router import RouteTable
 from faucet.proxy.shiny.page_script import SCRIPT_SUFFIX
@@ -38,15 +39,18 @@ class Proxy:
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
                  stopping: trio.Event, websockets: WebSocketBudget, sessions: SessionHost,
                  routes: RouteTable | None = None,
-                 deploy_status: Callable[[], dict] = dict):
-        """``deploy_status``: health's view of reloads (faucet.deploy)."""
+                 deploy_status: Callable[[], dict] = dict, insight: Insight | None = None):
+        """``deploy_status``: health's view of reloads (faucet.deploy); ``insight``:
+        metrics and the dashboard (faucet.proxy.insight), None when off."""
         self.config = config
         self.deploy_status = deploy_status
         self.mounts = list(mounts)
         self.recorder = recorder
         self.websockets = websockets
         self.sessions = sessions
-        self.admission = Admission(config, mounts, recorder, sessions, routes)
+        self.insight = insight  # metrics and dashboard; None with metrics = false
+        self.admission = Admission(config, mounts, recorder, sessions, routes,
+                                   insight.metrics if insight is not None else None)
         self.forwarder = Forwarder(config)
         self.upgrades = Upgrades(config, self.admission, self.forwarder, websockets,
                                  sessions, stopping)
@@ -56,6 +60,8 @@ class Proxy:
         self.mounts = list(mounts)
         self.admission.mounts = self.mounts
         self.admission.routes = routes
+        if self.insight is not None:
+            self.insight.install(self.mounts)
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -85,6 +91,10 @@ class Proxy:
                                   details=self.health_details(request))
             body["reload"] = self.deploy_status()
             await respond(send, status, json.dumps(body).encode(), b"application/json")
+            return
+        if path in INSIGHT_PATHS:
+            await answer_insight(self.insight, request, send, self.health_details(request),
+                                 self.config)
             return
         if (path.endswith(SCRIPT_SUFFIX)  # under any path of a Shiny app only
                 and (mount := self.admission.locate(request.raw_path)[0]) is not None

@@ -89,9 +89,10 @@ def spec_from_args(args: argparse.Namespace, telemetry: TelemetryConfig,
         apdex_t=args.report_apdex_t, top=args.report_top)
 
 
-def run(args: argparse.Namespace, telemetry: TelemetryConfig, out: TextIO = sys.stdout,
-        err: TextIO = sys.stderr) -> int:
+def run(args: argparse.Namespace, telemetry: TelemetryConfig, out: TextIO | None = None,
+        err: TextIO | None = None) -> int:
     """Read and print (or write) the report; 0, or 1 when the database cannot be read."""
+    out, err = out or sys.stdout, err or sys.stderr
     if not telemetry.postgres_string:
         raise ConfigError("telemetry.postgres_string: required for `faucet report`; pass "
                           "--telemetry-postgres-string postgresql://..., set "

@@ -35,16 +35,18 @@ p.note { color: #555; max-width: 60em; margin-top: .2em; }
 table { border-collapse: collapse; margin-top: .5em; }
 th, td { padding: .25em .7em; border-bottom: 1px solid #eee; text-align: right; }
 th:first-child, td:first-child { text-align: left; } th { background: #f6f6f6; }
-td.path { font-family: ui-monospace, monospace; }
+td.path { font-family: ui-monospace, monospace; max-width: 36em; overflow-wrap: anywhere; }
+td { max-width: 28em; overflow-wrap: anywhere; }
 .chart { margin: 1em 0; }
 """
 
 SCRIPT = """
 const data = JSON.parse(document.getElementById('report-data').textContent);
 const t = data.over_time.map(b => Date.parse(b.start) / 1000);
-const width = Math.min(1000, document.body.clientWidth - 40);
+const width = Math.min(1000, document.documentElement.clientWidth - 60);
 function chart(id, title, series, values, extra) {
   const opts = { title, width, height: 220, series: [{}].concat(series),
+                 tzDate: ts => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
                  axes: [{}, { size: 60 }], ...(extra || {}) };
   new uPlot(opts, [t].concat(values), document.getElementById(id));
 }

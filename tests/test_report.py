@@ -12,7 +12,7 @@ import pytest
 from faucet.errors import ConfigError
 from faucet.telemetry.report_html import render_html
 from faucet.telemetry.report_render import WIDTH, render_text, sparkline, to_json
-from faucet.telemetry.report_sections import build_report
+from faucet.telemetry.report_sections import build_report, group_endpoints
 from faucet.telemetry.report_spec import (
     ReportSpec,
     Window,
@@ -136,7 +136,8 @@ def sample_report(crashes=True):
             "lifecycle": [{"route": None, "worker_id": 1, "exits": 1, "restarts": 1},
                           {"route": None, "worker_id": 3, "exits": 2, "restarts": 2}]}
     return build_report(spec, {
-        "main": main, "endpoints": endpoints, "over_time": over_time, "log_events": log_events,
+        "main": main, "endpoints": group_endpoints(endpoints), "over_time": over_time,
+        "log_events": log_events,
         "capacity": {"peak_concurrency": 2, "peak_at": at}, "usage": {"distinct_clients": 3},
         "timescaledb": None})
 

@@ -1,12 +1,12 @@
-"""``faucet report``'s reading: one read-only, repeatable-read transaction (every section
-sees the same rows) with the telemetry statement timeout, a handful of aggregate queries
-over ``faucet_http_events`` (and ``faucet_log_events`` when it exists), and the figures as
-one plain dict (``report_render`` draws it; ``--json`` prints it).
+"""``faucet report``'s reading: read-only, repeatable-read transactions (every section
+sees the same rows) under the telemetry statement timeout, a handful of aggregate queries
+over ``faucet_http_events`` (and ``faucet_log_events`` when it exists); the rows go to
+``report_sections.build_report``, which makes the report dict.
 
 Every query filters on ``time`` first: ``faucet telemetry init`` creates the index on it
-(sql/faucet_http_events.sql). The percentiles are exact (``percentile_cont`` over
-``elapsed``); rows with status 101 are WebSocket sessions (their ``elapsed`` is the
-session's length) and enter only the session figures.
+(sql/faucet_http_events.sql). The queries return histograms (counts per key and
+``elapsed``), from which the percentiles are computed exactly; rows with status 101 are
+WebSocket sessions (their ``elapsed`` is the session's length).
 
 Blocking: a plain sync command, never run on the event loop.
 """
@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 
 from faucet.redact import error_text
 from faucet.sinks.pg_conninfo import ConnectionSettings
-from faucet.telemetry.report_sections import build_report
+from faucet.telemetry.report_sections import build_report, group_endpoints
 from faucet.telemetry.report_spec import CRASH_LOOKBACK, WEBSOCKET_STATUS, ReportSpec
 
 HTTP = sql.Identifier("faucet_http_events")
@@ -206,8 +206,10 @@ def read_report(settings: ConnectionSettings, spec: ReportSpec) -> dict[str, Any
             side = pool.submit(_side, settings, spec, snapshot)
             found = {
                 "main": main.rows(MAIN),
-                "endpoints": main.rows(ENDPOINTS),
+                # Grouped here, while the other connection is still at work.
+                "endpoints": group_endpoints(main.rows(ENDPOINTS)),
                 "log_events": main.log_events(),
+                "usage": main.one(CLIENTS),
             }
             found |= side.result()
     except psycopg.errors.UndefinedTable:
@@ -231,7 +233,7 @@ def _side(settings: ConnectionSettings, spec: ReportSpec, snapshot: str) -> dict
         bucket = bucket_expression(spec.bucket_seconds, timescale is not None)
         return {"timescaledb": timescale and timescale["extversion"],
                 "over_time": side.rows(OVER_TIME, bucket=bucket),
-                "capacity": side.peak(), "usage": side.one(CLIENTS)}
+                "capacity": side.peak()}
 
 
 @contextlib.contextmanager
@@ -251,4 +253,5 @@ def _transaction(settings: ConnectionSettings, spec: ReportSpec,
                 snapshot = conn.execute("SELECT pg_export_snapshot() AS s").fetchone()["s"]
             conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
             conn.execute("SET LOCAL jit = off")  # compiling costs more than it saves here
+            conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             yield _Reader(conn, spec), snapshot

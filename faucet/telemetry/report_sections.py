@@ -8,7 +8,7 @@ Pure: no I/O, so each figure is tested against hand-counted rows without a datab
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from faucet.telemetry.report_spec import (
@@ -27,7 +27,8 @@ Row = Mapping[str, Any]
 
 
 def build_report(spec: ReportSpec, found: Mapping[str, Any]) -> dict[str, Any]:
-    """``found``: ``main``, ``over_time`` and ``endpoints`` histogram rows, ``capacity``
+    """``found``: ``main`` and ``over_time`` histogram rows, ``endpoints`` (from
+    ``group_endpoints``), ``capacity``
     (peak concurrency and when), ``usage`` (distinct clients), ``log_events`` (None
     without the table, else ``crashes`` and ``lifecycle`` rows), ``timescaledb``."""
     main = found["main"]
@@ -124,20 +125,25 @@ def _over_time(spec: ReportSpec, rows: Sequence[Row]) -> list[dict[str, Any]]:
     return buckets
 
 
-def _endpoints(rows: Sequence[Row], total_ms: int,
+def group_endpoints(rows: Iterable[Row]) -> dict[tuple, Tally]:
+    """One ``Tally`` per route, method and normalised path, from histogram rows (one per
+    distinct path and elapsed: hundreds of thousands when paths carry ids)."""
+    tallies: dict[tuple, Tally] = {}
+    for row in rows:
+        key = (row["route"], row["method"], normalise_path(row["path"]))
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = Tally()
+        tally.add(row["elapsed"], row["n"], row["e5"])
+    return tallies
+
+
+def _endpoints(tallies: Mapping[tuple, Tally], total_ms: int,
                top: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """By route, method and normalised path: the ``top`` by total time, and the ``top``
-    by p95 among those called at least ``SLOW_MIN_CALLS`` times."""
-    names: dict[str, str] = {}
-
-    def key(row: Row) -> tuple:
-        path = row["path"]
-        if path not in names:
-            names[path] = normalise_path(path)
-        return row["route"], row["method"], names[path]
-
+    """The ``top`` endpoints by total time, and the ``top`` by p95 among those called at
+    least ``SLOW_MIN_CALLS`` times."""
     entries = []
-    for (route, method, path), tally in tally_by(rows, key, errors="e5").items():
+    for (route, method, path), tally in tallies.items():
         p50, p95 = tally.percentiles(0.5, 0.95)
         entries.append({"route": route, "method": method, "path": path,
                         "calls": tally.requests, "total_ms": tally.busy_ms,

@@ -1,6 +1,6 @@
 """What ``faucet report`` asks for, decided without a database: the time window, the
 filters, the width of the over-time buckets, how paths are grouped into endpoints, and the
-small pieces of arithmetic (Apdex, filling empty buckets) the renderers share.
+small pieces of arithmetic (Apdex, ratios, ISO times) the sections share.
 
 Pure: no I/O, no psycopg; ``report_query`` turns a ``ReportSpec`` into SQL.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -43,19 +42,22 @@ MAX_BUCKETS = 60
 
 # Path segments that name one thing among many, and what an endpoint shows instead.
 # Each pattern matches a whole segment: after a "/" and before the next "/" or the end.
-# The same regular expressions run in PostgreSQL (report_query) and in Python (tests,
-# and anyone who wants to check a path): both engines read this syntax alike.
+# Applied in Python once per distinct path: PostgreSQL's regex engine took ~20 us per
+# row for the UUID pattern, seconds for a million rows.
 PATH_PATTERNS: tuple[tuple[str, str], ...] = (
     ("/[0-9]+(?=/|$)", "/:id"),
     ("/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)",
      "/:uuid"),
 )
 _COMPILED = tuple((re.compile(pattern), replacement) for pattern, replacement in PATH_PATTERNS)
+_DIGIT = re.compile("[0-9]")
 
 
 def normalise_path(path: str) -> str:
     """``/users/42/orders/9f1c...`` -> ``/users/:id/orders/:uuid``: a segment of only
     digits becomes ``:id``, a UUID ``:uuid``; everything else stays as it is."""
+    if "-" not in path and not _DIGIT.search(path):  # no id, no UUID: the cheap answer
+        return path
     for pattern, replacement in _COMPILED:
         path = pattern.sub(replacement, path)
     return path
@@ -156,13 +158,6 @@ def bucket_starts(window: Window, width: int) -> list[datetime.datetime]:
         starts.append(at)
         at += datetime.timedelta(seconds=width)
     return starts
-
-
-def fill_buckets(rows: Iterable[Mapping[str, Any]], starts: Sequence[datetime.datetime],
-                 empty: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One dict per bucket start, the row found for it or ``empty`` (a quiet bucket)."""
-    found = {row["start"]: row for row in rows}
-    return [dict(found.get(start) or {**empty, "start": start}) for start in starts]
 
 
 def apdex(satisfied: int, tolerating: int, total: int) -> float | None:

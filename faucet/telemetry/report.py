@@ -34,9 +34,7 @@ ALL_NAMESPACES = "*"
 EXIT_UNAVAILABLE = 1
 
 
-SUMMARY = ("Sum up the telemetry of a time window: health, traffic over time, endpoints, "
-           "status codes, workers, crashes, capacity and usage, from faucet_http_events (and "
-           "faucet_log_events), read with the telemetry settings faucet start uses.")
+SUMMARY = "Summarise a time window of telemetry as text, JSON or HTML."
 EXAMPLES = """\
   faucet report                                   the last 24 hours
   faucet report --since 15m --route /api/

@@ -43,22 +43,29 @@ EXAMPLES = """\
   faucet report --html report.html                one self-contained page with charts"""
 
 
+# The options that take a text value, by help group: (flag, metavar, help). Each is
+# stored as report_<name> (none of them is a setting).
+TEXT_OPTIONS = {
+    "window (default: --since 24h)": (
+        ("--since", "AGE", f"the last AGE: 90s, 15m, 24h, 7d, 2w [default: {DEFAULT_SINCE}]"),
+        ("--from", "TIME", "start, ISO 8601 (2024-05-01 or 2024-05-01T13:00; no zone: UTC)"),
+        ("--to", "TIME", "end, ISO 8601 [default: now]"),
+    ),
+    "filters": (
+        ("--namespace", "N", "only this namespace; '*' for all [default: telemetry.namespace]"),
+        ("--version", "V", "only this telemetry version [default: all, side by side]"),
+        ("--route", "R", "only this router route (worker_route), e.g. /api/"),
+    ),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The report's own options (the telemetry settings come from the caller's parser)."""
-    window = parser.add_argument_group("window (default: --since 24h)")
-    window.add_argument("--since", dest="report_since", metavar="AGE", default=None,
-                        help=f"the last AGE: 90s, 15m, 24h, 7d, 2w [default: {DEFAULT_SINCE}]")
-    window.add_argument("--from", dest="report_from", metavar="TIME", default=None,
-                        help="start, ISO 8601 (2024-05-01 or 2024-05-01T13:00; no zone: UTC)")
-    window.add_argument("--to", dest="report_to", metavar="TIME", default=None,
-                        help="end, ISO 8601 [default: now]")
-    filters = parser.add_argument_group("filters")
-    filters.add_argument("--namespace", dest="report_namespace", metavar="N", default=None,
-                         help="only this namespace; '*' for all [default: telemetry.namespace]")
-    filters.add_argument("--version", dest="report_version", metavar="V", default=None,
-                         help="only this telemetry version [default: all, side by side]")
-    filters.add_argument("--route", dest="report_route", metavar="R", default=None,
-                         help="only this router route (worker_route), e.g. /api/")
+    for title, options in TEXT_OPTIONS.items():
+        group = parser.add_argument_group(title)
+        for flag, metavar, text in options:
+            group.add_argument(flag, dest="report_" + flag[2:], metavar=metavar, default=None,
+                               help=text)
     output = parser.add_argument_group("output (default: text)").add_mutually_exclusive_group()
     output.add_argument("--json", dest="report_json", action="store_true", default=False,
                         help="print the figures as JSON")

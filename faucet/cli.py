@@ -51,6 +51,7 @@ from faucet.pidfile import pid_file, signal_reload
 from faucet.plan import Plan, check_plan, plan_router, plan_start
 from faucet.proxy.router import RouteTable
 from faucet.redact import redact
+from faucet.telemetry import report
 from faucet.telemetry.table_init import init_table
 from faucet.workers.command import require_executable
 
@@ -173,6 +174,11 @@ def _add_telemetry(sub) -> None:
                       help="also make faucet_http_events a TimescaleDB hypertable on time")
 
 
+def _add_report(sub) -> None:
+    report.add_arguments(_command(sub, "report", report.SUMMARY, examples=report.EXAMPLES,
+                                  settings="report"))
+
+
 def _add_config(sub) -> None:
     config = _command(sub, "config", "Show faucet's settings.")
     actions = _subcommands(config, "config_command")
@@ -201,7 +207,7 @@ def _add_docs(sub) -> None:
 
 # The commands, in --help order; a new one adds its parser here and its handler to RUN.
 COMMANDS: list[Callable] = [_add_serving, _add_reload, _add_runners, _add_telemetry,
-                            _add_config, _add_docs]
+                            _add_report, _add_config, _add_docs]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -375,6 +381,11 @@ def _telemetry(args: argparse.Namespace, loaded: Loaded, notes: list[str]) -> in
     return 0
 
 
+def _report(args: argparse.Namespace, loaded: Loaded, notes: list[str]) -> int:
+    _raise_problems(loaded)
+    return report.run(args, loaded.config.telemetry)
+
+
 def _config(args: argparse.Namespace, loaded: Loaded, notes: list[str]) -> int:
     if args.config_command == "example":
         sys.stdout.write(example_toml())
@@ -414,7 +425,7 @@ def _runner(args: argparse.Namespace, loaded: Loaded, notes: list[str]) -> int:
 
 RUN: dict[str, Callable[[argparse.Namespace, Loaded, list[str]], int]] = {
     "start": _serve, "router": _serve, "reload": _reload, "telemetry": _telemetry,
-    "config": _config,
+    "report": _report, "config": _config,
     "rscript": _runner, "uv": _runner, "docs": _docs,
 }
 

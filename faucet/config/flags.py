@@ -150,6 +150,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "start": ("app (start)", *_SERVING),
     "router": ("routes (router)", *_SERVING),
     "telemetry init": ("telemetry database",),
+    "report": ("telemetry database", "telemetry"),
     "reload": ("server", "reloads"),
     "config show": tuple(GROUPS),
 }

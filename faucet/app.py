@@ -25,11 +25,13 @@ from faucet.edge.front import Limits
 from faucet.edge.front import serve as serve_front
 from faucet.edge.hypercorn_adapter import hypercorn_config, install_websocket_stream
 from faucet.errors import ConfigError, leaves
+from faucet.events import LogEvent
 from faucet.http.ws_budget import WebSocketBudget
 from faucet.plan import Plan, check_plan
 from faucet.proxy.handler import Proxy
 from faucet.proxy.insight import Insight, InsightApp
 from faucet.proxy.mount import Mount
+from faucet.proxy.shiny.session_events import SessionEvents
 from faucet.proxy.shiny.session_host import SessionHost
 from faucet.telemetry.recorder import Recorder, serve_telemetry
 
@@ -87,7 +89,8 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 websockets = WebSocketBudget(config.websocket_memory,
                                              config.max_websockets,
                                              config.max_websockets_per_client)
-                sessions = SessionHost(config, shutdown.stopping, websockets)
+                sessions = SessionHost(config, shutdown.stopping, websockets,
+                                       session_events(recorder))
                 # Before the workers start: the dashboard and start durations see them.
                 insight = await _start_insight(front, config, mounts, recorder, sessions,
                                                shutdown)
@@ -121,6 +124,14 @@ async def _start_insight(nursery: trio.Nursery, config: Config, mounts: list[Mou
         binds = await nursery.start(_serve_insight, insight, config, shutdown)
         log.info("metrics and dashboard on %s", ", ".join(binds))
     return insight
+
+
+def session_events(recorder: Recorder) -> SessionEvents | None:
+    """Shiny sessions' events for the recorder, None when the sink takes no LogEvents."""
+    if not recorder.wants(LogEvent):
+        return None
+    return SessionEvents(recorder.record, namespace=recorder.namespace,
+                         version=recorder.version)
 
 
 def faucet_version() -> str:

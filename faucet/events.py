@@ -124,3 +124,16 @@ _RANDOM_BITS = (1 << 80) - 1 & ~(0xF << 76) & ~(0x3 << 62)
 _VERSION_7 = 7 << 76
 _VARIANT_RFC = 0x2 << 62
 uuid7 = _Uuid7()
+
+
+FAUCET_TARGET = "faucet"  # the target of the events faucet records itself
+
+
+def faucet_event(stamp: dict, level: Level, event_type: str, message: str, body: Any, *,
+                 time: datetime.datetime, parent_event_id: uuid.UUID | None = None,
+                 event_id: uuid.UUID | None = None) -> LogEvent:
+    """An event faucet records itself; ``stamp`` holds namespace, version, worker_route
+    and worker_id."""
+    return LogEvent(target=FAUCET_TARGET, time=time, event_id=event_id or uuid7(),
+                    parent_event_id=parent_event_id, level=level, event_type=event_type,
+                    message=message, body=body, **stamp)

@@ -14,9 +14,10 @@ from trio_websocket import ConnectionRejected, open_websocket_url
 
 from faucet.config.routes import RouteConfig
 from faucet.config.settings import TelemetryConfig
+from faucet.events import HttpEvent, LogEvent
 from faucet.proxy.router import RouteTable
 from tests.forwarder import Forwarder
-from tests.helpers import run_faucet
+from tests.helpers import run_faucet, until
 from tests.shiny_client import ResumingClient, SessionGone
 from tests.shiny_standin import standin_config
 
@@ -301,3 +302,30 @@ async def test_without_grace_a_session_ends_with_its_connection_and_keeps_its_he
         forwarder.cut()
         await until_health(faucet, lambda body: body["sessions"]["live"] == 0)
         await told_to_reload_once_back(forwarder, client, legs)
+
+
+async def test_each_session_records_its_websocket_connection_events(tmp_path, sink):
+    """The Rust server's websocket_connection events: opened (its id is the session id R
+    sees), a reconnect and the end, each naming the session as its parent."""
+    sink.event_types = (HttpEvent, LogEvent)
+    config = standin_config(tmp_path, workers=1, telemetry=TelemetryConfig(sink="memory"),
+                            reconnect_grace=0.5)
+    async with session_behind_forwarder(config) as (faucet, forwarder, client, legs, _):
+        forwarder.cut()
+        await dropped(client)
+        forwarder.restore()
+        await client.connect(legs)
+        await client.ws.aclose()  # the client closes on purpose: the session ends
+        await until(lambda: any("ended" in e.message for e in session_events(sink)))
+        legs.cancel_scope.cancel()
+    opened, reconnected, ended = session_events(sink)
+    assert opened.message.startswith("session opened") and opened.parent_event_id is None
+    assert "reconnected" in reconnected.message and "ended" in ended.message
+    assert reconnected.parent_event_id == ended.parent_event_id == opened.event_id
+    assert {e.target for e in (opened, reconnected, ended)} == {"faucet"}
+    assert opened.worker_id == 1
+
+
+def session_events(sink) -> list[LogEvent]:
+    return [e for e in sink.events
+            if isinstance(e, LogEvent) and e.event_type == "websocket_connection"]

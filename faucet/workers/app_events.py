@@ -17,11 +17,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from faucet.events import Level, LogEvent, uuid7
+from faucet.events import Level, LogEvent, faucet_event
 
 MARKER = "{{ faucet_event }}:"
 # faucet's own events carry this target (as the Rust server's WebSocket events do).
-FAUCET_TARGET = "faucet"
 
 
 class MalformedEvent(ValueError):
@@ -168,10 +167,7 @@ class WorkerEvents:
                   {"delay": round(delay, 3), "restarts": restarts})
 
     def _own(self, level: Level, event_type: str, message: str, body: dict) -> uuid.UUID:
-        event = LogEvent(
-            target=FAUCET_TARGET, time=self._clock(), event_id=uuid7(),
-            parent_event_id=self._run, level=level, event_type=event_type,
-            message=message, body=body, **self._stamp,
-        )  # fmt: skip
+        event = faucet_event(self._stamp, level, event_type, message, body, time=self._clock(),
+                             parent_event_id=self._run)
         self._record(event)
         return event.event_id

@@ -39,6 +39,7 @@ from faucet.http.ws_budget import WebSocketBudget
 from faucet.pool.backend import Backend
 from faucet.proxy.mount import Mount
 from faucet.proxy.shiny.page_script import script_body
+from faucet.proxy.shiny.session_events import SessionEvents
 from faucet.proxy.shiny.sessions import (
     BUFFER_FULL,
     CLIENT_LOST,
@@ -179,10 +180,13 @@ class SessionHost:
     """Holds the Shiny sessions of every app: run ``run`` in a nursery that outlives the
     client connections, then ``open`` a session per new WebSocket and ``join`` it."""
 
-    def __init__(self, config: Config, stopping: trio.Event, websockets: WebSocketBudget):
+    def __init__(self, config: Config, stopping: trio.Event, websockets: WebSocketBudget,
+                 events: SessionEvents | None = None):
         """``websockets`` bounds the memory of messages still arriving, as for every
-        WebSocket; the sessions' own buffers have budgets of their own."""
+        WebSocket; the sessions' own buffers have budgets of their own. ``events``
+        records each session's opening, reconnects and end (None: not recorded)."""
         self.websockets = websockets
+        self.events = events
         self.registry = Registry(config.max_sessions_per_client)
         self.budget = Budget(config.reconnect_buffer_total)
         self.per_session = config.reconnect_buffer
@@ -261,6 +265,8 @@ class SessionHost:
         live.attach(leg_scope)
         log.info("session %s: client reconnected (worker %d)", live.state.id,
                  live.state.backend.worker_id)
+        if self.events is not None:
+            self.events.reconnected(live.state, placement.received)
         await self._serve_leg(live, leg_scope, receive, send, placement.received,
                               resumed=True)
 
@@ -271,6 +277,8 @@ class SessionHost:
         A failure of faucet's own ends this session only, never the others."""
         state = live.state
         self.registry.add(live, live.reservation)
+        if self.events is not None:
+            self.events.opened(state)
         ending = SHUTTING_DOWN  # if cancelled (an immediate shutdown)
         try:
             task_status.started()
@@ -289,6 +297,8 @@ class SessionHost:
             live.wake()
             log.info("session %s ended on worker %d: %s", state.id, state.backend.worker_id,
                      ending.why)
+            if self.events is not None:
+                self.events.ended(state, ending.why)
             with trio.move_on_after(CLOSE_GRACE, shield=True):
                 if ending.worker is not None:
                     try:

@@ -9,7 +9,7 @@ import trio
 from faucet.config.routes import RouteConfig
 from faucet.config.strategy import Strategy
 from faucet.proxy.router import RouteTable
-from tests.helpers import ROOT, config_for, run_faucet
+from tests.helpers import ROOT, config_for, run_faucet, until
 
 STANDIN = ROOT / "tests" / "standin" / "Rscript"
 
@@ -41,3 +41,23 @@ async def test_requests_wait_for_workers_still_starting(tmp_path):
             gate.touch()
     assert {s: (r.status_code, r.text) for s, r in answers.items()} == {
         s: (200, "worker 1") for s in Strategy}
+
+
+async def test_an_app_whose_workers_cannot_start_gets_503_at_once(tmp_path, monkeypatch):
+    """A syntax error in the app: every worker exits before it accepts a connection. The
+    answer comes at once (not after worker_wait_timeout), says why, and shows the app's
+    last error line to a client on this machine only."""
+    (tmp_path / "plumber.R").write_text("# stand-in\n")
+    (tmp_path / "version.txt").write_text("fail: a syntax error")
+    monkeypatch.setenv("STANDIN_VERSION", "version.txt")
+    config = config_for(dir=str(tmp_path), rscript=str(STANDIN), worker_wait_timeout=300,
+                        ip_from="x-forwarded-for")
+    async with run_faucet(config, wait=False) as faucet, faucet.client() as client:
+        await until(lambda: all(b.failed_starts for b in faucet.backends()))
+        with trio.fail_after(30):  # a guard against hanging: the wait would be 300 s
+            local = await client.get("/", headers={"x-forwarded-for": "127.0.0.1"})
+            remote = await client.get("/", headers={"x-forwarded-for": "203.0.113.7"})
+    assert local.status_code == remote.status_code == 503
+    assert "failing to start" in local.text and "failing to start" in remote.text
+    assert "last error: Error: cannot start (version.txt says fail)" in local.text
+    assert "last error" not in remote.text

@@ -79,6 +79,9 @@ class Backend:
     incarnation: int = field(default=0, init=False)
     restarts: int = field(default=0, init=False)
     last_failure: str | None = field(default=None, init=False)  # kept after it returns
+    last_output: str | None = field(default=None, init=False)  # its stderr's last line
+    # Exits in a row before accepting connections (an app that cannot start).
+    failed_starts: int = field(default=0, init=False)
     # The running process's evidence of a hang, while its supervisor keeps a watch.
     watch: Watch | None = field(default=None, init=False)
     # -- counters --
@@ -107,6 +110,7 @@ class Backend:
 
     def ready(self) -> None:
         """The process accepts connections: online, unless something holds it."""
+        self.failed_starts = 0
         self._move("ready", Phase.ONLINE)
         self._tell("online", None)
 
@@ -116,12 +120,16 @@ class Backend:
         self.last_failure = reason
         self._tell("unhealthy", reason)
 
-    def exited(self, failure: str | None) -> None:
+    def exited(self, failure: str | None, last_output: str | None = None) -> None:
         """The process is gone. Unless it was being stopped on purpose, a restart follows
-        (``failure``: why it ended, unless a verdict already says)."""
+        (``failure``: why it ended, unless a verdict already says; ``last_output``: its
+        last line on stderr, such as R's error)."""
         if self.phase is not Phase.STOPPING:
+            if self.phase is Phase.STARTING:
+                self.failed_starts += 1
             if failure is not None and self.phase is not Phase.UNHEALTHY:
                 self.last_failure = failure
+                self.last_output = last_output
             self._move("exited", Phase.RESTARTING)
             self._tell("exited", failure)
         self.watch = None
@@ -240,3 +248,11 @@ class Backend:
         if online != self.online:
             self.online = online
             self.on_change()
+
+
+def failing_to_start(backends) -> bool:
+    """Every worker's process has exited before it ever accepted a connection, and none
+    is online: the app cannot start (a syntax error in plumber.R), so waiting for a
+    worker is pointless."""
+    started = [b for b in backends if b.phase is not Phase.STOPPED]
+    return bool(started) and all(b.failed_starts and not b.online for b in started)

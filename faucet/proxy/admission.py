@@ -21,7 +21,7 @@ from faucet.http.asgi import respond
 from faucet.http.client_ip import BadClientIp, client_ip
 from faucet.http.headers import RequestHeaders, read_request
 from faucet.http.request import Request
-from faucet.pool.backend import Backend
+from faucet.pool.backend import Backend, failing_to_start
 from faucet.pool.dispatch import Lease, QueueFull, Retired
 from faucet.pool.sticky import cookie_key, cookie_to_set, sticky_key
 from faucet.proxy.accounting import EventDraft, record_exchange
@@ -188,6 +188,11 @@ class Admission:
                                                              job=arrival.path)
                 if lease is not None:
                     return Admitted(arrival, generation, lease, time.perf_counter())
+            if failing_to_start(mount.backends):
+                status = await respond(send, 503, _cannot_start(mount.backends, arrival.ip),
+                                       extra=[(b"retry-after", RETRY_AFTER)])
+                self.record(arrival.draft, status, None, arrival.started)
+                return None
             with trio.fail_after(self.config.worker_wait_timeout):
                 while True:  # a reload retires the generation a request waits on
                     generation = mount.live
@@ -210,3 +215,14 @@ class Admission:
     def record(self, draft: EventDraft, status: int, backend: Backend | None,
                since: float) -> None:
         record_exchange(self.recorder, draft, status, backend, since, self.metrics)
+
+
+def _cannot_start(backends: Sequence[Backend], ip) -> bytes:
+    """The 503 of an app whose workers all exit before they accept connections; the last
+    line the app wrote (R's error) only for a client on this machine."""
+    text = ("Service Unavailable: the app is failing to start (its workers exit before "
+            "accepting connections; faucet's log has their output)\n")
+    last = next((b.last_output for b in backends if b.last_output), None)
+    if last and ip is not None and ip.is_loopback:
+        text += f"last error: {last}\n"
+    return text.encode()

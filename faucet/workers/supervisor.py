@@ -178,7 +178,8 @@ async def supervise_worker(
                     nursery.cancel_scope.deadline = trio.current_time() + 1
         finally:
             backend.exited(None if process.returncode is None
-                           else f"exited ({describe_exit(process.returncode)})")
+                           else f"exited ({describe_exit(process.returncode)})",
+                           tail[-1] if tail else None)
             with trio.move_on_after(KILL_GRACE + 1, shield=True):
                 await stop_process_group(process)
             process.close()

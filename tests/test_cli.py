@@ -35,9 +35,11 @@ def inflight(url: str) -> int:
 
 
 def refuses_connections(port: int) -> bool:
+    """Whether nothing accepts on ``port`` (a connect that lands in the backlog of a
+    listener being closed is reset instead of refused: the same answer)."""
     try:
         socket.create_connection(("127.0.0.1", port)).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     return False
 

@@ -50,19 +50,34 @@ class Serving:
 
 
 class Shutdown:
-    """Asks a running ``serve`` to stop: gracefully first, at once when asked again."""
+    """Asks a running ``serve`` to stop: gracefully first, at once when asked again.
 
-    def __init__(self, mode: str = "graceful"):
+    ``draining`` is set at the first request: readiness fails and every response says
+    ``Connection: close``, while requests are still served for ``delay`` seconds (so a
+    load balancer takes faucet out before its listener closes); ``stopping`` follows."""
+
+    def __init__(self, mode: str = "graceful", delay: float = 0.0):
         self.mode = mode
+        self.delay = delay
+        self.draining = trio.Event()
         self.stopping = trio.Event()
         self._front: trio.CancelScope | None = None
         self._requests = 0
 
     def request(self) -> None:
         self._requests += 1
-        self.stopping.set()
+        self.draining.set()
+        if self.delay <= 0 or self._requests > 1 or self.mode == "immediate":
+            self.stopping.set()
         if self.mode == "immediate" or self._requests > 1:
             self.force()
+
+    async def stop_after_delay(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Once draining, serve on for ``delay`` seconds, then stop."""
+        task_status.started()
+        await self.draining.wait()
+        await trio.sleep(self.delay)
+        self.stopping.set()
 
     def force(self) -> None:
         if self._front is not None:
@@ -86,6 +101,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
         try:
             async with trio.open_nursery() as front:
                 shutdown.attach(front.cancel_scope)
+                await front.start(shutdown.stop_after_delay)
                 websockets = WebSocketBudget(config.websocket_memory,
                                              config.max_websockets,
                                              config.max_websockets_per_client)
@@ -98,7 +114,8 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 await deployer.start()
                 await front.start(sessions.run)
                 proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets, sessions,
-                              routes=routes, deploy_status=deployer.status, insight=insight)
+                              routes=routes, deploy_status=deployer.status, insight=insight,
+                              draining=shutdown.draining)
                 deployer.install = proxy.install
                 if insight is not None:
                     deployer.watch = insight.workers.watch
@@ -163,7 +180,7 @@ async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,
         install_websocket_stream(proxy.websockets)
         limits = front_limits(config, raise_open_file_limit())
         await serve_front(proxy, hypercorn_config(config), shutdown.stopping, limits,
-                          task_status=task_status)
+                          closing=shutdown.draining, task_status=task_status)
     log.info("front door closed; stopping workers")
     front.cancel()
 

@@ -432,7 +432,7 @@ RUN: dict[str, Callable[[argparse.Namespace, Loaded, list[str]], int]] = {
 
 async def _run(config, plan: Plan, routes: RouteTable | None, log_handle: LogHandle,
                reread) -> None:
-    shutdown = Shutdown(config.shutdown)
+    shutdown = Shutdown(config.shutdown, config.shutdown_delay)
     reloads = Reloads()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, shutdown, reloads)

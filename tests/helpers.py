@@ -105,7 +105,7 @@ def config_for(**overrides) -> Config:
 async def run_faucet(config: Config, routes=None, wait: bool = True):
     """Serve ``config`` in a nursery; on exit shut it down gracefully."""
     plan = plan_router(config, config.route) if routes is not None else plan_start(config)
-    shutdown = Shutdown(config.shutdown)
+    shutdown = Shutdown(config.shutdown, config.shutdown_delay)
     async with trio.open_nursery() as nursery:
         serving = await nursery.start(
             partial(serve, config, plan, shutdown, routes=routes))

@@ -52,6 +52,8 @@ DESCRIPTIONS = {
     "ip_from": "client IP from: client | x-forwarded-for | x-real-ip",
     "shutdown": "graceful | immediate",
     "shutdown_timeout": "seconds in-flight requests get on a graceful shutdown",
+    "shutdown_delay": "seconds faucet keeps serving after SIGTERM while /__faucet__/ready "
+                      "already answers 503, so load balancers take it out first",
     "drain_timeout": "seconds Shiny sessions may stay on replaced workers after a reload",
     "pid_file": "where faucet writes its pid, for `faucet reload`; default: "
                 "faucet-HOST-PORT.pid in the temporary directory",
@@ -121,7 +123,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "app (start)": ("dir", "type", "app_dir", "qmd", "workers", "strategy", "max_rps",
                     "min_workers"),
     "routes (router)": ("conf",),
-    "server": ("host", "ip_from", "shutdown", "shutdown_timeout", "health_details",
+    "server": ("host", "ip_from", "shutdown", "shutdown_timeout", "shutdown_delay",
+               "health_details",
                "metrics", "metrics_listen"),
     "reloads": ("pid_file", "drain_timeout"),
     "runtimes": ("rscript", "quarto", "uv"),

@@ -214,6 +214,8 @@ class Config:
     ip_from: str = setting("client", _one_of(IP_FROM))
     shutdown: str = setting("graceful", _one_of(SHUTDOWN))
     shutdown_timeout: float = setting(30.0, _at_least(0))
+    # On SIGTERM, seconds faucet keeps serving while readiness already fails (Kubernetes).
+    shutdown_delay: float = setting(0.0, _at_least(0))
     # Reloads (docs/deploy.md): how long a replaced generation's Shiny sessions may go on,
     # and where a running faucet writes its pid for `faucet reload` ("": derived from host).
     drain_timeout: float = setting(3600.0, _at_least(0))

@@ -65,11 +65,13 @@ class Limits:
 
 
 async def serve(app, config: HypercornConfig, stopping: trio.Event, limits: Limits = Limits(),
-                *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+                *, closing: trio.Event | None = None,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``app`` on ``config.bind`` until ``stopping`` is set and the connections have
-    drained (or ``config.graceful_timeout`` has passed). Started with the bound URLs."""
+    drained (or ``config.graceful_timeout`` has passed). From ``closing`` on (default:
+    ``stopping``), each response says ``Connection: close``. Started with the bound URLs."""
     bound, binds = listeners(config)
-    front = Front(app, config, stopping, limits)
+    front = Front(app, config, stopping, limits, closing)
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as accepting:
             for listener in bound:
@@ -84,10 +86,13 @@ async def serve(app, config: HypercornConfig, stopping: trio.Event, limits: Limi
 class Front:
     """The per-connection HTTP/1.1 loop, and what shutdown needs to reach idle ones."""
 
-    def __init__(self, app, config: HypercornConfig, stopping: trio.Event, limits: Limits):
+    def __init__(self, app, config: HypercornConfig, stopping: trio.Event, limits: Limits,
+                 closing: trio.Event | None = None):
         self.app = app
         self.limits = limits
         self.stopping = stopping
+        # from then on, no connection is kept alive
+        self.closing = closing if closing is not None else stopping
         self.keep_alive = config.keep_alive_timeout
         self.max_head = config.h11_max_incomplete_size
         self.waiting: set[trio.CancelScope] = set()  # connections between requests
@@ -181,9 +186,9 @@ class Front:
                 return
             if not _has_body(event.headers):
                 conn.next_event()  # h11 ends a request without a body at once
-            exchange = _Exchange(conn, stream, self.stopping, self.limits)
+            exchange = _Exchange(conn, stream, self.closing, self.limits)
             await self._call_app(exchange, request)
-            if not exchange.reusable() or self.stopping.is_set():
+            if not exchange.reusable() or self.closing.is_set():
                 return
             conn.start_next_cycle()
             raw = bytearray(conn.trailing_data[0])
@@ -291,14 +296,14 @@ def _request(event: h11.Request, client) -> Request:
 class _Exchange:
     """One request/response on a connection: the ASGI ``receive`` and ``send``."""
 
-    __slots__ = ("conn", "stream", "stopping", "body_left", "send_timeout", "status", "headers",
+    __slots__ = ("conn", "stream", "closing", "body_left", "send_timeout", "status", "headers",
                  "started", "complete", "gone")
 
-    def __init__(self, conn: h11.Connection, stream: trio.SocketStream, stopping: trio.Event,
+    def __init__(self, conn: h11.Connection, stream: trio.SocketStream, closing: trio.Event,
                  limits: Limits):
         self.conn = conn
         self.stream = stream
-        self.stopping = stopping
+        self.closing = closing
         self.body_left = limits.max_body
         self.send_timeout = limits.send_timeout
         self.status = 500
@@ -350,7 +355,7 @@ class _Exchange:
         out = b""
         if not self.started:
             self.started = True
-            if self.stopping.is_set() or conn.their_state is not h11.DONE:
+            if self.closing.is_set() or conn.their_state is not h11.DONE:
                 # shutting down, or a request body left unread: no next request here
                 self.headers.append((b"connection", b"close"))
             try:

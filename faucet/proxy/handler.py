@@ -23,7 +23,7 @@ from faucet.http.request import Request
 from faucet.http.ws_budget import WebSocketBudget
 from faucet.proxy.admission import Admission
 from faucet.proxy.forwarding import Forwarder, answer_bad_body
-from faucet.proxy.health import HEALTH_PATH, health
+from faucet.proxy.health import HEALTH_PATH, READY_PATH, health, readiness
 from faucet.proxy.insight import INSIGHT_PATHS, Insight, answer_insight
 from faucet.proxy.mount import Mount
 from faucet.proxy.router import RouteTable
@@ -39,9 +39,12 @@ class Proxy:
     def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
                  stopping: trio.Event, websockets: WebSocketBudget, sessions: SessionHost,
                  routes: RouteTable | None = None,
-                 deploy_status: Callable[[], dict] = dict, insight: Insight | None = None):
+                 deploy_status: Callable[[], dict] = dict, insight: Insight | None = None,
+                 draining: trio.Event | None = None):
         """``deploy_status``: health's view of reloads (faucet.deploy); ``insight``:
-        metrics and the dashboard (faucet.proxy.insight), None when off."""
+        metrics and the dashboard (faucet.proxy.insight), None when off; ``draining``:
+        set once a shutdown has begun (readiness then fails)."""
+        self.draining = draining if draining is not None else stopping
         self.config = config
         self.deploy_status = deploy_status
         self.mounts = list(mounts)
@@ -85,6 +88,10 @@ class Proxy:
     async def serve_http(self, request: Request, receive, send) -> None:
         started = time.perf_counter()
         path = request.path
+        if path == READY_PATH:
+            status, body = readiness(self.mounts, self.draining.is_set())
+            await respond(send, status, json.dumps(body).encode(), b"application/json")
+            return
         if path == HEALTH_PATH:
             status, body = health(self.mounts, self.recorder.statistics(),
                                   self.websockets.statistics(), self.sessions.statistics(),

@@ -9,6 +9,7 @@ import attrs
 from faucet.proxy.mount import Mount
 
 HEALTH_PATH = "/__faucet__/health"
+READY_PATH = "/__faucet__/ready"
 
 
 # What only a trusted client sees (``health_details``): where the processes are.
@@ -30,3 +31,14 @@ def health(mounts: Sequence[Mount], telemetry, websockets: dict, sessions,
             "websockets": websockets, "sessions": attrs.asdict(sessions),
             "telemetry": attrs.asdict(telemetry)}
     return (200 if online else 503), body
+
+
+def readiness(mounts: Sequence[Mount], draining: bool) -> tuple[int, dict]:
+    """Whether faucet should get traffic (health says whether it is alive): 503 once a
+    shutdown has begun, or while no worker of some app is online."""
+    if draining:
+        return 503, {"ready": False, "why": "shutting down"}
+    waiting = [m.route or "app" for m in mounts if not any(b.online for b in m.backends)]
+    if waiting:
+        return 503, {"ready": False, "why": f"no worker online for {', '.join(waiting)}"}
+    return 200, {"ready": True}

@@ -86,8 +86,8 @@ DESCRIPTIONS = {
     "websocket_idle_timeout": "seconds a WebSocket without Shiny's heartbeat may carry "
                               "no message before it closes",
     "websocket_memory": "unfinished WebSocket messages of all sessions together (1009)",
-    "health_details": "who sees worker pids and ports in the health endpoint: "
-                      "loopback | all | none",
+    "health_details": "who sees worker pids, ports and error texts in the health "
+                      "endpoint: loopback (the client address per --ip-from) | all | none",
     "metrics": "serve /__faucet__/metrics and /__faucet__/dashboard (true | false)",
     "metrics_listen": "HOST:PORT to serve metrics and the dashboard on instead of --host",
     "reconnect_grace": "Shiny: seconds a session waits for its page to reconnect",

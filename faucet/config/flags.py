@@ -79,7 +79,9 @@ DESCRIPTIONS = {
     "send_timeout": "seconds a client may take to accept a response write",
     "max_body_size": "largest request body (413 beyond): 1G, 100M...",
     "proxy_buffer_size": "request bodies and responses up to this are held in memory",
-    "max_spool_size": "a longer response spools to a temporary file up to this size",
+    "max_spool_size": "a longer response spools to a temporary file of at most this size",
+    "max_spool_total": "the temporary files of all responses together (beyond it, "
+                       "workers are read at their clients' pace)",
     "max_websockets": "open WebSocket sessions at most (503 beyond)",
     "max_websockets_per_client": "open WebSocket sessions one client address may have "
                                  "(503 beyond); default: no limit",
@@ -129,7 +131,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
                 "max_queue", "sticky_grace", "scale_down_after", "liveness_interval",
                 "liveness_timeout", "unhealthy_after"),
     "proxy limits": ("max_connections", "head_timeout", "client_body_timeout", "send_timeout",
-                     "max_body_size", "proxy_buffer_size", "max_spool_size", "max_websockets",
+                     "max_body_size", "proxy_buffer_size", "max_spool_size", "max_spool_total",
+                     "max_websockets",
                      "max_websockets_per_client", "websocket_idle_timeout", "websocket_memory",
                      "max_message_size"),
     "Shiny sessions": ("reconnect_grace", "reconnect_grace_unused", "reconnect_buffer",

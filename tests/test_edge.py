@@ -6,6 +6,7 @@ parses; tests/edge_support.py reads that log and speaks raw HTTP/1.1 to faucet.
 """
 
 import ipaddress
+import json
 import uuid
 
 import httpx
@@ -13,6 +14,9 @@ import pytest
 import trio
 
 from faucet.config.settings import TelemetryConfig
+from faucet.proxy.health import health
+from faucet.proxy.shiny.sessions import SessionStatistics
+from faucet.telemetry.recorder import TelemetryStatistics
 from tests.edge_support import http, recorded_faucet
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -284,3 +288,62 @@ async def test_a_trickled_head_gets_408_and_never_reaches_the_worker(tmp_path, m
         assert reply.status == 408
         assert edge.recording.raw() == b""
 
+
+
+# ------------------------------------------------------------------ faucet's own endpoints
+
+
+HEALTH = "GET /__faucet__/health HTTP/1.1"
+INTERNET = "203.0.113.9"
+
+
+@pytest.mark.parametrize(("headers", "trusted"), [
+    ([f"X-Forwarded-For: {INTERNET}"], False),  # nginx on this host, a client out there
+    ([f"X-Forwarded-For: 127.0.0.1, {INTERNET}"], False),  # the client's own claim left
+    ([], False),  # no header: faucet cannot tell who it is
+    (["X-Forwarded-For: nonsense"], False),
+    (["X-Forwarded-For: 127.0.0.1"], True),  # a check on the proxy's host
+], ids=["internet", "forged-left", "missing", "bad", "local"])
+async def test_health_details_follow_the_client_address_behind_a_local_proxy(
+        tmp_path, monkeypatch, headers, trusted):
+    """Behind nginx on the same host every TCP peer is loopback: with ``--ip-from
+    x-forwarded-for`` the address faucet uses everywhere else decides who sees pids and
+    ports, and the metrics (issue 18 round two, item 14: every client saw them)."""
+    async with recorded_faucet(tmp_path, monkeypatch, ip_from="x-forwarded-for") as edge:
+        health = await edge.exchange(http(HEALTH, "Host: x", *headers))
+        metrics = await edge.exchange(http("GET /__faucet__/metrics HTTP/1.1", "Host: x",
+                                           *headers))
+    worker = json.loads(health.body)["workers"][0]
+    assert (health.status, "pid" in worker, "port" in worker) == (200, trusted, trusted)
+    assert metrics.status == (200 if trusted else 403)
+    assert edge.recording.requests() == []
+
+
+@pytest.mark.parametrize("target", ["/%5F%5Ffaucet%5F%5F/health", "/__faucet__%2Fhealth",
+                                    "/%5f%5ffaucet%5f%5f/metrics"])
+async def test_faucet_endpoints_match_the_raw_path_only(edge, target):
+    """Faucet's endpoints match the path as sent, as routes do: an encoded spelling is an
+    ordinary path for the app, so a front proxy's rule on ``/__faucet__/`` and faucet
+    agree on what is faucet's (before, one decoding made these faucet's health)."""
+    reply = await edge.exchange(http(f"GET {target} HTTP/1.1", "Host: x"))
+    assert (reply.status, reply.body) == (200, f"GET {target}".encode())
+    assert [r.target for r in edge.recording.requests()] == [target]
+
+
+def test_error_texts_are_details_only_trusted_clients_see():
+    """A sink's last error names the database's host, port and role, a reload's names
+    files: with ``health_details`` off for this client, health says there was one and
+    when, not what (before: shown even with ``health_details = none``)."""
+    stats = TelemetryStatistics(
+        queued=0, pending=0, written=0, dropped=0, failed=1, sink_available=False,
+        sink_status="unavailable",
+        last_error='connection to "db.internal" (10.0.0.5), port 5432 failed: role "faucet"',
+        last_error_at="2025-01-01T00:00:00+00:00")
+    reload = {"reloads": 1, "last_error": "/srv/app/plumber.R: parse error"}
+    shown = {details: health([], stats, {}, SessionStatistics(0, 0, 0), reload, details=details)[1]
+             for details in (True, False)}
+    assert "db.internal" in shown[True]["telemetry"]["last_error"]
+    assert "/srv/app" in shown[True]["reload"]["last_error"]
+    hidden = json.dumps(shown[False])
+    assert "db.internal" not in hidden and "5432" not in hidden and "/srv/app" not in hidden
+    assert shown[False]["telemetry"]["last_error_at"] == "2025-01-01T00:00:00+00:00"

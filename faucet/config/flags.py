@@ -81,15 +81,17 @@ DESCRIPTIONS = {
     "send_timeout": "seconds a client may take to accept a response write",
     "max_body_size": "largest request body (413 beyond): 1G, 100M...",
     "proxy_buffer_size": "request bodies and responses up to this are held in memory",
-    "max_spool_size": "a longer response spools to a temporary file up to this size",
+    "max_spool_size": "a longer response spools to a temporary file of at most this size",
+    "max_spool_total": "the temporary files of all responses together (beyond it, "
+                       "workers are read at their clients' pace)",
     "max_websockets": "open WebSocket sessions at most (503 beyond)",
     "max_websockets_per_client": "open WebSocket sessions one client address may have "
                                  "(503 beyond); default: no limit",
     "websocket_idle_timeout": "seconds a WebSocket without Shiny's heartbeat may carry "
                               "no message before it closes",
     "websocket_memory": "unfinished WebSocket messages of all sessions together (1009)",
-    "health_details": "who sees worker pids and ports in the health endpoint: "
-                      "loopback | all | none",
+    "health_details": "who sees worker pids, ports and error texts in the health "
+                      "endpoint: loopback (the client address per --ip-from) | all | none",
     "metrics": "serve /__faucet__/metrics and /__faucet__/dashboard (true | false)",
     "metrics_listen": "HOST:PORT to serve metrics and the dashboard on instead of --host",
     "reconnect_grace": "Shiny: seconds a session waits for its page to reconnect",
@@ -132,7 +134,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
                 "max_queue", "sticky_grace", "scale_down_after", "liveness_interval",
                 "liveness_timeout", "unhealthy_after"),
     "proxy limits": ("max_connections", "head_timeout", "client_body_timeout", "send_timeout",
-                     "max_body_size", "proxy_buffer_size", "max_spool_size", "max_websockets",
+                     "max_body_size", "proxy_buffer_size", "max_spool_size", "max_spool_total",
+                     "max_websockets",
                      "max_websockets_per_client", "websocket_idle_timeout", "websocket_memory",
                      "max_message_size"),
     "Shiny sessions": ("reconnect_grace", "reconnect_grace_unused", "reconnect_buffer",

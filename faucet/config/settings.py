@@ -245,6 +245,7 @@ class Config:
     max_body_size: ByteSize = size_setting("1G", least=0)
     proxy_buffer_size: ByteSize = size_setting("1M", least=0)
     max_spool_size: ByteSize = size_setting("1G", least=0)
+    max_spool_total: ByteSize = size_setting("4G", least=0)
     max_websockets: int = setting(1024, _at_least(1))
     # What one client address (as ip_from finds it) may hold (None: no limit), and how
     # long a WebSocket without the reconnect script's heartbeat may carry no message.

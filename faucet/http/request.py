@@ -9,7 +9,6 @@ front door reads one record whatever the protocol.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import unquote
 
 from attrs import define, field
 
@@ -49,10 +48,13 @@ class Request:
 
     @property
     def path(self) -> str:
-        """The path, percent-decoded once (what faucet's own endpoints match)."""
+        """The path exactly as sent, as text: what faucet's own endpoints (the reserved
+        prefix ``/__faucet__/``) match. Never percent-decoded, as routes are matched on
+        the raw path too: ``/%5F%5Ffaucet%5F%5F/health`` is not faucet's, it goes to the
+        app, so a front proxy's rule on the literal prefix and faucet always agree
+        (docs/edge.md)."""
         if self._path is None:
-            raw = self.raw_path
-            self._path = unquote(raw.decode("latin-1")) if b"%" in raw else raw.decode("latin-1")
+            self._path = self.raw_path.decode("latin-1")
         return self._path
 
     @property

@@ -18,7 +18,7 @@ from attrs import define
 from faucet.config.settings import Config
 from faucet.config.strategy import Strategy
 from faucet.http.asgi import respond
-from faucet.http.client_ip import BadClientIp, client_ip
+from faucet.http.client_ip import BadClientIp, IPAddress, client_ip
 from faucet.http.headers import RequestHeaders, read_request
 from faucet.http.request import Request
 from faucet.pool.backend import Backend, failing_to_start
@@ -112,12 +112,32 @@ class Admission:
         return (self.mounts[found.index], found.path.encode("latin-1"),
                 found.prefix.encode("latin-1") or None, None)
 
+    def client_of(self, request: Request, fields: RequestHeaders) -> IPAddress | None:
+        """The client's address per ``ip_from``, the one faucet uses everywhere (balancing,
+        logs, telemetry, who may see health details); BadClientIp when the header it
+        names is missing or not an address."""
+        return client_ip(request.peer, self.config.ip_from, fields.forwarded_for,
+                         fields.real_ip)
+
+    def trusts(self, request: Request) -> bool:
+        """Whether ``request`` may see worker pids and ports, error texts, metrics and the
+        dashboard (``health_details``): with ``loopback``, when the client's address (per
+        ``ip_from``: behind a proxy on the same host the TCP peer is always loopback) is
+        loopback; a missing or bad client-IP header is not."""
+        setting = self.config.health_details
+        if setting != "loopback":
+            return setting == "all"
+        try:
+            address = self.client_of(request, read_request(request.headers))
+        except BadClientIp:
+            return False
+        return address is not None and address.is_loopback
+
     def draft(self, request: Request, fields: RequestHeaders) -> tuple[EventDraft, bool]:
         """The telemetry draft of ``request`` and whether its client-IP header is good
         (a bad one is recorded with the TCP peer's address)."""
         try:
-            ip, good = client_ip(request.peer, self.config.ip_from, fields.forwarded_for,
-                                 fields.real_ip), True
+            ip, good = self.client_of(request, fields), True
         except BadClientIp:
             ip, good = client_ip(request.peer, "client", None, None), False
         mount, path, _, _ = self.locate(request.raw_path)
@@ -135,8 +155,7 @@ class Admission:
         responder."""
         fields = read_request(request.headers)
         try:
-            ip = client_ip(request.peer, self.config.ip_from, fields.forwarded_for,
-                           fields.real_ip)
+            ip = self.client_of(request, fields)
         except BadClientIp as exc:
             status = await respond(send, 400, f"Bad Request: {exc}\n".encode())
             self.record(self.draft(request, fields)[0], status, None, started)

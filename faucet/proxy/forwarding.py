@@ -22,7 +22,7 @@ from faucet.proxy.admission import Admitted, Arrival
 from faucet.proxy.request_body import RequestBody
 from faucet.proxy.shiny.page_script import page_request_headers, with_script
 from faucet.proxy.shiny.sessions import with_session_id
-from faucet.proxy.spool import ResponseSpool
+from faucet.proxy.spool import ResponseSpool, SpoolBudget
 from faucet.proxy.upstream import UpstreamError
 
 
@@ -34,6 +34,7 @@ class Forwarder:
         self.trust_forwarded = config.ip_from != "client"
         self.buffer_size = config.proxy_buffer_size
         self.spool_size = config.max_spool_size
+        self.spool_budget = SpoolBudget(config.max_spool_total)  # all responses' files
 
     async def buffer_body(self, arrival: Arrival, receive) -> RequestBody | None:
         """The request body read up to ``proxy_buffer_size`` before a worker is claimed,
@@ -72,8 +73,9 @@ class Forwarder:
         status sent. The backend's slot is released as soon as the worker has answered
         completely, before the client has read the answer: a response up to
         ``proxy_buffer_size`` is read whole first, a longer one goes through a spool of
-        that much memory and up to ``max_spool_size`` on disk, so a slow reader holds a
-        worker only for what exceeds both."""
+        that much memory and a file of up to ``max_spool_size`` (all of them together up
+        to ``max_spool_total``), so a slow reader holds a worker only for what exceeds
+        those; a failing disk makes the worker wait on the client too."""
         arrival = admitted.arrival
         method = arrival.request.method
         head = encode_head(method, arrival.target, self.headers_for(arrival))
@@ -121,7 +123,7 @@ class Forwarder:
         """Relay a long or open-ended response body through a ResponseSpool: one task
         reads the worker (and frees it once the body is complete), the other writes to
         the client at the client's pace."""
-        spool = ResponseSpool(self.buffer_size, self.spool_size)
+        spool = ResponseSpool(self.buffer_size, self.spool_size, self.spool_budget)
 
         async def read_worker() -> None:
             try:

@@ -9,7 +9,6 @@ The front door calls ``serve_http`` with a typed ``Request`` for plain HTTP/1.1,
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -77,14 +76,6 @@ class Proxy:
         """The front door answered ``request`` itself (413, 431, 400, 408): record it."""
         self.admission.refused(request, status)
 
-    def health_details(self, request: Request) -> bool:
-        """Whether this client may see worker pids and ports (``health_details``)."""
-        setting = self.config.health_details
-        if setting != "loopback":
-            return setting == "all"
-        address = request.peer
-        return address is not None and ipaddress.ip_address(address).is_loopback
-
     async def serve_http(self, request: Request, receive, send) -> None:
         started = time.perf_counter()
         path = request.path
@@ -95,12 +86,11 @@ class Proxy:
         if path == HEALTH_PATH:
             status, body = health(self.mounts, self.recorder.statistics(),
                                   self.websockets.statistics(), self.sessions.statistics(),
-                                  details=self.health_details(request))
-            body["reload"] = self.deploy_status()
+                                  self.deploy_status(), details=self.admission.trusts(request))
             await respond(send, status, json.dumps(body).encode(), b"application/json")
             return
         if path in INSIGHT_PATHS:
-            await answer_insight(self.insight, request, send, self.health_details(request),
+            await answer_insight(self.insight, request, send, self.admission.trusts(request),
                                  self.config)
             return
         if (path.endswith(SCRIPT_SUFFIX)  # under any path of a Shiny app only

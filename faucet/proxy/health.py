@@ -12,24 +12,33 @@ HEALTH_PATH = "/__faucet__/health"
 READY_PATH = "/__faucet__/ready"
 
 
-# What only a trusted client sees (``health_details``): where the processes are.
+# What only a trusted client sees (``health_details``): where the processes are, and the
+# text of the latest errors (a sink's names its database host, port and role; a reload's
+# names files). Others see that there was an error, and when (``last_error_at``).
 _DETAILS = ("pid", "port")
+_ERROR = "last_error"
 
 
 def health(mounts: Sequence[Mount], telemetry, websockets: dict, sessions,
-           details: bool = True) -> tuple[int, dict]:
+           reload: dict | None = None, details: bool = True) -> tuple[int, dict]:
     """200 while any worker is online, else 503; every worker's state (pids and ports
     only with ``details``), the requests waiting for one, WebSocket sessions and their
-    memory, the Shiny sessions faucet holds, and telemetry's statistics."""
+    memory, the Shiny sessions faucet holds, telemetry's statistics and the reloads'
+    status (error texts only with ``details``)."""
     workers = [b.state() for m in mounts for b in m.every_backend()]
+    telemetry = attrs.asdict(telemetry)
+    reload = dict(reload or {})
     if not details:
         workers = [{k: v for k, v in w.items() if k not in _DETAILS} for w in workers]
+        for part in (telemetry, reload):
+            if part.get(_ERROR) is not None:
+                part[_ERROR] = "hidden (health_details)"
     online = sum(w["online"] for w in workers)
     body = {"status": "ok" if online else "unavailable", "online": online,
             "workers": workers,
             "queued": sum(g.dispatcher.queued() for m in mounts for g in (m.live, *m.retired)),
             "websockets": websockets, "sessions": attrs.asdict(sessions),
-            "telemetry": attrs.asdict(telemetry)}
+            "telemetry": telemetry, "reload": reload}
     return (200 if online else 503), body
 
 

@@ -21,12 +21,12 @@ from faucet.pool.backend import Backend
 from faucet.pool.liveness import Probe, Watch
 from faucet.workers.app_events import WorkerEvents
 from faucet.workers.command import AppSpec, withheld_variables, worker_argv, worker_env
+from faucet.workers.output import LineSplitter, printable
 
 log = logging.getLogger("faucet.supervisor")
 TAIL_LINES = 20
 KILL_GRACE = 5.0
 PROBE_INTERVAL = 0.05
-MAX_LINE = 65536
 
 
 class RestartPolicy:
@@ -319,24 +319,23 @@ def line_level(line: str, level: int) -> int:
 
 
 async def relay_output(stream, worker_log, level: int, tail: deque | None,
-                 events: WorkerEvents | None = None) -> None:
+                       events: WorkerEvents | None = None) -> None:
     """Log the worker's output line by line, at ``level`` (INFO for stdout and stderr:
     R writes its banners and messages to stderr) or WARNING for a line that begins like
     a warning or an error (``line_level``), and keep stderr's last lines for the crash
-    report. A line ``events`` records as an app event is not logged."""
-    buffer = b""
+    report. A line ``events`` records as an app event is not logged. Lines are cut and
+    their control characters escaped (faucet.workers.output): a worker cannot forge or
+    flood faucet's log."""
+    def relay(raw: bytes, cut: int) -> None:
+        line = printable(raw, cut)
+        if not (events and events.output(line)):
+            worker_log.log(line_level(line, level), "%s", line)
+        if tail is not None:
+            tail.append(line)
+
+    lines = LineSplitter()
     async for chunk in stream:
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        if len(buffer) > MAX_LINE:  # a line that never ends must not grow without bound
-            lines.append(buffer)
-            buffer = b""
-        for raw in lines:
-            line = raw.decode("utf-8", "replace").rstrip("\r")
-            if not (events and events.output(line)):
-                worker_log.log(line_level(line, level), "%s", line)
-            if tail is not None:
-                tail.append(line)
-    if buffer:
-        line = buffer.decode("utf-8", "replace")
-        worker_log.log(line_level(line, level), "%s", line)
+        for raw, cut in lines.feed(chunk):
+            relay(raw, cut)
+    if (last := lines.end()) is not None:  # the output ended without a newline
+        relay(*last)

@@ -116,11 +116,12 @@ def app_digest(app: PlannedApp) -> str:
 
 
 async def run_generation(config: Config, recorder: Recorder, app: PlannedApp,
-                         generation: Generation, *,
+                         generation: Generation, *, temp_root: Path | None = None,
                          task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run a generation's workers until cancelled (which stops their process groups);
-    started once every first process is spawned."""
-    supervise = partial(_supervise, config, recorder, app)
+    started once every first process is spawned. ``temp_root``: where each worker
+    process gets its temporary directory."""
+    supervise = partial(_supervise, config, recorder, app, temp_root)
     async with trio.open_nursery() as nursery:
         if app.scaling:
             await nursery.start(scale_workers, generation.dispatcher, app.scaling, supervise)
@@ -130,12 +131,14 @@ async def run_generation(config: Config, recorder: Recorder, app: PlannedApp,
         task_status.started()
 
 
-async def _supervise(config: Config, recorder: Recorder, app: PlannedApp, backend: Backend, *,
+async def _supervise(config: Config, recorder: Recorder, app: PlannedApp,
+                     temp_root: Path | None, backend: Backend, *,
                      task_status=trio.TASK_STATUS_IGNORED) -> None:
     """One worker of an app, for as long as it runs (a fixed pool's, or the scaler's)."""
     await supervise_worker(backend, app.spec, config,
                            worker_log=worker_logger(backend.worker_id, backend.route),
-                           events=worker_events(recorder, backend), task_status=task_status)
+                           events=worker_events(recorder, backend), temp_root=temp_root,
+                           task_status=task_status)
 
 
 def worker_events(recorder: Recorder, backend: Backend) -> WorkerEvents | None:
@@ -175,8 +178,9 @@ class Deployer:
     """Owns every app's generations of workers and their processes' cancel scopes."""
 
     def __init__(self, config: Config, plan: Plan, mounts: Sequence[Mount], recorder: Recorder,
-                 sessions: SessionHost, nursery: trio.Nursery):
+                 sessions: SessionHost, nursery: trio.Nursery, temp_root: Path | None = None):
         self.config = config
+        self.temp_root = temp_root  # where worker processes get their temporary directories
         self.recorder = recorder
         self.sessions = sessions
         self.nursery = nursery
@@ -319,7 +323,7 @@ class Deployer:
         async def run(task_status=trio.TASK_STATUS_IGNORED) -> None:
             with scope:
                 await run_generation(self.config, self.recorder, app, generation,
-                                     task_status=task_status)
+                                     temp_root=self.temp_root, task_status=task_status)
 
         await self.nursery.start(run)
 

@@ -109,6 +109,9 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 log.info("faucet listening on %s", ", ".join(binds))
                 if reloads is not None and load is not None:
                     await front.start(deployer.serve_reloads, reloads, load)
+                    if config.watch:
+                        await front.start(deployer.watch_folders, reloads)
+                        log.info("watching the app folders: a change reloads its app")
                 task_status.started(Serving(binds, mounts, recorder, deployer))
         finally:
             recorder.close()

@@ -53,6 +53,10 @@ SESSIONS_CLOSE = 10.0  # seconds for sessions told to reload to close
 _APP_KEYS = frozenset({"workers", "strategy", "type", "dir", "app_dir", "qmd", "rscript",
                        "quarto", "uv", "max_rps", "min_workers", "route", "conf"})
 _FILE_CAP = 20_000  # files looked at per app folder for its digest
+# watch: a look at the app folders every WATCH_POLL seconds (file names, sizes and
+# times, in a thread); a reload once they have not changed for WATCH_QUIET seconds.
+WATCH_POLL = 1.0
+WATCH_QUIET = 0.5
 
 
 @frozen
@@ -96,23 +100,42 @@ def app_digest(app: PlannedApp) -> str:
     """What decides whether a reload replaces an app's workers: its settings, and the
     name, size, modification time and content of every file in its folder."""
     digest = hashlib.sha256(repr(app).encode())
-    root = Path(app.spec.workdir)
+    for path, relative, stat in _app_files(Path(app.spec.workdir)):
+        try:
+            digest.update(f"{relative}\0{stat.st_size}\0".encode())
+            digest.update(path.read_bytes() if stat.st_size <= 1 << 20
+                          else str(stat.st_mtime_ns).encode())
+        except OSError:
+            continue  # gone meanwhile
+    return digest.hexdigest()
+
+
+def folder_stamp(app: PlannedApp) -> str:
+    """What ``watch`` compares from one look to the next: the name, size and
+    modification time of every file in the app's folder (no content: it looks every
+    second; the reload it asks for decides by ``app_digest``)."""
+    digest = hashlib.sha256()
+    for _, relative, stat in _app_files(Path(app.spec.workdir)):
+        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
+def _app_files(root: Path):
+    """(path, path relative to ``root``, stat) of the files in an app's folder, in a
+    stable order, hidden folders and ``__pycache__`` skipped, at most ``_FILE_CAP``."""
     seen = 0
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
         for name in sorted(files):
             seen += 1
             if seen > _FILE_CAP:
-                return digest.hexdigest()
+                return
             path = Path(folder, name)
             try:
                 stat = path.stat()
-                digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0".encode())
-                digest.update(path.read_bytes() if stat.st_size <= 1 << 20
-                              else str(stat.st_mtime_ns).encode())
             except OSError:
                 continue  # gone meanwhile
-    return digest.hexdigest()
+            yield path, path.relative_to(root), stat
 
 
 async def run_generation(config: Config, recorder: Recorder, app: PlannedApp,
@@ -207,6 +230,35 @@ class Deployer:
         task_status.started()
         async for _ in reloads:
             await self.reload(load)
+
+    async def watch_folders(self, reloads: Reloads, *, poll: float = WATCH_POLL,
+                            quiet: float = WATCH_QUIET,
+                            task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """``watch`` (development): look at every app's folder each ``poll`` seconds (in
+        a thread: a folder walk) and ask for a reload once what changed has stayed
+        unchanged for ``quiet`` seconds, so an editor saving several files, or a
+        checkout, makes one reload. A reload that fails (the new code does not start) is
+        not asked for again until the files change again."""
+
+        def stamps(apps: list[tuple[str | None, PlannedApp]]) -> dict:
+            return {key: folder_stamp(app) for key, app in apps}
+
+        def apps() -> list[tuple[str | None, PlannedApp]]:
+            return [(key, deployed.app) for key, deployed in self.apps.items()]
+
+        seen = requested = await trio.to_thread.run_sync(stamps, apps())
+        changed_at = trio.current_time()
+        task_status.started()
+        while True:
+            await trio.sleep(poll)
+            now = await trio.to_thread.run_sync(stamps, apps())
+            if now != seen:  # still changing, or just changed: wait for quiet
+                seen, changed_at = now, trio.current_time()
+            elif now != requested and trio.current_time() - changed_at >= quiet:
+                names = [_name(key) for key in now if now[key] != requested.get(key)]
+                log.info("watch: files changed in %s; reloading", ", ".join(names) or "an app")
+                requested = now
+                reloads.request()
 
     async def reload(self, load: Callable[[], Snapshot]) -> bool:
         """Read everything again and deploy what changed; False when nothing could."""

@@ -12,7 +12,11 @@ import contextlib
 import errno
 import importlib.metadata
 import logging
-from collections.abc import Callable, Iterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
+from pathlib import Path
 
 import attrs
 import trio
@@ -37,6 +41,7 @@ from faucet.telemetry.recorder import Recorder, serve_telemetry
 
 log = logging.getLogger("faucet")
 _BIND_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+RUN_DIRECTORY_REMOVAL = 30.0  # seconds the run's temporary directory may take to remove
 
 
 @frozen
@@ -96,7 +101,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
     ``reloads`` and ``load``, each reload request deploys what ``load()`` reads anew."""
     check_plan(plan)
     mounts = build_mounts(config, plan)
-    async with trio.open_nursery() as root:
+    async with trio.open_nursery() as root, _run_directory() as temp_root:
         recorder = await root.start(serve_telemetry, config.telemetry)
         try:
             async with trio.open_nursery() as front:
@@ -110,7 +115,8 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 # Before the workers start: the dashboard and start durations see them.
                 insight = await _start_insight(front, config, mounts, recorder, sessions,
                                                shutdown)
-                deployer = Deployer(config, plan, mounts, recorder, sessions, front)
+                deployer = Deployer(config, plan, mounts, recorder, sessions, front,
+                                    temp_root)
                 await deployer.start()
                 await front.start(sessions.run)
                 proxy = Proxy(config, mounts, recorder, shutdown.stopping, websockets, sessions,
@@ -123,9 +129,25 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 log.info("faucet listening on %s", ", ".join(binds))
                 if reloads is not None and load is not None:
                     await front.start(deployer.serve_reloads, reloads, load)
+                    if config.watch:
+                        await front.start(deployer.watch_folders, reloads)
+                        log.info("watching the app folders: a change reloads its app")
                 task_status.started(Serving(binds, mounts, recorder, deployer))
         finally:
             recorder.close()
+
+
+@contextlib.asynccontextmanager
+async def _run_directory() -> AsyncIterator[Path]:
+    """This run's temporary directory (``faucet-XXXXXXXX`` under faucet's own TMPDIR),
+    which holds each worker process's own; removed, whatever is left in it, once every
+    worker has stopped."""
+    path = Path(tempfile.mkdtemp(prefix="faucet-"))
+    try:
+        yield path
+    finally:
+        with trio.move_on_after(RUN_DIRECTORY_REMOVAL, shield=True):
+            await trio.to_thread.run_sync(partial(shutil.rmtree, path, ignore_errors=True))
 
 
 async def _start_insight(nursery: trio.Nursery, config: Config, mounts: list[Mount],

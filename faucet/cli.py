@@ -30,6 +30,7 @@ from faucet.config.flags import (
     GROUPS,
     SHORT_FLAGS,
     START_SHORT_FLAGS,
+    default_value,
     every_key,
     flags,
     help_line,
@@ -104,6 +105,8 @@ def _add_setting(target, key: str, short: dict[str, str], hidden: bool = False) 
                     "help": argparse.SUPPRESS if hidden else help_line(key)}
     if key == SINK_OPTIONS:
         kwargs.update(action="append", metavar="KEY=VALUE")
+    elif isinstance(default_value(key), bool):  # --watch alone means --watch true
+        kwargs.update(nargs="?", const="true", metavar="true|false")
     target.add_argument(*flags(key, short), **kwargs)
 
 

@@ -53,6 +53,10 @@ SESSIONS_CLOSE = 10.0  # seconds for sessions told to reload to close
 _APP_KEYS = frozenset({"workers", "strategy", "type", "dir", "app_dir", "qmd", "rscript",
                        "quarto", "uv", "max_rps", "min_workers", "route", "conf"})
 _FILE_CAP = 20_000  # files looked at per app folder for its digest
+# watch: a look at the app folders every WATCH_POLL seconds (file names, sizes and
+# times, in a thread); a reload once they have not changed for WATCH_QUIET seconds.
+WATCH_POLL = 1.0
+WATCH_QUIET = 0.5
 
 
 @frozen
@@ -96,31 +100,51 @@ def app_digest(app: PlannedApp) -> str:
     """What decides whether a reload replaces an app's workers: its settings, and the
     name, size, modification time and content of every file in its folder."""
     digest = hashlib.sha256(repr(app).encode())
-    root = Path(app.spec.workdir)
+    for path, relative, stat in _app_files(Path(app.spec.workdir)):
+        try:
+            digest.update(f"{relative}\0{stat.st_size}\0".encode())
+            digest.update(path.read_bytes() if stat.st_size <= 1 << 20
+                          else str(stat.st_mtime_ns).encode())
+        except OSError:
+            continue  # gone meanwhile
+    return digest.hexdigest()
+
+
+def folder_stamp(app: PlannedApp) -> str:
+    """What ``watch`` compares from one look to the next: the name, size and
+    modification time of every file in the app's folder (no content: it looks every
+    second; the reload it asks for decides by ``app_digest``)."""
+    digest = hashlib.sha256()
+    for _, relative, stat in _app_files(Path(app.spec.workdir)):
+        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
+def _app_files(root: Path):
+    """(path, path relative to ``root``, stat) of the files in an app's folder, in a
+    stable order, hidden folders and ``__pycache__`` skipped, at most ``_FILE_CAP``."""
     seen = 0
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
         for name in sorted(files):
             seen += 1
             if seen > _FILE_CAP:
-                return digest.hexdigest()
+                return
             path = Path(folder, name)
             try:
                 stat = path.stat()
-                digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0".encode())
-                digest.update(path.read_bytes() if stat.st_size <= 1 << 20
-                              else str(stat.st_mtime_ns).encode())
             except OSError:
                 continue  # gone meanwhile
-    return digest.hexdigest()
+            yield path, path.relative_to(root), stat
 
 
 async def run_generation(config: Config, recorder: Recorder, app: PlannedApp,
-                         generation: Generation, *,
+                         generation: Generation, *, temp_root: Path | None = None,
                          task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run a generation's workers until cancelled (which stops their process groups);
-    started once every first process is spawned."""
-    supervise = partial(_supervise, config, recorder, app)
+    started once every first process is spawned. ``temp_root``: where each worker
+    process gets its temporary directory."""
+    supervise = partial(_supervise, config, recorder, app, temp_root)
     async with trio.open_nursery() as nursery:
         if app.scaling:
             await nursery.start(scale_workers, generation.dispatcher, app.scaling, supervise)
@@ -130,12 +154,14 @@ async def run_generation(config: Config, recorder: Recorder, app: PlannedApp,
         task_status.started()
 
 
-async def _supervise(config: Config, recorder: Recorder, app: PlannedApp, backend: Backend, *,
+async def _supervise(config: Config, recorder: Recorder, app: PlannedApp,
+                     temp_root: Path | None, backend: Backend, *,
                      task_status=trio.TASK_STATUS_IGNORED) -> None:
     """One worker of an app, for as long as it runs (a fixed pool's, or the scaler's)."""
     await supervise_worker(backend, app.spec, config,
                            worker_log=worker_logger(backend.worker_id, backend.route),
-                           events=worker_events(recorder, backend), task_status=task_status)
+                           events=worker_events(recorder, backend), temp_root=temp_root,
+                           task_status=task_status)
 
 
 def worker_events(recorder: Recorder, backend: Backend) -> WorkerEvents | None:
@@ -175,8 +201,9 @@ class Deployer:
     """Owns every app's generations of workers and their processes' cancel scopes."""
 
     def __init__(self, config: Config, plan: Plan, mounts: Sequence[Mount], recorder: Recorder,
-                 sessions: SessionHost, nursery: trio.Nursery):
+                 sessions: SessionHost, nursery: trio.Nursery, temp_root: Path | None = None):
         self.config = config
+        self.temp_root = temp_root  # where worker processes get their temporary directories
         self.recorder = recorder
         self.sessions = sessions
         self.nursery = nursery
@@ -203,6 +230,35 @@ class Deployer:
         task_status.started()
         async for _ in reloads:
             await self.reload(load)
+
+    async def watch_folders(self, reloads: Reloads, *, poll: float = WATCH_POLL,
+                            quiet: float = WATCH_QUIET,
+                            task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """``watch`` (development): look at every app's folder each ``poll`` seconds (in
+        a thread: a folder walk) and ask for a reload once what changed has stayed
+        unchanged for ``quiet`` seconds, so an editor saving several files, or a
+        checkout, makes one reload. A reload that fails (the new code does not start) is
+        not asked for again until the files change again."""
+
+        def stamps(apps: list[tuple[str | None, PlannedApp]]) -> dict:
+            return {key: folder_stamp(app) for key, app in apps}
+
+        def apps() -> list[tuple[str | None, PlannedApp]]:
+            return [(key, deployed.app) for key, deployed in self.apps.items()]
+
+        seen = requested = await trio.to_thread.run_sync(stamps, apps())
+        changed_at = trio.current_time()
+        task_status.started()
+        while True:
+            await trio.sleep(poll)
+            now = await trio.to_thread.run_sync(stamps, apps())
+            if now != seen:  # still changing, or just changed: wait for quiet
+                seen, changed_at = now, trio.current_time()
+            elif now != requested and trio.current_time() - changed_at >= quiet:
+                names = [_name(key) for key in now if now[key] != requested.get(key)]
+                log.info("watch: files changed in %s; reloading", ", ".join(names) or "an app")
+                requested = now
+                reloads.request()
 
     async def reload(self, load: Callable[[], Snapshot]) -> bool:
         """Read everything again and deploy what changed; False when nothing could."""
@@ -319,7 +375,7 @@ class Deployer:
         async def run(task_status=trio.TASK_STATUS_IGNORED) -> None:
             with scope:
                 await run_generation(self.config, self.recorder, app, generation,
-                                     task_status=task_status)
+                                     temp_root=self.temp_root, task_status=task_status)
 
         await self.nursery.start(run)
 

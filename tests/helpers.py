@@ -25,6 +25,7 @@ import trio
 
 from faucet.app import Shutdown, serve
 from faucet.config.settings import Config, TelemetryConfig
+from faucet.deploy import Reloads
 from faucet.edge.front import Limits
 from faucet.edge.front import serve as serve_front
 from faucet.edge.hypercorn_adapter import HypercornConfig
@@ -102,13 +103,15 @@ def config_for(**overrides) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def run_faucet(config: Config, routes=None, wait: bool = True):
-    """Serve ``config`` in a nursery; on exit shut it down gracefully."""
+async def run_faucet(config: Config, routes=None, wait: bool = True, load=None):
+    """Serve ``config`` in a nursery; on exit shut it down gracefully. With ``load``,
+    reloads (and ``watch``) read what it returns, as the command line's do."""
     plan = plan_router(config, config.route) if routes is not None else plan_start(config)
     shutdown = Shutdown(config.shutdown, config.shutdown_delay)
+    reloads = Reloads() if load is not None else None
     async with trio.open_nursery() as nursery:
         serving = await nursery.start(
-            partial(serve, config, plan, shutdown, routes=routes))
+            partial(serve, config, plan, shutdown, routes=routes, reloads=reloads, load=load))
         running = Running(serving.binds[0], shutdown, serving.mounts, serving.recorder,
                           serving.deployer)
         if wait:

@@ -144,6 +144,18 @@ def test_a_worker_life_is_recorded_with_each_step_pointing_at_its_start():
     assert restart.body == {"delay": 0.5, "restarts": 1}
 
 
+def test_a_recycle_is_recorded_under_its_process_start():
+    recorded = Recorded()
+    events = worker_events(recorded)
+    events.started(["Rscript"], pid=41)
+    events.recycled("served 100 requests (max_requests 100)", recycles=2)
+    start, recycle = recorded
+    assert (recycle.event_type, recycle.level, recycle.parent_event_id) == (
+        "worker_recycle", Level.INFO, start.event_id)
+    assert recycle.message == "recycling: served 100 requests (max_requests 100)"
+    assert recycle.body == {"reason": "served 100 requests (max_requests 100)", "recycles": 2}
+
+
 def test_log_event_json_carries_its_type():
     event = parse(marker(r_fields(body={"k": [1]})))
     assert json.loads(event.to_json()) == {

@@ -293,3 +293,19 @@ def test_a_steady_load_keeps_its_workers():
     pool.bring_online()
     assert not pool.run(60.0, rate=18)
     assert pool.scaler.running() == [0, 1]
+
+
+def test_min_workers_zero_starts_one_for_a_queued_request_and_stops_it_when_idle():
+    """Scale to zero (issue 17 item 4): nothing runs until a request waits; the first
+    waiting request starts one worker at once; idle for scale_down_after, none again."""
+    pool = Pool(Policy(max_rps=10, min_workers=0, max_workers=3, scale_down_after=2))
+    assert pool.run(5) == [] and pool.scaler.running() == []
+    pool.queued = 1  # a request waits in the dispatcher
+    assert pool.tick() == Decision(start=(0,))
+    pool.run(0.5)  # starting: the same request starts nothing more
+    assert pool.scaler.running() == [0]
+    pool.bring_online()
+    pool.queued = 0
+    pool.served[0] += 1
+    decisions = pool.run(3)
+    assert drained(decisions) == [0] and pool.phases() == [Phase.STOPPED] * 3

@@ -2,7 +2,7 @@
 
 import pytest
 
-from faucet.pool.backend import Backend, IllegalTransition, Phase
+from faucet.pool.backend import RECYCLED, Backend, IllegalTransition, Phase
 
 CHANGES = {  # each change, applied from every phase: the phase it leads to, or None
     "spawned": {Phase.STOPPED: Phase.STARTING, Phase.RESTARTING: Phase.STARTING},
@@ -11,8 +11,10 @@ CHANGES = {  # each change, applied from every phase: the phase it leads to, or 
     "exited": {Phase.STARTING: Phase.RESTARTING, Phase.ONLINE: Phase.RESTARTING,
                Phase.UNHEALTHY: Phase.RESTARTING, Phase.STOPPING: Phase.STOPPING},
     "stopping": {phase: Phase.STOPPING for phase in Phase if phase is not Phase.STOPPING},
+    "recycle": {Phase.ONLINE: Phase.ONLINE},  # routing only: its process goes on
 }
-ARGS = {"spawned": (7,), "condemned": ("hung",), "exited": (None,), "stopping": ("why",)}
+ARGS = {"spawned": (7,), "condemned": ("hung",), "exited": (None,), "stopping": ("why",),
+        "recycle": ("max_requests",)}
 ROUTES = {  # a way to reach each phase from a new backend
     Phase.STOPPED: [],
     Phase.STARTING: [("spawned", 7)],
@@ -101,3 +103,34 @@ def test_counters_change_through_leases_and_sessions():
             backend.sessions) == (1, 0, 1, 2, 1)
     backend.session_closed()
     assert backend.sessions == 0
+
+
+def test_a_recycle_holds_the_worker_until_its_next_process_is_online():
+    backend, flips = backend_in(Phase.ONLINE)
+    told = []
+    backend.on_event = lambda b, change, detail: told.append((change, detail))
+    backend.recycle("served 100 requests")
+    assert (backend.online, backend.held, backend.recycles) == (False, RECYCLED, 1)
+    assert backend.status == "draining (recycled)" and backend.state()["recycles"] == 1
+    backend.exited(None)  # its run ended on purpose: no failure, no restart counted
+    assert backend.phase is Phase.RESTARTING and backend.last_failure is None
+    backend.spawned(pid=8)
+    assert not backend.online
+    backend.ready()  # the replacement: the hold ends with it
+    assert backend.online and backend.held is None and backend.restarts == 0
+    assert flips == ["online", "offline", "online"]
+    assert told[0] == ("recycled", "served 100 requests")
+
+
+def test_only_an_online_worker_nothing_holds_is_recycled_and_other_holds_outlive_it():
+    backend, _ = backend_in(Phase.ONLINE)
+    backend.drain("scaled down")
+    with pytest.raises(IllegalTransition):
+        backend.recycle("served 100 requests")
+    backend.resume()
+    backend.recycle("served 100 requests")
+    backend.drain("reloaded")  # a reload takes it over while it drains
+    backend.exited(None)
+    backend.spawned(pid=8)
+    backend.ready()
+    assert not backend.online and backend.held == "reloaded"

@@ -10,6 +10,8 @@ import uuid
 import httpx
 import trio
 
+from faucet import deploy
+from faucet.cli import build_parser
 from faucet.config.routes import RouteConfig
 from faucet.deploy import Snapshot
 from faucet.errors import ConfigError
@@ -191,3 +193,32 @@ def test_faucet_reload_without_a_running_faucet_says_where_it_looked(tmp_path):
     result = subprocess_faucet("reload", "--pid-file", str(tmp_path / "none.pid"))
     assert result.returncode == 2
     assert "pid_file = " in result.stderr and "no running faucet found" in result.stderr
+
+
+async def test_watch_reloads_once_the_files_stop_changing(tmp_path, monkeypatch):
+    """watch (issue 17 item 2): several quick saves make one reload, once the folder has
+    been quiet; a change that cannot start is not retried until the files change again."""
+    monkeypatch.setenv("STANDIN_VERSION", "version.txt")
+    monkeypatch.setattr(deploy, "WATCH_POLL", 0.1)
+    monkeypatch.setattr(deploy, "WATCH_QUIET", 0.3)
+    folder = app_folder(tmp_path)
+    config, load = start_app(folder, watch=True, workers=1)
+    async with run_faucet(config, load=load) as faucet, faucet.client() as client:
+        for version in ("v2-draft", "v2-draft2", "v2"):  # an editor saving, then saving again
+            (folder / "version.txt").write_text(version)
+            await trio.sleep(0.1)
+        await until(lambda: faucet.deployer.reloads == 1)
+        await faucet.wait_online()
+        assert (await client.get("/")).text == "worker 1 v2"
+        (folder / "version.txt").write_text("fail")  # cannot start: the old one serves on
+        await until(lambda: faucet.deployer.status()["last_error"] is not None)
+        await trio.sleep(1)  # several looks at the folder: no new reload is asked for
+        assert faucet.deployer.reloads == 1 and (await client.get("/")).text == "worker 1 v2"
+        (folder / "version.txt").write_text("v3")
+        await until(lambda: faucet.deployer.reloads == 2)
+        await faucet.wait_online()
+        assert (await client.get("/")).text == "worker 1 v3"
+
+
+def test_watch_alone_on_the_command_line_means_true():
+    assert build_parser().parse_args(["start", "--watch"]).watch == "true"

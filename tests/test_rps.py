@@ -5,6 +5,7 @@ Rust examples with real R workers are marked slow)."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from faucet.plan import plan_router, plan_start
 from faucet.pool.autoscale import Policy
 from faucet.proxy.health import HEALTH_PATH
 from faucet.proxy.router import RouteTable
-from tests.helpers import PLUMBER, SHINY, STANDIN, config_for, run_faucet
+from tests.helpers import PLUMBER, SHINY, STANDIN, config_for, run_faucet, until
 from tests.test_app_types import QUARTO_STAND_IN
 
 # The route tables of the Rust repository's examples/plumber-autoscale-rps/frouter.toml
@@ -245,3 +246,69 @@ async def test_the_rust_router_example_serves_every_route(tmp_path):
         assert {response.status_code for response in answers} == {200}
         with trio.fail_after(120):  # the burst started workers (one per CPU at a time)
             await faucet.wait_until(lambda: sum(b.online for b in api.backends) > 1)
+
+
+SCALED_DOWN = (False, "stopped (scaled down)")
+
+
+async def cold_start(faucet, client: httpx.AsyncClient, path: str = "/",
+                     **kwargs) -> tuple[float, httpx.Response]:
+    """Seconds from a request to an app scaled to zero to its answer, and the answer."""
+    await until(lambda: not any(b.pid for b in faucet.backends()))  # stopped: no change fires
+    began = trio.current_time()
+    response = await client.get(path, **kwargs)
+    return trio.current_time() - began, response
+
+
+async def test_min_workers_zero_starts_a_worker_for_the_first_request_and_stops_it_idle(
+        tmp_path, monkeypatch):
+    """Scale to zero with the stand-in: an API client waits for the worker its request
+    starts; a browser gets the starting page (503, Retry-After, a meta refresh) while it
+    starts, then the app."""
+    config = config_for(workers=2, strategy="rps", max_rps=10, min_workers=0,
+                        scale_down_after=0.5, rscript=str(STANDIN))
+    async with run_faucet(config, wait=False) as faucet, faucet.client() as client:
+        body = await health(client)
+        assert [(w["online"], w["state"]) for w in body["workers"]] == [SCALED_DOWN] * 2
+        seconds, response = await cold_start(faucet, client)
+        assert response.status_code == 200 and response.text == "worker 1"
+        logging.getLogger("tests").warning("cold start through faucet (stand-in): %.2fs",
+                                           seconds)
+        # Idle for scale_down_after: stopped again; a browser now.
+        gate = tmp_path / "gate"
+        os.mkfifo(gate)  # the next worker holds before listening until the gate opens
+        monkeypatch.setenv("STANDIN_HOLD", str(gate))
+        html = {"accept": "text/html,application/xhtml+xml"}
+        seconds, page = await cold_start(faucet, client, headers=html)
+        assert page.status_code == 503 and page.headers["retry-after"] == "2"
+        assert '<meta http-equiv="refresh" content="2">' in page.text
+        assert page.headers["content-type"].startswith("text/html") and seconds < 5
+        assert faucet.backends()[0].pid is not None  # the page's request started it
+        await trio.to_thread.run_sync(gate.write_bytes, b"")
+        again = await client.get("/", headers=html)  # the refresh: waits as API clients do
+        assert again.status_code == 200
+
+
+def test_min_workers_zero_only_with_rps():
+    assert problems(overrides={"min_workers": "0"}) == [
+        "min_workers = 0 (from --min-workers): 0 (scale to zero) needs strategy = 'rps'; "
+        "other strategies keep every worker running"]
+    config = load_config(None, {}, {"min_workers": "0", "strategy": "rps", "max_rps": "5"})
+    assert config.min_workers == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R")
+async def test_scale_to_zero_cold_start_with_plumber():
+    """The cold start docs/strategies.md quotes: a request to a plumber app scaled to
+    zero, answered once the worker it starts is online."""
+    config = config_for(workers=1, strategy="rps", max_rps=10, min_workers=0,
+                        scale_down_after=0.5, dir=str(PLUMBER))
+    async with run_faucet(config, wait=False) as faucet, faucet.client() as client:
+        times = []
+        for _ in range(3):
+            seconds, response = await cold_start(faucet, client, "/echo?msg=hi")
+            assert response.status_code == 200
+            times.append(seconds)
+        logging.getLogger("tests").warning("cold start through faucet (plumber): %s",
+                                           ", ".join(f"{t:.2f}s" for t in times))

@@ -107,10 +107,11 @@ def live_in_group(pgid: int) -> list[int]:
 
 @contextlib.asynccontextmanager
 async def supervised(folder: Path, monkeypatch, *, rscript: Path | str = STANDIN,
-                     startup_timeout: float = 10, policy: RestartPolicy | None = None):
+                     startup_timeout: float = 10, policy: RestartPolicy | None = None,
+                     temp_root: Path | None = None, **settings):
     """The stand-in supervised in a nursery (backoff 0.1 s, 0.2 s, 0.4 s...); on leaving,
     supervision is cancelled, as at faucet's shutdown, and no process any generation of
-    the worker started may be left."""
+    the worker started may be left. ``settings``: more of the Config."""
     mark = uuid.uuid4().hex
     monkeypatch.setenv(MARK, mark)  # the worker's environment is faucet's
     watched = Watched(Backend(worker_id=1, port=free_port()), LogWatch())
@@ -118,8 +119,8 @@ async def supervised(folder: Path, monkeypatch, *, rscript: Path | str = STANDIN
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(
             supervise_worker, watched.backend, spec(folder, rscript),
-            Config(startup_timeout=startup_timeout, liveness_interval=0),
-            worker_log=watched.log.logger,
+            Config(startup_timeout=startup_timeout, liveness_interval=0, **settings),
+            worker_log=watched.log.logger, temp_root=temp_root,
             policy=policy or RestartPolicy(initial=0.1, rng=Ceiling())))
         with trio.fail_after(20):  # a guard against hanging, not a measure of speed
             yield watched

@@ -40,7 +40,8 @@ DESCRIPTIONS = {
     "workers": "worker processes (start); default: the CPUs this process may use",
     "strategy": f"{' | '.join(Strategy)}; default: cookie-hash for Shiny, else round-robin",
     "max_rps": "rps: requests per second one worker should take; more start another worker",
-    "min_workers": "rps: workers kept running when idle (up to --workers under load)",
+    "min_workers": "rps: workers kept running when idle (up to --workers under load); 0 "
+                   "scales to zero: the first request starts one",
     "scale_down_after": "rps: seconds the pool must not need a worker before it is stopped",
     "type": f"auto | {' | '.join(KINDS)}",
     "dir": "folder of the app; workers run in it",
@@ -55,6 +56,12 @@ DESCRIPTIONS = {
     "shutdown_delay": "seconds faucet keeps serving after SIGTERM while /__faucet__/ready "
                       "already answers 503, so load balancers take it out first",
     "drain_timeout": "seconds Shiny sessions may stay on replaced workers after a reload",
+    "watch": "development: reload an app whenever the files in its folder change",
+    "max_requests": "replace a worker's process after this many requests (0: never)",
+    "max_requests_jitter": "add 0..N requests to max_requests, drawn at each start, so "
+                           "workers are not all replaced at once",
+    "max_worker_memory": "replace a worker's process once its resident memory passes this: "
+                         "500M, 1Gi...; default: never",
     "pid_file": "where faucet writes its pid, for `faucet reload`; default: "
                 "faucet-HOST-PORT.pid in the temporary directory",
     "max_message_size": "largest WebSocket message: bytes or 10M, 16Mi...",
@@ -128,11 +135,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "server": ("host", "ip_from", "shutdown", "shutdown_timeout", "shutdown_delay",
                "health_details",
                "metrics", "metrics_listen"),
-    "reloads": ("pid_file", "drain_timeout"),
+    "reloads": ("pid_file", "drain_timeout", "watch"),
     "runtimes": ("rscript", "quarto", "uv"),
     "workers": ("startup_timeout", "worker_wait_timeout", "response_timeout", "max_inflight",
                 "max_queue", "sticky_grace", "scale_down_after", "liveness_interval",
-                "liveness_timeout", "unhealthy_after"),
+                "liveness_timeout", "unhealthy_after", "max_requests", "max_requests_jitter",
+                "max_worker_memory"),
     "proxy limits": ("max_connections", "head_timeout", "client_body_timeout", "send_timeout",
                      "max_body_size", "proxy_buffer_size", "max_spool_size", "max_spool_total",
                      "max_websockets",

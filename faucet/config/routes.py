@@ -79,12 +79,18 @@ def _strategy(value: Any) -> Strategy:
         raise ValueError(f"expected one of: {_choices(_STRATEGIES)}") from None
 
 
-def _workers(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError("expected an integer")
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
+def _count(least: int):
+    def check(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError("expected an integer")
+        if value < least:
+            raise ValueError(f"must be at least {least}")
+        return value
+
+    return check
+
+
+_workers = _count(1)
 
 
 def _max_rps(value: Any) -> float:
@@ -111,7 +117,7 @@ _FIELDS: dict[str, tuple[bool, Callable[[Any], Any]]] = {
     "app_dir": (False, _string),
     "qmd": (False, _string),
     "max_rps": (False, _max_rps),
-    "min_workers": (False, _workers),
+    "min_workers": (False, _count(0)),  # 0 (scale to zero): rps only
 }
 
 
@@ -209,6 +215,9 @@ def _scaling_problems(table: Mapping[str, Any], values: Mapping[str, Any]
     if strategy is not None and strategy.scales and "max_rps" not in table:
         problems.append(("max_rps", _MISSING, "required with strategy = 'rps': the requests "
                                               "per second one worker should take, e.g. 10"))
+    if values.get("min_workers") == 0 and not (strategy is not None and strategy.scales):
+        problems.append(("min_workers", 0, "0 (scale to zero) needs strategy = 'rps'; other "
+                                           "strategies keep every worker running"))
     if "workers" in values and values.get("min_workers", 1) > values["workers"]:
         problems.append(("min_workers", values["min_workers"],
                          f"must be at most workers ({values['workers']})"))

@@ -202,7 +202,7 @@ class Config:
     # requests per second (more while requests queue); one the pool has not needed for
     # scale_down_after seconds stops.
     max_rps: float | None = setting(None, _rate)
-    min_workers: int = setting(1, _at_least(1))
+    min_workers: int = setting(1, _at_least(0))
     scale_down_after: float = setting(30.0, _at_least(0))
     type: str = setting("auto", _one_of(("auto", *KINDS)))
     dir: str = "."
@@ -220,6 +220,15 @@ class Config:
     # and where a running faucet writes its pid for `faucet reload` ("": derived from host).
     drain_timeout: float = setting(3600.0, _at_least(0))
     pid_file: str = ""
+    # Development: reload an app once its folder's files change and then stay unchanged
+    # for a moment (docs/deploy.md).
+    watch: bool = False
+    # Recycling (docs/workers.md): a worker's process is replaced after max_requests
+    # requests (0: never), plus 0..max_requests_jitter drawn at each start, or once its
+    # resident memory passes max_worker_memory (none: never).
+    max_requests: int = setting(0, _at_least(0))
+    max_requests_jitter: int = setting(0, _at_least(0))
+    max_worker_memory: ByteSize | None = size_setting(None)
     # WebSocket messages, each way (1009 above it); hypercorn's own default.
     max_message_size: ByteSize = size_setting("16Mi")
     # A level or env_logger directives: "warn", "faucet=debug,hypercorn=warn" (log_spec).
@@ -579,6 +588,9 @@ def _scaling(config: Config, origin: Mapping[str, str]) -> list[tuple[str, str |
         problems.append(("max_rps", None, f"required with strategy = 'rps' (from "
                                           f"{origin['strategy']}): the requests per second "
                                           "one worker should take, e.g. 10"))
+    if config.min_workers == 0 and config.strategy != Strategy.RPS:
+        problems.append(("min_workers", "0", "0 (scale to zero) needs strategy = 'rps'; "
+                                             "other strategies keep every worker running"))
     if 1 <= config.workers < config.min_workers:
         problems.append(("min_workers", repr(config.min_workers),
                          f"must be at most workers ({config.workers})"))

@@ -23,6 +23,23 @@ async def respond(send, status: int, body: bytes, content_type: bytes = b"text/p
     return status
 
 
+def retry_page(title: str, heading: str, text: str, retry_after: int) -> bytes:
+    """A small HTML page faucet answers a browser with while it cannot serve it yet;
+    it loads itself again after ``retry_after`` seconds (a meta refresh)."""
+    return (
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        f"<meta http-equiv=\"refresh\" content=\"{retry_after}\">"
+        f"<title>{title}</title></head><body style=\"font-family:sans-serif;"
+        f"max-width:36em;margin:4em auto\"><h1>{heading}</h1>"
+        f"<p>{text}</p></body></html>\n").encode()
+
+
+def wants_html(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether the client asks for HTML (a browser loading a page): its Accept names
+    text/html."""
+    return any(name == b"accept" and b"text/html" in value.lower() for name, value in headers)
+
+
 def handshake_responder(send):
     """``send`` for the HTTP answer to a WebSocket handshake: ``http.response.*`` messages
     go out as hypercorn's ``websocket.http.response.*`` extension, so ``respond`` serves

@@ -4,9 +4,10 @@ A worker's state is two things that change for different reasons:
 
 - its process's ``phase`` (STOPPED, STARTING, ONLINE, UNHEALTHY, RESTARTING, STOPPING),
   moved by whoever runs the process (the supervisor, and the scaler that stops one);
-- ``held``: why it is kept out of routing on purpose (scaled down, later a reload or a
-  recycle), which outlives a restart of its process: a worker drained while its process
-  restarts stays drained once the new process is online.
+- ``held``: why it is kept out of routing on purpose (scaled down, a reload, a recycle),
+  which outlives a restart of its process: a worker drained while its process restarts
+  stays drained once the new process is online. A recycle is the one hold that a new
+  process ends: it is why that process was started.
 
 It takes requests (``online``) only when its process is ONLINE and nothing holds it.
 Every change goes through a method here, which checks the transition is one the life of
@@ -47,6 +48,9 @@ _FROM = {
 }
 
 
+RECYCLED = "recycled"  # why a worker is held while its process is replaced
+
+
 class IllegalTransition(RuntimeError):
     """A change the life of a worker does not allow (a bug in faucet, not in the app)."""
 
@@ -65,7 +69,7 @@ class Backend:
     on_change: Callable[[], None] = field(default=lambda: None, repr=False)
     # Told ``(backend, change, detail)`` after each change of the process's life or of
     # routing: spawned, online, unhealthy, exited, restarting, stopping, stopped, drained,
-    # resumed (``detail``: the reason, where there is one).
+    # resumed, recycled (``detail``: the reason, where there is one).
     on_event: Callable[[Backend, str, str | None], None] | None = field(default=None,
                                                                          repr=False)
     # -- state (read-only outside this class) --
@@ -78,6 +82,7 @@ class Backend:
     # are dropped.
     incarnation: int = field(default=0, init=False)
     restarts: int = field(default=0, init=False)
+    recycles: int = field(default=0, init=False)  # processes replaced on purpose
     last_failure: str | None = field(default=None, init=False)  # kept after it returns
     last_output: str | None = field(default=None, init=False)  # its stderr's last line
     # Exits in a row before accepting connections (an app that cannot start).
@@ -109,10 +114,23 @@ class Backend:
         self._tell("spawned", None)
 
     def ready(self) -> None:
-        """The process accepts connections: online, unless something holds it."""
+        """The process accepts connections: online, unless something holds it (a
+        recycle's hold ends here: this process is its replacement)."""
         self.failed_starts = 0
+        if self.held == RECYCLED:
+            self.held = None
         self._move("ready", Phase.ONLINE)
         self._tell("online", None)
+
+    def recycle(self, reason: str) -> None:
+        """Out of routing until its process is replaced (``reason``: the limit it
+        reached); only an online worker nothing else holds is recycled."""
+        if self.phase is not Phase.ONLINE or self.held is not None:
+            raise IllegalTransition(f"{self.target}: recycle while {self.status}")
+        self.held = RECYCLED
+        self.recycles += 1
+        self._settle()
+        self._tell("recycled", reason)
 
     def condemned(self, reason: str) -> None:
         """Found hung: out of routing while its process is stopped."""
@@ -231,6 +249,7 @@ class Backend:
             "sessions": self.sessions,
             "served": self.served,
             "restarts": self.restarts,
+            "recycles": self.recycles,
         }
 
     def _move(self, change: str, to: Phase) -> None:

@@ -3,7 +3,8 @@
 Every refusal on the way is an HTTP answer, given and recorded here: 400 for a bad
 client-IP header (``--ip-from``), 404 for no route, 308 to a route's canonical prefix,
 503 when every worker of a Shiny app holds ``max_sessions``, 503 + Retry-After when no
-worker frees up in time or the queue is full.
+worker frees up in time or the queue is full, and a "starting" page for a browser while
+an app scaled to zero starts its first worker.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from attrs import define
 
 from faucet.config.settings import Config
 from faucet.config.strategy import Strategy
-from faucet.http.asgi import respond
+from faucet.http.asgi import respond, retry_page, wants_html
 from faucet.http.client_ip import BadClientIp, IPAddress, client_ip
 from faucet.http.headers import RequestHeaders, read_request
 from faucet.http.request import Request
-from faucet.pool.backend import Backend, failing_to_start
+from faucet.pool.backend import Backend, Phase, failing_to_start
 from faucet.pool.dispatch import Lease, QueueFull, Retired
 from faucet.pool.sticky import cookie_key, cookie_to_set, sticky_key
 from faucet.proxy.accounting import EventDraft, record_exchange
@@ -34,6 +35,14 @@ from faucet.telemetry.recorder import Recorder
 
 RETRY_AFTER = b"5"
 SESSIONS_RETRY_AFTER = 10  # seconds, when every worker has max_sessions sessions
+# A browser's page request to an app scaled to zero waits STARTING_WAIT seconds for the
+# worker it starts (a Plumber worker is online ~0.6 s after spawn), then gets a page that
+# reloads itself every STARTING_REFRESH seconds until the app answers.
+STARTING_WAIT = 1.0
+STARTING_REFRESH = 2
+STARTING_PAGE = retry_page("Starting", "Starting the application",
+                           "This application was idle and is starting again; this page "
+                           f"reloads itself in {STARTING_REFRESH} seconds.", STARTING_REFRESH)
 
 
 @define(eq=False)
@@ -212,7 +221,8 @@ class Admission:
                                        extra=[(b"retry-after", RETRY_AFTER)])
                 self.record(arrival.draft, status, None, arrival.started)
                 return None
-            with trio.fail_after(self.config.worker_wait_timeout):
+            cold = _starting(arrival)  # a browser's page while the app is scaled to zero
+            with trio.fail_after(STARTING_WAIT if cold else self.config.worker_wait_timeout):
                 while True:  # a reload retires the generation a request waits on
                     generation = mount.live
                     lease = generation.dispatcher.try_acquire(key, job=arrival.path)
@@ -223,6 +233,11 @@ class Admission:
                             continue
                     break
         except (trio.TooSlowError, QueueFull) as exc:
+            if cold and not isinstance(exc, QueueFull):  # queued meanwhile: one is starting
+                status = await respond(send, 503, STARTING_PAGE, b"text/html",
+                                       extra=[(b"retry-after", str(STARTING_REFRESH).encode())])
+                self.record(arrival.draft, status, None, arrival.started)
+                return None
             why = ("the queue of waiting requests is full" if isinstance(exc, QueueFull)
                    else f"no worker was free within {self.config.worker_wait_timeout:g}s")
             status = await respond(send, 503, f"Service Unavailable: {why}\n".encode(),
@@ -245,3 +260,13 @@ def _cannot_start(backends: Sequence[Backend], ip) -> bytes:
     if last and ip is not None and ip.is_loopback:
         text += f"last error: {last}\n"
     return text.encode()
+
+
+def _starting(arrival: Arrival) -> bool:
+    """A browser asking for a page of an app scaled to zero (rps, ``min_workers = 0``,
+    every worker stopped): it waits ``STARTING_WAIT`` (its request in the queue is what
+    starts a worker), then gets the starting page. API clients wait as ever."""
+    request = arrival.request
+    return (request.method == "GET" and not request.websocket
+            and wants_html(request.headers)
+            and all(b.phase is Phase.STOPPED for b in arrival.mount.live.backends))

@@ -114,7 +114,7 @@ def _utc_now() -> datetime.datetime:
 
 class WorkerEvents:
     """One worker's events for the recorder: its marker lines, and its start, online,
-    exit and restart (each later step's ``parent_event_id`` is that run's start event,
+    recycle, exit and restart (each later step's ``parent_event_id`` is that run's start event,
     so one query follows a process from spawn to exit)."""
 
     def __init__(
@@ -155,6 +155,11 @@ class WorkerEvents:
     def online(self, port: int, pid: int) -> None:
         self._own(Level.INFO, "worker_online", f"online on 127.0.0.1:{port} (pid {pid})",
                   {"port": port, "pid": pid})
+
+    def recycled(self, reason: str, recycles: int) -> None:
+        """The process reached a recycle limit: drained, then replaced."""
+        self._own(Level.INFO, "worker_recycle", f"recycling: {reason}",
+                  {"reason": reason, "recycles": recycles})
 
     def exited(self, status: str, returncode: int | None, uptime: float,
                stderr_tail: Sequence[str]) -> None:

@@ -1,6 +1,9 @@
 """One worker's life: spawn it, relay its output, mark it online once it accepts
 connections, watch it for hangs, restart it with capped backoff when it exits or hangs,
-and kill its whole process group when faucet stops."""
+replace it (recycle) when it reaches max_requests or max_worker_memory, and kill its
+whole process group when faucet stops. Each process gets a temporary directory of its
+own (TMPDIR), removed once it has exited: R leaves its RtmpXXXXXX behind when a signal
+ends it."""
 
 from __future__ import annotations
 
@@ -10,15 +13,18 @@ import random
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections import deque
 from functools import partial
+from pathlib import Path
 
 import trio
 
 from faucet.config.app_kinds import KINDS
 from faucet.config.settings import Config
-from faucet.pool.backend import Backend
+from faucet.pool.backend import RECYCLED, Backend
 from faucet.pool.liveness import Probe, Watch
+from faucet.pool.recycle import Limits, RecyclePolicy
 from faucet.workers.app_events import WorkerEvents
 from faucet.workers.command import AppSpec, withheld_variables, worker_argv, worker_env
 from faucet.workers.output import LineSplitter, printable
@@ -27,6 +33,13 @@ log = logging.getLogger("faucet.supervisor")
 TAIL_LINES = 20
 KILL_GRACE = 5.0
 PROBE_INTERVAL = 0.05
+# How often a worker is checked against its recycle limits (a /proc read and two
+# counters), and how often a recycled worker's drain is looked at: its requests end in
+# milliseconds, and it happens once per max_requests requests, so no hook on the
+# request path.
+RECYCLE_CHECK = 0.5
+DRAIN_POLL = 0.05
+SCRATCH_REMOVAL = 30.0  # seconds a process's temporary directory may take to remove
 
 
 class RestartPolicy:
@@ -133,22 +146,32 @@ async def supervise_worker(
     worker_log: logging.LoggerAdapter | logging.Logger,
     policy: RestartPolicy | None = None,
     events: WorkerEvents | None = None,
+    temp_root: Path | None = None,
+    rng: random.Random | None = None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the worker until cancelled, moving ``backend`` through its process's life.
     Started (for ``nursery.start``) once the first process is spawned.
     ``events``, if given, takes the app's event lines off stderr and records each start,
-    online, exit and restart."""
+    online, recycle, exit and restart. With ``temp_root``, each process gets a directory
+    of its own there as TMPDIR, removed once it has exited. ``rng`` draws the
+    max_requests jitter."""
+    rng = rng or random.Random()
     policy = policy or RestartPolicy()
     argv = worker_argv(app, backend.port)
     env = worker_env(os.environ, backend.worker_id, withheld_variables(config))
     busy_unseen = KINDS[app.kind].sessions  # a session computes between requests
+    recycling = RecyclePolicy(config.max_requests, config.max_requests_jitter,
+                              config.max_worker_memory)
     while True:
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         began = trio.current_time()
+        scratch = _scratch_dir(temp_root, backend.worker_id)
         try:
-            process = WorkerProcess(argv, app.workdir, env)
+            process = WorkerProcess(argv, app.workdir, _with_tmpdir(env, scratch))
         except OSError as exc:  # e.g. the executable was removed since start-up
+            if scratch is not None:
+                scratch.rmdir()  # made a moment ago: still empty
             task_status.started()
             task_status = trio.TASK_STATUS_IGNORED
             delay = policy.delay(0)
@@ -163,6 +186,8 @@ async def supervise_worker(
             events.started(argv, process.pid)
         task_status.started()
         task_status = trio.TASK_STATUS_IGNORED
+        recycler = _Recycler(backend, process.pid, recycling.limits(rng), config.drain_timeout,
+                             run, worker_log, events)
         try:
             with run:
                 async with trio.open_nursery() as nursery:
@@ -171,8 +196,11 @@ async def supervise_worker(
                                        tail, events)
                     watching = await nursery.start(_look_after, backend, process, watch,
                                                    config, busy_unseen, worker_log, events)
+                    recycle = (await nursery.start(recycler.run) if recycling.enabled
+                               else trio.CancelScope())
                     await process.wait()
-                    watching.cancel()  # gone: nothing to bring online or check
+                    watching.cancel()  # gone: nothing to bring online, check or recycle
+                    recycle.cancel()
                     # Output still in the pipes is relayed; a grandchild that keeps them
                     # open must not hold the restart up.
                     nursery.cancel_scope.deadline = trio.current_time() + 1
@@ -183,7 +211,14 @@ async def supervise_worker(
             with trio.move_on_after(KILL_GRACE + 1, shield=True):
                 await stop_process_group(process)
             process.close()
+            if scratch is not None:
+                with trio.move_on_after(SCRATCH_REMOVAL, shield=True):
+                    await trio.to_thread.run_sync(partial(shutil.rmtree, scratch,
+                                                          ignore_errors=True))
         uptime = trio.current_time() - began
+        if recycler.replaced:
+            worker_log.info("recycled after %.1fs; starting its replacement", uptime)
+            continue
         delay = policy.delay(uptime)
         backend.restarting()
         last = "\n".join(tail) or "(no output on stderr)"
@@ -193,6 +228,80 @@ async def supervise_worker(
             events.exited(describe_exit(process.returncode), process.returncode, uptime, tail)
             events.restarting(delay, backend.restarts)
         await trio.sleep(delay)
+
+
+def _scratch_dir(temp_root: Path | None, worker_id: int) -> Path | None:
+    """A new directory for one process's temporary files (one mkdir: on the event loop,
+    as the spawn itself), None without ``temp_root``."""
+    if temp_root is None:
+        return None
+    return Path(tempfile.mkdtemp(prefix=f"worker-{worker_id}-", dir=temp_root))
+
+
+def _with_tmpdir(env: dict[str, str], scratch: Path | None) -> dict[str, str]:
+    """The environment of one process: R (``tempdir()``), Python and most tools put
+    their temporary files under TMPDIR."""
+    return env if scratch is None else {**env, "TMPDIR": str(scratch)}
+
+
+def resident_bytes(pid: int) -> int | None:
+    """Resident memory of process ``pid`` (its children not counted) from
+    /proc/PID/statm; None when it is gone or there is no procfs. Never waits on a disk."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class _Recycler:
+    """Replaces one process once it reaches its limits: out of routing, its requests
+    finish (and its sessions end, up to ``drain_timeout``), then its run is ended;
+    ``replaced`` tells the supervisor to start the next process at once."""
+
+    def __init__(self, backend: Backend, pid: int, limits: Limits, drain_timeout: float,
+                 run: trio.CancelScope, worker_log, events: WorkerEvents | None):
+        self.backend, self.pid, self.limits = backend, pid, limits
+        self.drain_timeout = drain_timeout
+        self.run_scope, self.log, self.events = run, worker_log, events
+        self.replaced = False
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Until the process is due and drained (then its run is cancelled). Started with
+        the cancel scope that ends it once the process has exited."""
+        backend = self.backend
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            served_before = backend.served
+            while (reason := self._due(served_before)) is None:  # noqa: ASYNC110 (memory
+                await trio.sleep(RECYCLE_CHECK)  # has no event: see RECYCLE_CHECK)
+            backend.recycle(reason)
+            self.log.info("recycling: %s; draining %d request(s) and %d session(s)",
+                          reason, backend.inflight, backend.sessions)
+            if self.events:
+                self.events.recycled(reason, backend.recycles)
+            with trio.move_on_after(self.drain_timeout):
+                while backend.inflight or backend.sessions:  # noqa: ASYNC110 (see DRAIN_POLL)
+                    await trio.sleep(DRAIN_POLL)
+            if backend.held != RECYCLED:
+                return  # a reload or the scaler holds it now: theirs to stop
+            if backend.inflight or backend.sessions:
+                self.log.warning("recycling: drain_timeout passed with %d request(s) and %d "
+                                 "session(s) open; stopping it anyway", backend.inflight,
+                                 backend.sessions)
+            self.replaced = True
+            self.run_scope.cancel()
+
+    def _due(self, served_before: int) -> str | None:
+        """Why to recycle now; None while it is not online (starting, or held by a
+        reload or the scaler) or within its limits."""
+        backend = self.backend
+        if not backend.online:
+            return None
+        return self.limits.due(backend.served - served_before, resident_bytes(self.pid))
 
 
 def _take_out_of_service(backend: Backend, worker_log, run: trio.CancelScope,

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 
 from attrs import define, frozen
 
+from faucet.http.asgi import retry_page
 from faucet.pool.backend import Backend
 from faucet.pool.balancer import least_loaded
 from faucet.proxy.shiny.page_script import is_page_load
@@ -452,10 +453,6 @@ def place(registry: Registry, backends: Sequence[Backend], max_sessions: int | N
 
 def full_page(retry_after: int) -> bytes:
     """The 503 page a browser gets when every worker has ``max_sessions`` sessions."""
-    return (
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"refresh\" content=\"{retry_after}\">"
-        "<title>Busy: no free session</title></head><body style=\"font-family:sans-serif;"
-        "max-width:36em;margin:4em auto\"><h1>All sessions are in use</h1>"
-        "<p>This application has as many users as it can serve right now. This page "
-        f"tries again in {retry_after} seconds.</p></body></html>\n").encode()
+    return retry_page("Busy: no free session", "All sessions are in use",
+                      "This application has as many users as it can serve right now. This "
+                      f"page tries again in {retry_after} seconds.", retry_after)

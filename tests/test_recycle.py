@@ -1,0 +1,125 @@
+"""Recycling (max_requests with jitter, max_worker_memory) and each process's temporary
+directory: the pure limits, then the stand-in under the supervisor (no R)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+import trio
+
+from faucet.pool.backend import Phase
+from faucet.pool.recycle import Limits, RecyclePolicy
+from tests.helpers import STANDIN, config_for, run_faucet, until
+from tests.test_supervisor import supervised
+
+
+class Top(random.Random):
+    def randint(self, a: int, b: int) -> int:
+        return b
+
+
+def test_max_requests_draws_its_jitter_per_process_and_memory_compares_resident_bytes():
+    assert not RecyclePolicy().enabled
+    assert RecyclePolicy(100, max_requests_jitter=10).limits(Top()) == Limits(110, None)
+    drawn = {RecyclePolicy(100, 10).limits(random.Random(seed)).requests for seed in range(50)}
+    assert drawn <= set(range(100, 111)) and len(drawn) > 1
+    assert RecyclePolicy(max_requests=0, max_requests_jitter=10).limits(Top()).requests == 0
+    limits = Limits(requests=3, memory=2**20)
+    assert limits.due(2, 2**20) is None  # at the limit is not over it
+    assert limits.due(3, None) == "served 3 requests (max_requests 3)"
+    assert limits.due(0, 2**20 + 1).startswith("resident memory 1 MiB is over")
+    assert Limits(0, None).due(10**9, 10**12) is None
+
+
+async def test_max_requests_drains_the_worker_and_replaces_its_process(tmp_path, monkeypatch):
+    async with supervised(tmp_path, monkeypatch, max_requests=3) as worker:
+        backend = worker.backend
+        await worker.wait_until(lambda: backend.online)
+        first = backend.pid
+        for _ in range(3):
+            backend.lease(slow=False)  # as the dispatcher hands requests to it
+            assert await worker.get() == "worker 1"
+            backend.release(slow=False)
+        (line,) = await worker.log.wait_for("^recycling: ")
+        assert line == ("recycling: served 3 requests (max_requests 3); draining 0 "
+                        "request(s) and 0 session(s)")
+        await worker.wait_until(lambda: backend.online and backend.incarnation == 2)
+        assert backend.pid != first and (backend.recycles, backend.restarts) == (1, 0)
+        assert backend.held is None and backend.last_failure is None
+        await worker.log.wait_for(r"^recycled after \d+\.\ds; starting its replacement$")
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)
+
+
+async def test_a_worker_with_a_session_is_recycled_only_once_the_session_ends(tmp_path,
+                                                                             monkeypatch):
+    async with supervised(tmp_path, monkeypatch, max_worker_memory="1") as worker:
+        backend = worker.backend
+        await worker.wait_until(lambda: backend.online)
+        backend.session_opened()  # held before the first check: the recycle waits for it
+        await worker.log.wait_for("^recycling: resident memory")
+        assert not backend.online and backend.incarnation == 1
+        await trio.sleep(0.3)
+        assert backend.phase is Phase.ONLINE and backend.incarnation == 1  # still drained
+        backend.session_closed()
+        await worker.wait_until(lambda: backend.incarnation == 2)
+
+
+async def test_drain_timeout_ends_the_wait_for_sessions(tmp_path, monkeypatch):
+    async with supervised(tmp_path, monkeypatch, max_worker_memory="1",
+                          drain_timeout=0.2) as worker:
+        backend = worker.backend
+        await worker.wait_until(lambda: backend.online)
+        backend.session_opened()
+        await worker.log.wait_for("drain_timeout passed with 0 request.s. and 1 session.s. open")
+        await worker.wait_until(lambda: backend.incarnation == 2)
+
+
+async def test_a_worker_killed_by_a_signal_leaves_no_temporary_files(tmp_path, monkeypatch):
+    run = tmp_path / "faucet-run"
+    run.mkdir()
+    monkeypatch.setenv("STANDIN_TEMPDIR", "1")
+    async with supervised(tmp_path, monkeypatch, temp_root=run) as worker:
+        backend = worker.backend
+        (line,) = await worker.log.wait_for("^tempdir ")
+        rtmp = Path(line.removeprefix("tempdir "))
+        assert rtmp.parent.parent == run and rtmp.parent.name.startswith("worker-1-")
+        assert rtmp.name.startswith("Rtmp") and (rtmp / "file1a2b").is_file()
+        await worker.wait_until(lambda: backend.online)
+        os.kill(backend.pid, signal.SIGKILL)
+        await worker.wait_until(lambda: backend.online and backend.incarnation == 2)
+        await until(lambda: not rtmp.exists())
+        assert len(os.listdir(run)) == 1  # the new process's own
+    assert os.listdir(run) == []  # gone with the last process
+
+
+async def test_through_faucet_every_request_is_answered_and_health_counts_recycles(
+        tmp_path, monkeypatch):
+    """Two workers replaced after 5 requests, twice over, with requests arriving while
+    they are replaced: none fails, health counts the recycles (no restarts), and the
+    run's temporary directory goes at shutdown."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where faucet-XXXX goes
+    monkeypatch.setenv("STANDIN_TEMPDIR", "1")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "plumber.R").write_text("# stand-in\n")
+    config = config_for(dir=str(tmp_path / "app"), rscript=STANDIN, max_requests=5,
+                        strategy="least-busy")
+    async with run_faucet(config) as faucet, faucet.client() as client:
+        (run,) = tmp_path.glob("faucet-*")
+        backends = faucet.backends()
+        statuses = set()
+        for recycled in (2, 4):
+            while sum(b.recycles for b in backends) < recycled:
+                statuses.add((await client.get("/")).status_code)
+        assert statuses == {200}
+        await faucet.wait_online()
+        health = (await client.get("/__faucet__/health")).json()
+        assert sum(w["recycles"] for w in health["workers"]) >= 4
+        assert {w["restarts"] for w in health["workers"]} == {0}
+        assert len(list(run.iterdir())) == 2  # one directory per running process
+    assert not run.exists()

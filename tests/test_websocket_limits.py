@@ -41,7 +41,7 @@ class RawClient(RawWebSocket):
 
 def test_the_budget_charges_and_refuses_what_does_not_fit():
     budget = WebSocketBudget(memory=100, max_websockets=1)
-    assert budget.take(60) and not budget.take(41) and budget.held == 60
+    assert budget.take(60) and not budget.take(41) and budget.used == 60
     budget.give(60)
     assert budget.take(100)
     assert budget.open_session() is None and "1 WebSocket" in budget.open_session()

@@ -9,25 +9,19 @@ session with 1009 (message too big) instead of growing faucet without bound.
 
 from __future__ import annotations
 
+from faucet.http.byte_budget import ByteBudget
 
-class WebSocketBudget:
+
+class WebSocketBudget(ByteBudget):
+    """``memory`` bytes of unfinished messages (``used``), and at most ``max_websockets``
+    open (``per_client`` from one address)."""
+
     def __init__(self, memory: int, max_websockets: int, per_client: int | None = None):
-        self.memory = memory
+        super().__init__(memory)
         self.max_websockets = max_websockets
         self.per_client = per_client
-        self.held = 0  # bytes of unfinished messages
         self.open = 0  # WebSocket connections, Shiny sessions' client legs among them
         self._by_client: dict[object, int] = {}  # open per client address
-
-    def take(self, size: int) -> bool:
-        """Charge ``size`` bytes; False (nothing charged) when they do not fit."""
-        if self.held + size > self.memory:
-            return False
-        self.held += size
-        return True
-
-    def give(self, size: int) -> None:
-        self.held -= size
 
     def open_session(self, client: object = None) -> str | None:
         """Count a new WebSocket from ``client`` (its address; None: not counted per
@@ -52,5 +46,5 @@ class WebSocketBudget:
 
     def statistics(self) -> dict:
         return {"open": self.open, "max_websockets": self.max_websockets,
-                "clients": len(self._by_client), "unfinished_bytes": self.held,
-                "memory": self.memory}
+                "clients": len(self._by_client), "unfinished_bytes": self.used,
+                "memory": self.limit}

@@ -28,32 +28,23 @@ from collections.abc import Callable
 
 import trio
 
+from faucet.http.byte_budget import ByteBudget
+
 READ_SIZE = 65536
 DISK_LOG_EVERY = 60.0  # seconds between two log lines about the spool's disk
 
 log = logging.getLogger("faucet.spool")
 
 
-class SpoolBudget:
+class SpoolBudget(ByteBudget):
     """The bytes all spools' files may take together (``max_spool_total``), and the one
     place that reports the disk failing under them."""
 
     def __init__(self, total: int):
-        self.total = total
-        self.used = 0
+        super().__init__(total)
         self.fallbacks = 0  # spools that fell back to backpressure, since faucet started
         self._unreported = 0
         self._quiet_until = -math.inf
-
-    def take(self, size: int) -> bool:
-        """Reserve ``size`` more bytes of file if they fit."""
-        if self.used + size > self.total:
-            return False
-        self.used += size
-        return True
-
-    def give(self, size: int) -> None:
-        self.used -= size
 
     def disk_failed(self, error: OSError) -> None:
         """A spool could not write its file: it waits on the client instead. Logged once

@@ -192,7 +192,8 @@ def front_limits(config: Config, open_files: int) -> Limits:
                     connections, open_files, budget, budget)
         connections = budget
     return Limits(max_body=config.max_body_size, max_connections=connections,
-                  head_timeout=config.head_timeout, send_timeout=config.send_timeout)
+                  head_timeout=config.head_timeout, send_timeout=config.send_timeout,
+                  h2c=config.h2c)
 
 
 async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,

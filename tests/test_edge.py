@@ -131,15 +131,16 @@ async def test_valid_chunked_body_is_reframed_once(edge):
     assert len(received.values("content-length") + received.values("transfer-encoding")) == 1
 
 
-async def test_h2_streamed_post_body_reaches_worker(edge):
+async def test_h2_streamed_post_body_reaches_worker(tmp_path, monkeypatch):
     """An HTTP/2 POST streamed without content-length keeps its body on the way to the
     worker (HTTP/2 frames the body itself; the upstream HTTP/1.1 request must frame it)."""
     async def pieces():
         yield b"part-one/"
         yield b"part-two"
 
-    async with httpx.AsyncClient(base_url=edge.faucet.url, http1=False, http2=True,
-                                 timeout=10) as client:
+    async with recorded_faucet(tmp_path, monkeypatch, h2c=True) as edge, \
+            httpx.AsyncClient(base_url=edge.faucet.url, http1=False, http2=True,
+                              timeout=10) as client:
         response = await client.post("/h2", content=pieces())
     assert response.http_version == "HTTP/2"
     assert (response.status_code, response.text) == (200, "POST /h2")

@@ -130,7 +130,7 @@ class _FailingHandOff:
 
 async def test_a_failure_inside_one_connection_is_logged_and_closes_only_it(caplog):
     caplog.set_level(logging.ERROR, logger="faucet.front")
-    front = Front(None, HypercornConfig(), trio.Event(), Limits())
+    front = Front(None, HypercornConfig(), trio.Event(), Limits(h2c=True))
     front.hand_off = _FailingHandOff()
     ours, theirs = await socket_pair()
     await theirs.send_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # handed to hypercorn

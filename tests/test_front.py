@@ -13,6 +13,7 @@ import trio
 import wsproto
 import wsproto.events
 
+from faucet.edge.front import Limits
 from tests.helpers import read_all, start_front
 
 
@@ -209,8 +210,21 @@ async def test_websocket_upgrade_on_a_reused_connection_goes_to_hypercorn(front)
     assert [e.data for e in received if isinstance(e, wsproto.events.TextMessage)] == ["echo hi"]
 
 
-async def test_http2_prior_knowledge_goes_to_hypercorn(front):
-    port = front.port
+async def test_http2_prior_knowledge_goes_to_hypercorn_when_h2c_is_on(nursery):
+    port, _ = await start_front(nursery, App(), Limits(h2c=True), max_head=4096)
     async with httpx.AsyncClient(http1=False, http2=True) as client:
         response = await client.get(f"http://127.0.0.1:{port}/h2")
     assert (response.http_version, response.text) == ("HTTP/2", "/h2 2")
+
+
+async def test_without_h2c_only_websockets_leave_the_http11_path(front):
+    """HTTP/2 is off unless asked for, and an Upgrade other than websocket is served as
+    plain HTTP/1.1 here, with this path's limits (hypercorn has no send timeout)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", front.port)
+    await stream.send_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert (await read_all(stream)).startswith(b"HTTP/1.1 505 ")
+    stream = await trio.open_tcp_stream("127.0.0.1", front.port)
+    await stream.send_all(b"GET /foo HTTP/1.1\r\nHost: x\r\nConnection: close, upgrade\r\n"
+                          b"Upgrade: foo\r\n\r\n")
+    reply = await read_all(stream)
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"/foo 1.1")

@@ -53,6 +53,8 @@ DESCRIPTIONS = {
     "ip_from": "client IP from: client | x-forwarded-for | x-real-ip",
     "shutdown": "graceful | immediate",
     "shutdown_timeout": "seconds in-flight requests get on a graceful shutdown",
+    "h2c": "serve cleartext HTTP/2 (prior knowledge or Upgrade: h2c), for load balancers "
+           "that speak it to backends (true | false)",
     "shutdown_delay": "seconds faucet keeps serving after SIGTERM while /__faucet__/ready "
                       "already answers 503, so load balancers take it out first",
     "drain_timeout": "seconds Shiny sessions may stay on replaced workers after a reload",
@@ -141,7 +143,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
                 "max_queue", "sticky_grace", "scale_down_after", "liveness_interval",
                 "liveness_timeout", "unhealthy_after", "max_requests", "max_requests_jitter",
                 "max_worker_memory"),
-    "proxy limits": ("max_connections", "head_timeout", "client_body_timeout", "send_timeout",
+    "proxy limits": ("max_connections", "h2c", "head_timeout", "client_body_timeout",
+                     "send_timeout",
                      "max_body_size", "proxy_buffer_size", "max_spool_size", "max_spool_total",
                      "max_websockets",
                      "max_websockets_per_client", "websocket_idle_timeout", "websocket_memory",

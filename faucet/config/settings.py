@@ -248,6 +248,9 @@ class Config:
     sticky_grace: float = setting(3.0, _at_least(0))
     # The edge: what one client may hold (README "Limits").
     max_connections: int = setting(4096, _at_least(1))
+    # Cleartext HTTP/2, for load balancers that speak it to backends (browsers never do);
+    # off, as nginx has it, so HTTP/2's surface is open only to those who need it.
+    h2c: bool = False
     head_timeout: float = setting(10.0, _positive)
     client_body_timeout: float = setting(60.0, _positive)
     send_timeout: float = setting(60.0, _positive)

@@ -62,6 +62,7 @@ class Limits:
     max_connections: int = 4096  # open client connections (more wait in the backlog)
     head_timeout: float = 10.0  # seconds for a whole request head, once begun (408)
     send_timeout: float = 60.0  # seconds a client may take to accept a write
+    h2c: bool = False  # cleartext HTTP/2 (prior knowledge or Upgrade: h2c) is served
 
 
 async def serve(app, config: HypercornConfig, stopping: trio.Event, limits: Limits = Limits(),
@@ -166,7 +167,7 @@ class Front:
                     return
                 if not data:  # end of stream, keep-alive timeout or shutdown
                     return
-                if first and data.startswith(H2_PREFACE):
+                if first and self.limits.h2c and data.startswith(H2_PREFACE):
                     await self._hand_off(stream, data)
                     return
                 first = False
@@ -181,7 +182,7 @@ class Front:
                 self.app.refused(request, refusal[0])
                 await _send_quietly(stream, _plain(*refusal))
                 return
-            if any(name == b"upgrade" for name, _ in event.headers):
+            if self._upgrades(event):
                 await self._hand_off(stream, raw)
                 return
             if not _has_body(event.headers):
@@ -192,6 +193,17 @@ class Front:
                 return
             conn.start_next_cycle()
             raw = bytearray(conn.trailing_data[0])
+
+    def _upgrades(self, request: h11.Request) -> bool:
+        """Whether the request leaves the h11 path for hypercorn: a WebSocket handshake,
+        or h2c when it is on. Any other ``Upgrade`` is served here as plain HTTP/1.1
+        (the header is hop-by-hop and never reaches the worker), so it keeps this
+        path's limits instead of gaining hypercorn's lack of a send timeout."""
+        for name, value in request.headers:
+            if name == b"upgrade":
+                token = value.strip().lower()
+                return token == b"websocket" or (token == b"h2c" and self.limits.h2c)
+        return False
 
     def _refusal(self, request: h11.Request) -> tuple[int, str] | None:
         """The answer to a request head that must not reach an app, if any: one over the
@@ -208,6 +220,9 @@ class Front:
                 declared = int(value)
             elif name == b"transfer-encoding":
                 framing |= 2
+        if request.http_version not in (b"1.1", b"1.0"):  # h11 parses "PRI * HTTP/2.0"
+            return 505, ("HTTP Version Not Supported: HTTP/1.x here; cleartext HTTP/2 is "
+                         "served only with the setting h2c")
         if size > self.max_head:
             return 431, f"Request Header Fields Too Large: the head is over {self.max_head} bytes"
         if framing == 3:

@@ -51,6 +51,7 @@ _HEAD_END = re.compile(rb"\n\r?\n")  # where h11 finds the end of a head
 # accept() errors that mean "out of resources for now": wait and try again.
 _ACCEPT_CAPACITY = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY = 0.1  # seconds
+SLOT_RECHECK = 0.1  # seconds, at the cap with a client waiting and no head to give up
 ERROR_LOG_EVERY = 10.0  # seconds between two log lines about one recurring error
 
 
@@ -102,6 +103,10 @@ class Front:
         self.accept_errors = RateLimitedLog(ERROR_LOG_EVERY)
         self.connection_errors = RateLimitedLog(ERROR_LOG_EVERY)
         self.unparsed = RateLimitedLog(ERROR_LOG_EVERY)
+        self.shed = RateLimitedLog(ERROR_LOG_EVERY)
+        # Connections waiting for (the rest of) a request head, oldest first: the ones
+        # given up when every slot is taken and a new client waits (``_slot``).
+        self.heads: dict[trio.CancelScope, None] = {}
 
     async def accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         """Accept connections while fewer than ``max_connections`` are open (the rest wait
@@ -113,7 +118,7 @@ class Front:
 
     async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
-            await self.slots.acquire()
+            await self._slot(listener)
             try:
                 stream = await listener.accept()
             except OSError as exc:
@@ -125,6 +130,29 @@ class Front:
                 await trio.sleep(ACCEPT_RETRY)
                 continue
             nursery.start_soon(self.serve_connection, stream)
+
+    async def _slot(self, listener: trio.SocketListener) -> None:
+        """A connection slot for the next client. At the cap, once a client waits in the
+        backlog, the oldest connection that has not finished a request head gives its
+        slot up (as HAProxy and nginx drop idle ones): slow or idle heads holding every
+        slot (slowloris beyond the fd budget) must not keep new clients out."""
+        while True:
+            try:
+                self.slots.acquire_nowait()
+                return
+            except trio.WouldBlock:
+                pass
+            await trio.lowlevel.wait_readable(listener.socket)  # a client is waiting
+            if self.slots.value == 0 and self.heads:
+                oldest = next(iter(self.heads))
+                del self.heads[oldest]
+                oldest.cancel()
+                self.shed.note("at max_connections: closed the oldest connection that had "
+                               "not finished a request head, for a new client")
+            # Its slot comes back as it closes; else look again (a head may begin).
+            with trio.move_on_after(SLOT_RECHECK):
+                await self.slots.acquire()
+                return
 
     async def close_idle(self) -> None:
         for scope in list(self.waiting):
@@ -259,6 +287,7 @@ class Front:
         timeout = self.limits.head_timeout if begun else self.keep_alive
         with trio.CancelScope(deadline=now + timeout) as scope:
             self.waiting.add(scope)
+            self.heads[scope] = None
             try:
                 while True:
                     data = await stream.receive_some(RECEIVE_SIZE)
@@ -273,6 +302,7 @@ class Front:
                         return bytes(got)
             finally:
                 self.waiting.discard(scope)
+                self.heads.pop(scope, None)
         if (begun or got) and not self.stopping.is_set():
             begun += got  # for the 408's record of the request line
             return None

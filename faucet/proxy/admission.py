@@ -142,21 +142,21 @@ class Admission:
             return False
         return address is not None and address.is_loopback
 
-    def draft(self, request: Request, fields: RequestHeaders) -> tuple[EventDraft, bool]:
-        """The telemetry draft of ``request`` and whether its client-IP header is good
-        (a bad one is recorded with the TCP peer's address)."""
+    def draft(self, request: Request, fields: RequestHeaders) -> EventDraft:
+        """The telemetry draft of a refused ``request`` (a bad client-IP header is
+        recorded with the TCP peer's address)."""
         try:
-            ip, good = self.client_of(request, fields), True
+            ip = self.client_of(request, fields)
         except BadClientIp:
-            ip, good = client_ip(request.peer, "client", None, None), False
+            ip = client_ip(request.peer, "client", None, None)
         mount, path, _, _ = self.locate(request.raw_path)
         return EventDraft(request, path, ip, fields.user_agent,
-                          mount.route if mount else None), good
+                          mount.route if mount else None)
 
     def refused(self, request: Request, status: int) -> None:
         """Record a request the front door refused before it reached here."""
-        draft, _ = self.draft(request, read_request(request.headers))
-        self.record(draft, status, None, time.perf_counter())
+        self.record(self.draft(request, read_request(request.headers)), status, None,
+                    time.perf_counter())
 
     async def arrive(self, request: Request, send, started: float) -> Arrival | None:
         """The client's IP and the route. Refusals (400, 404, 308, 503) are answered
@@ -167,7 +167,7 @@ class Admission:
             ip = self.client_of(request, fields)
         except BadClientIp as exc:
             status = await respond(send, 400, f"Bad Request: {exc}\n".encode())
-            self.record(self.draft(request, fields)[0], status, None, started)
+            self.record(self.draft(request, fields), status, None, started)
             return None
         mount, path, prefix, redirect = self.locate(request.raw_path)
         draft = EventDraft(request, path, ip, fields.user_agent,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import re
 from http import HTTPStatus
 
@@ -38,6 +37,7 @@ from faucet.edge.hypercorn_adapter import HandOff, HypercornConfig, listeners
 from faucet.errors import BadRequestBody, ResponseRejected
 from faucet.http.headers import http_date
 from faucet.http.request import Request, parse_request_line
+from faucet.ratelimit import RateLimit
 
 log = logging.getLogger("faucet.front")
 RECEIVE_SIZE = 65536
@@ -461,24 +461,15 @@ async def _send_quietly(stream: trio.SocketStream, data: bytes) -> None:
         pass
 
 
-class RateLimitedLog:
+class RateLimitedLog(RateLimit):
     """Logs a recurring error at most once per ``every`` seconds, with how many times it
     happened since the last line (not a traceback each time)."""
 
-    def __init__(self, every: float):
-        self.every = every
-        self.next_line = -math.inf
-        self.unlogged = 0
-
     def note(self, message: str, exc: BaseException | None = None) -> None:
         """One more occurrence; ``exc``'s traceback goes with the lines that are logged."""
-        self.unlogged += 1
-        now = trio.current_time()
-        if now >= self.next_line:
-            log.error("%s (%d occurrences since the last report)", message, self.unlogged,
+        if (count := self.due()) is not None:
+            log.error("%s (%d occurrences since the last report)", message, count,
                       exc_info=exc)
-            self.unlogged = 0
-            self.next_line = now + self.every
 
 
 class Replay:

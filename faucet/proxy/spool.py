@@ -20,7 +20,6 @@ fail.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 from collections import deque
@@ -29,6 +28,7 @@ from collections.abc import Callable
 import trio
 
 from faucet.http.byte_budget import ByteBudget
+from faucet.ratelimit import RateLimit
 
 READ_SIZE = 65536
 DISK_LOG_EVERY = 60.0  # seconds between two log lines about the spool's disk
@@ -43,22 +43,16 @@ class SpoolBudget(ByteBudget):
     def __init__(self, total: int):
         super().__init__(total)
         self.fallbacks = 0  # spools that fell back to backpressure, since faucet started
-        self._unreported = 0
-        self._quiet_until = -math.inf
+        self._disk_log = RateLimit(DISK_LOG_EVERY)
 
     def disk_failed(self, error: OSError) -> None:
         """A spool could not write its file: it waits on the client instead. Logged once
         per DISK_LOG_EVERY seconds, with how many spools fell back meanwhile."""
         self.fallbacks += 1
-        self._unreported += 1
-        now = trio.current_time()
-        if now < self._quiet_until:
-            return
-        log.warning("response spool: cannot write its temporary file (%s); %d response(s) "
-                    "now read from their workers at their clients' pace instead (TMPDIR "
-                    "full or failing?)", error, self._unreported)
-        self._unreported = 0
-        self._quiet_until = now + DISK_LOG_EVERY
+        if (count := self._disk_log.due()) is not None:
+            log.warning("response spool: cannot write its temporary file (%s); %d "
+                        "response(s) now read from their workers at their clients' pace "
+                        "instead (TMPDIR full or failing?)", error, count)
 
 
 class ResponseSpool:

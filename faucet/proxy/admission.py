@@ -216,6 +216,11 @@ class Admission:
                                                              job=arrival.path)
                 if lease is not None:
                     return Admitted(arrival, generation, lease, time.perf_counter())
+            generation = mount.live
+            lease = generation.dispatcher.try_acquire(key, job=arrival.path)
+            if lease is not None:
+                return Admitted(arrival, generation, lease, time.perf_counter())
+            # No worker free now: only a request that must wait pays for what follows.
             if failing_to_start(mount.backends):
                 status = await respond(send, 503, _cannot_start(mount.backends, arrival.ip),
                                        extra=[(b"retry-after", RETRY_AFTER)])

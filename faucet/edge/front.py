@@ -35,6 +35,7 @@ from attrs import frozen
 
 from faucet.edge.hypercorn_adapter import HandOff, HypercornConfig, listeners
 from faucet.errors import BadRequestBody, ResponseRejected
+from faucet.http import socket_io
 from faucet.http.headers import http_date
 from faucet.http.request import Request, parse_request_line
 from faucet.ratelimit import RateLimit
@@ -283,22 +284,25 @@ class Front:
         if self.stopping.is_set():
             return b""
         got = bytearray()
-        now = trio.current_time()
-        timeout = self.limits.head_timeout if begun else self.keep_alive
-        with trio.CancelScope(deadline=now + timeout) as scope:
+        if not begun:  # on a kept-alive connection the next head is often there already
+            data = socket_io.receive_now(stream, RECEIVE_SIZE)
+            if data is not None:
+                got += data
+                if not data or self._head_ends(begun, got, data):
+                    return data
+        timeout = self.limits.head_timeout if begun or got else self.keep_alive
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
             self.waiting.add(scope)
             self.heads[scope] = None
             try:
                 while True:
-                    data = await stream.receive_some(RECEIVE_SIZE)
+                    data = await socket_io.receive_some(stream, RECEIVE_SIZE)
                     if not data:
                         return bytes(got)
                     if not begun and not got:  # the head's first byte: its clock starts
                         scope.deadline = trio.current_time() + self.limits.head_timeout
                     got += data
-                    # (the HTTP/2 preface ends with a blank line too)
-                    if (_HEAD_END.search(begun[-3:] + got[-len(data) - 3:])
-                            or len(begun) + len(got) > self.max_head):
+                    if self._head_ends(begun, got, data):
                         return bytes(got)
             finally:
                 self.waiting.discard(scope)
@@ -307,6 +311,12 @@ class Front:
             begun += got  # for the 408's record of the request line
             return None
         return b""
+
+    def _head_ends(self, begun: bytearray, got: bytearray, data: bytes) -> bool:
+        """Whether ``data``, just added to ``got``, ends the head (or takes it over the
+        limit). The HTTP/2 preface ends with a blank line too."""
+        return bool(_HEAD_END.search(begun[-3:] + got[-len(data) - 3:])
+                    or len(begun) + len(got) > self.max_head)
 
     async def _call_app(self, exchange: _Exchange, request: Request) -> None:
         try:
@@ -374,7 +384,7 @@ class _Exchange:
                 raise BadRequestBody(400, f"Bad Request: {exc}") from None
             if event is h11.NEED_DATA:
                 try:
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                    data = await socket_io.receive_some(self.stream, RECEIVE_SIZE)
                 except _BROKEN:
                     data = b""
                 conn.receive_data(data)
@@ -436,12 +446,15 @@ class _Exchange:
         connection closes (the app, and the R worker behind it, are never held)."""
         if self.gone:
             return
-        with trio.move_on_after(self.send_timeout):
-            try:
-                await self.stream.send_all(data)
+        try:
+            rest = socket_io.send_now(self.stream, data)  # most writes go at once: no timer
+            if not rest:
                 return
-            except _BROKEN:
-                pass
+            with trio.move_on_after(self.send_timeout):
+                await socket_io.send_all(self.stream, rest)
+                return
+        except _BROKEN:
+            pass
         self.gone = True
 
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from faucet.http import socket_io
 from faucet.http.http1 import (
     LAST_CHUNK,
     ChunkedDecoder,
@@ -56,7 +57,7 @@ class UpstreamConnection:
     """One keep-alive HTTP/1.1 connection to a worker: send bytes, read a response."""
 
     __slots__ = ("stream", "incarnation", "sent_all", "_sock", "_quickack", "_poller", "_buffer",
-                 "_left", "_chunks", "_open_ended", "_idle")
+                 "_left", "_chunks", "_open_ended", "_idle", "_asked")
 
     def __init__(self, stream: trio.SocketStream, incarnation: int):
         self.stream = stream
@@ -72,13 +73,15 @@ class UpstreamConnection:
         self._left: int | None = 0
         self._chunks: ChunkedDecoder | None = None
         self._open_ended = False
+        self._asked = False  # a request just went out whole; nothing read since
 
     async def send(self, data: bytes) -> None:
         self._idle = False
         self.sent_all = False
         try:
-            await self.stream.send_all(data)
+            await socket_io.send_all(self.stream, data)
             self.sent_all = True
+            self._asked = not self._buffer
         except _FAILURES as exc:
             raise UpstreamError(f"sending to the worker failed: {exc!r}") from exc
 
@@ -87,7 +90,11 @@ class UpstreamConnection:
         if self._quickack:
             self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         try:
-            data = await self.stream.receive_some(RECEIVE_SIZE)
+            if self._asked:  # R cannot have answered yet: wait, rather than a read that fails
+                self._asked = False
+                data = await socket_io.receive_after_wait(self.stream, RECEIVE_SIZE)
+            else:
+                data = await socket_io.receive_some(self.stream, RECEIVE_SIZE)
         except _FAILURES as exc:
             raise UpstreamError(f"the worker broke the connection: {exc!r}") from exc
         self._buffer += data

@@ -134,3 +134,22 @@ def test_only_an_online_worker_nothing_holds_is_recycled_and_other_holds_outlive
     backend.spawned(pid=8)
     backend.ready()
     assert not backend.online and backend.held == "reloaded"
+
+
+def test_busy_seconds_count_the_time_with_a_request_in_flight_once():
+    now = [10.0]
+    backend = Backend(worker_id=1, port=1, clock=lambda: now[0])
+    backend.lease(slow=True)
+    now[0] = 10.5
+    backend.lease(slow=False)  # overlapping: the same stretch of work
+    now[0] = 11.0
+    backend.release(slow=False)
+    assert backend.busy_seconds() == 1.0  # still busy: the stretch so far counts
+    now[0] = 12.0
+    backend.release(slow=True)
+    now[0] = 20.0  # idle meanwhile
+    assert backend.busy_seconds() == 2.0
+    backend.lease(slow=True)
+    now[0] = 20.25
+    backend.release(slow=True)
+    assert backend.busy_seconds() == 2.25

@@ -18,6 +18,7 @@ backend's ``on_change`` listener (the dispatcher) whenever ``online`` flips, and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -72,6 +73,8 @@ class Backend:
     # resumed, recycled (``detail``: the reason, where there is one).
     on_event: Callable[[Backend, str, str | None], None] | None = field(default=None,
                                                                          repr=False)
+    # Seconds, for the time it is busy (any monotonic clock: only differences count).
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     # -- state (read-only outside this class) --
     phase: Phase = field(default=Phase.STOPPED, init=False)
     held: str | None = field(default=None, init=False)  # why it is drained, if it is
@@ -94,6 +97,10 @@ class Backend:
     slow_inflight: int = field(default=0, init=False)  # not known to be quick (least-busy)
     served: int = field(default=0, init=False)
     sessions: int = field(default=0, init=False)  # live WebSocket sessions, Shiny's included
+    # Seconds with at least one request in flight, up to the last time none was left
+    # (``busy_seconds`` adds the current stretch): the work the rps scaler weighs.
+    busy_until_idle: float = field(default=0.0, init=False)
+    busy_since: float = field(default=0.0, init=False)  # when the current stretch began
     # Its position in the app's list of backends (and in the proxy's upstream pools),
     # which the sticky hashes and round-robin count in.
     index: int = field(init=False)
@@ -190,6 +197,8 @@ class Backend:
 
     def lease(self, slow: bool) -> None:
         """A request was handed to it (``slow``: not known to be quick)."""
+        if self.inflight == 0:
+            self.busy_since = self.clock()
         self.inflight += 1
         self.slow_inflight += slow
 
@@ -198,6 +207,13 @@ class Backend:
         self.inflight -= 1
         self.slow_inflight -= slow
         self.served += 1
+        if self.inflight == 0:
+            self.busy_until_idle += self.clock() - self.busy_since
+
+    def busy_seconds(self) -> float:
+        """Seconds it has had a request in flight, ever (requests overlapping count once)."""
+        ongoing = self.clock() - self.busy_since if self.inflight else 0.0
+        return self.busy_until_idle + ongoing
 
     def session_opened(self) -> None:
         """A WebSocket session (a Shiny session among them) now counts on this worker."""

@@ -90,6 +90,7 @@ class Dispatcher:
         self.retired = False
         for backend in self.backends:  # each tells of its own changes (faucet.backend)
             backend.on_change = self.changed
+            backend.clock = trio.current_time  # busy time on the clock the scaler reads
 
     def changed(self) -> None:
         """A backend went online or offline: wake whoever waits for one."""

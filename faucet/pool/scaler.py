@@ -80,12 +80,13 @@ class _Pool:
     async def _run(self, backend: Backend, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Supervise one worker until its scope is cancelled (which stops its process group),
         then mark it stopped."""
-        scope = self.scopes[backend.index] = trio.CancelScope()
+        index = backend.index
+        scope = self.scopes[index] = trio.CancelScope()
         backend.resume()
         with scope:
             await self.supervise(backend, task_status=task_status)
-        backend.stopped()
-        self.autoscaler.exited(backend.index)
+        self.dispatcher.backends[index].stopped()  # a recycle may have replaced it
+        self.autoscaler.exited(index)
 
     def _log(self, decision: Decision, sample: Sample) -> None:
         load = (f"{self.autoscaler.rate:.1f} req/s, {self.autoscaler.busy:.1f} workers busy, "

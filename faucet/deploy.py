@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -39,16 +38,15 @@ from faucet.proxy.mount import Generation, Mount
 from faucet.proxy.router import RouteTable
 from faucet.proxy.shiny.session_host import SessionHost
 from faucet.proxy.upstream import UpstreamPool
+from faucet.retire import drain_and_stop
+from faucet.slot import free_port, run_slot
 from faucet.telemetry.recorder import Recorder
 from faucet.workers.app_events import WorkerEvents
 from faucet.workers.supervisor import supervise_worker
 
 log = logging.getLogger("faucet")
 RELOADED = "reloaded"  # why an old generation is drained, as health shows it
-# A drain lasts from seconds to drain_timeout (an hour): looking once a second costs
-# nothing and needs no hook on the request path.
-DRAIN_CHECK = 1.0
-SESSIONS_CLOSE = 10.0  # seconds for sessions told to reload to close
+ONLINE_CHECK = 0.25  # seconds between looks for a new worker that failed to start
 # Settings a running faucet cannot take without a restart (a reload warns about them).
 _APP_KEYS = frozenset({"workers", "strategy", "type", "dir", "app_dir", "qmd", "rscript",
                        "quarto", "uv", "max_rps", "min_workers", "route", "conf"})
@@ -68,13 +66,6 @@ class Snapshot:
     routes: RouteTable | None
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now; the worker keeps it across restarts."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def new_generation(config: Config, app: PlannedApp, number: int) -> Generation:
     """The backends, pools and dispatcher of one deploy of ``app`` (nothing started)."""
     name = app.route.route if app.route else None
@@ -82,7 +73,7 @@ def new_generation(config: Config, app: PlannedApp, number: int) -> Generation:
                 for i in range(1, app.workers + 1)]
     dispatcher = Dispatcher(backends, app.strategy, max_inflight=config.max_inflight,
                             max_queue=config.max_queue, sticky_grace=config.sticky_grace)
-    return Generation(number, dispatcher, [UpstreamPool(b) for b in backends])
+    return Generation(number, dispatcher, {b.index: UpstreamPool(b) for b in backends})
 
 
 def new_mount(config: Config, app: PlannedApp) -> Mount:
@@ -139,12 +130,16 @@ def _app_files(root: Path):
 
 
 async def run_generation(config: Config, recorder: Recorder, app: PlannedApp,
-                         generation: Generation, *, temp_root: Path | None = None,
+                         mount: Mount, generation: Generation, sessions: SessionHost, *,
+                         temp_root: Path | None = None,
                          task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run a generation's workers until cancelled (which stops their process groups);
-    started once every first process is spawned. ``temp_root``: where each worker
-    process gets its temporary directory."""
-    supervise = partial(_supervise, config, recorder, app, temp_root)
+    started once every first process is spawned. Each worker runs in its slot
+    (faucet.slot), which replaces it when it is recycled. ``temp_root``: where each
+    worker process gets its temporary directory."""
+    retire = partial(drain_and_stop, config, sessions)
+    supervise = partial(run_slot, mount, generation,
+                        partial(_supervise, config, recorder, app, temp_root), retire)
     async with trio.open_nursery() as nursery:
         if app.scaling:
             await nursery.start(scale_workers, generation.dispatcher, app.scaling, supervise)
@@ -155,13 +150,14 @@ async def run_generation(config: Config, recorder: Recorder, app: PlannedApp,
 
 
 async def _supervise(config: Config, recorder: Recorder, app: PlannedApp,
-                     temp_root: Path | None, backend: Backend, *,
+                     temp_root: Path | None, backend: Backend, *, recycled,
                      task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """One worker of an app, for as long as it runs (a fixed pool's, or the scaler's)."""
+    """One worker process of an app's slot, restarted until cancelled; ``recycled`` is
+    told once it is due for replacement."""
     await supervise_worker(backend, app.spec, config,
                            worker_log=worker_logger(backend.worker_id, backend.route),
                            events=worker_events(recorder, backend), temp_root=temp_root,
-                           task_status=task_status)
+                           recycled=recycled, task_status=task_status)
 
 
 def worker_events(recorder: Recorder, backend: Backend) -> WorkerEvents | None:
@@ -219,7 +215,7 @@ class Deployer:
     async def start(self) -> None:
         """Start every app's first generation."""
         for deployed in self.apps.values():
-            await self._start(deployed.app, deployed.mount.live)
+            await self._start(deployed.app, deployed.mount, deployed.mount.live)
 
     def status(self) -> dict:
         """Health's view: how many reloads took effect and why the last one failed."""
@@ -302,8 +298,8 @@ class Deployer:
     async def _bring_online(self, wanted, fresh) -> str | None:
         """Start every new generation and wait until all their workers are online; on a
         failure, stop them all and say why."""
-        for key, (_, generation) in fresh.items():
-            await self._start(wanted[key], generation)
+        for key, (mount, generation) in fresh.items():
+            await self._start(wanted[key], mount, generation)
         failure = None
         timeout = self.config.startup_timeout + 5
         with trio.move_on_after(timeout) as clock:
@@ -348,24 +344,14 @@ class Deployer:
         self.nursery.start_soon(self._drain, mount, generation)
 
     async def _drain(self, mount: Mount, generation: Generation) -> None:
-        """Wait for the retired generation's requests and sessions to end (sessions at
-        most ``drain_timeout``), then stop its processes."""
-        with trio.move_on_after(self.config.drain_timeout):
-            while not generation.idle():  # noqa: ASYNC110 (see DRAIN_CHECK)
-                await trio.sleep(DRAIN_CHECK)
-        if not generation.idle():
-            ended = self.sessions.end_on(generation.backends)
-            log.info("%s: drain_timeout passed; %d Shiny session(s) told to reload onto "
-                     "the new code", mount.route or "app", ended)
-            with trio.move_on_after(SESSIONS_CLOSE):
-                while not generation.idle():  # noqa: ASYNC110
-                    await trio.sleep(DRAIN_CHECK / 10)
-        self._stop(generation)
-        mount.retired.remove(generation)
+        """The retired generation's requests and sessions end (faucet.retire), then its
+        processes stop."""
+        await drain_and_stop(self.config, self.sessions, mount, generation,
+                             partial(self._stop, generation))
         log.info("%s: generation %d drained and stopped", mount.route or "app",
                  generation.number)
 
-    async def _start(self, app: PlannedApp, generation: Generation) -> None:
+    async def _start(self, app: PlannedApp, mount: Mount, generation: Generation) -> None:
         log.info("%s: %s %s worker(s), strategy %s, in %s (generation %d)",
                  app.route.route if app.route else "app", _pool_size(app), app.spec.kind,
                  _strategy_shown(app), app.spec.workdir, generation.number)
@@ -374,8 +360,9 @@ class Deployer:
 
         async def run(task_status=trio.TASK_STATUS_IGNORED) -> None:
             with scope:
-                await run_generation(self.config, self.recorder, app, generation,
-                                     temp_root=self.temp_root, task_status=task_status)
+                await run_generation(self.config, self.recorder, app, mount, generation,
+                                     self.sessions, temp_root=self.temp_root,
+                                     task_status=task_status)
 
         await self.nursery.start(run)
 
@@ -413,7 +400,7 @@ async def _online(generation: Generation, app: PlannedApp) -> str | None:
                     f"({backend.last_failure}); the old workers go on serving")
         if all(b.online for b in starting):
             return None
-        with trio.move_on_after(DRAIN_CHECK / 4):  # a failed start fires no change
+        with trio.move_on_after(ONLINE_CHECK):  # a failed start fires no change
             await generation.dispatcher.wait_changed()
 
 

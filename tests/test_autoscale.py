@@ -7,6 +7,7 @@ import pytest
 
 from faucet.pool.autoscale import (
     COOLDOWN,
+    RATE_WINDOW,
     Autoscaler,
     Decision,
     Phase,
@@ -23,29 +24,36 @@ TICK = 0.1
 class Pool:
     """A pool as the scaler leaves it after each decision, its load driven by the test:
     started workers are spawned but offline until ``online``; stopped ones exit at once
-    unless ``hold_exit``."""
+    unless ``hold_exit``. Each request served costs its worker ``cost`` seconds of work,
+    and a worker with a request in flight is busy for the whole tick."""
 
-    def __init__(self, policy: Policy, hold_exit: bool = False):
+    def __init__(self, policy: Policy, hold_exit: bool = False, cost: float = 0.05):
         self.scaler = Autoscaler(policy)
         count = policy.max_workers
         self.online = [False] * count
         self.inflight = [0] * count
         self.served = [0] * count
+        self.busy = [0.0] * count
+        self.work = [0.0] * count  # seconds of work served since the last tick
         self.generation = [0] * count
         self.restarts = [0] * count
         self.queued = 0
         self.now = 0.0
         self.hold_exit = hold_exit
+        self.cost = cost
 
     def sample(self) -> Sample:
         return Sample(self.now, self.queued, tuple(
             WorkerSample(online=self.online[i], inflight=self.inflight[i], sessions=0,
                          served=self.served[i], incarnation=self.generation[i],
-                         restarts=self.restarts[i])
+                         restarts=self.restarts[i], busy=self.busy[i])
             for i in range(len(self.online))))
 
     def tick(self) -> Decision:
         """One decision at the current time, carried out; then the time moves on."""
+        for index, work in enumerate(self.work):
+            self.busy[index] += TICK if self.inflight[index] else min(TICK, work)
+        self.work = [0.0] * len(self.work)
         decision = self.scaler.decide(self.sample())
         for index in decision.start:
             self.generation[index] += 1
@@ -68,7 +76,9 @@ class Pool:
             owed += rate * TICK
             online = [i for i, up in enumerate(self.online) if up]
             while owed >= 1 and online:
-                self.served[online[int(owed) % len(online)]] += 1
+                index = online[int(owed) % len(online)]
+                self.served[index] += 1
+                self.work[index] += self.cost
                 owed -= 1
             if decision := self.tick():
                 decisions.append(decision)
@@ -158,6 +168,7 @@ def test_the_rate_never_starts_more_than_workers():
 def test_a_queue_starts_a_worker_then_waits_for_it_to_come_online():
     pool = started_pool(Policy(max_rps=100, min_workers=1, max_workers=4))
     pool.inflight[0] = 1
+    pool.run(RATE_WINDOW)  # busy all along: the work is real
     pool.queued = 3
     assert pool.tick() == Decision(start=(1,))  # 3 waiting: at least one more
     assert not pool.run(2.0)  # still starting: the queue it will drain starts no other
@@ -168,6 +179,7 @@ def test_a_queue_starts_a_worker_then_waits_for_it_to_come_online():
 def test_the_queue_starts_workers_no_faster_than_the_cooldown():
     pool = started_pool(Policy(max_rps=100, min_workers=1, max_workers=4))
     pool.inflight[0] = 1
+    pool.run(RATE_WINDOW)  # busy all along: the work is real
     pool.queued = 2
     assert pool.tick().start == (1,)
     started = pool.now - TICK
@@ -180,6 +192,7 @@ def test_the_queue_starts_workers_no_faster_than_the_cooldown():
 def test_a_queue_that_drains_starts_no_worker():
     pool = started_pool(Policy(max_rps=100, min_workers=1, max_workers=4))
     pool.inflight[0] = 1
+    pool.run(RATE_WINDOW)  # busy all along: the work is real
     pool.queued = 30
     assert pool.tick().start == (1,)
     pool.bring_online()
@@ -196,6 +209,7 @@ def test_a_queue_that_drains_starts_no_worker():
 def test_a_long_queue_starts_one_worker_per_max_rps_waiting():
     pool = started_pool(Policy(max_rps=5, min_workers=1, max_workers=8, max_starting=8))
     pool.inflight[0] = 1
+    pool.run(RATE_WINDOW)  # busy all along: the work is real
     pool.queued = 12
     assert pool.tick().start == (1, 2, 3)
 
@@ -309,3 +323,55 @@ def test_min_workers_zero_starts_one_for_a_queued_request_and_stops_it_when_idle
     pool.served[0] += 1
     decisions = pool.run(3)
     assert drained(decisions) == [0] and pool.phases() == [Phase.STOPPED] * 3
+
+
+def clump(pool: Pool, count: int) -> Decision:
+    """``count`` requests at once on worker 1: at the next tick it has one in flight and
+    the rest wait; all are answered before the tick after."""
+    pool.inflight[0], pool.queued = 1, count - 1
+    decision = pool.tick()
+    pool.inflight[0], pool.queued = 0, 0
+    pool.served[0] += count
+    pool.work[0] += count * pool.cost
+    return decision
+
+
+def test_clumps_of_cheap_requests_do_not_pin_the_pool():
+    """Issue 18 item 17: 25 cheap 404s every 25 s (1.25 req/s on average) asked for every
+    worker at each clump (25 req/s over a second, and a queue), and scale_down_after
+    (30 s) kept them all. Their work, 75 ms per clump, keeps one worker busy 8% of one
+    second: the pool stays at one worker."""
+    pool = started_pool(Policy(max_rps=5, min_workers=1, max_workers=4, scale_down_after=30),
+                        cost=0.003)
+    decisions = []
+    for _ in range(4):
+        decisions += [d for d in [clump(pool, 25)] if d]
+        decisions += pool.run(25.0)
+    assert decisions == [] and pool.scaler.running() == [0]
+    assert not pool.run(60.0, rate=18)  # cheap all along: 18 req/s is 5% of one worker
+    assert pool.scaler.running() == [0]
+
+
+def test_real_work_still_grows_the_pool_within_a_fraction_of_a_second():
+    """100 req/s of 50 ms each: one worker is busy from the first request, so the second
+    starts once it has been busy a quarter of a second, and the pool grows to what the
+    rate asks for as the new workers come online and fill with work."""
+    pool = started_pool(Policy(max_rps=10, min_workers=1, max_workers=8, max_starting=8))
+    pool.inflight[0] = 1  # the burst's first request
+    assert not pool.run(0.2, rate=100)
+    assert pool.run(TICK, rate=100) == [Decision(start=(1,))]
+    for _ in range(3):
+        pool.run(0.5, rate=100)
+        pool.bring_online()
+        pool.inflight = [1 if up else 0 for up in pool.online]  # all kept busy
+        pool.run(0.5, rate=100)
+    assert pool.scaler.running() == list(range(8))
+
+
+def test_workers_busy_a_quarter_of_their_time_may_grow_the_pool():
+    pool = started_pool(Policy(max_rps=1, min_workers=1, max_workers=4, max_starting=4))
+    pool.served[0] += 10  # a rate of 10 req/s asks for every worker; the work decides
+    pool.busy[0] += 0.2  # busy a fifth of the last second: one worker is enough
+    assert not pool.tick()
+    pool.busy[0] += 0.2  # two fifths: worth two
+    assert pool.tick() == Decision(start=(1,))

@@ -105,32 +105,73 @@ def test_counters_change_through_leases_and_sessions():
     assert backend.sessions == 0
 
 
-def test_a_recycle_holds_the_worker_until_its_next_process_is_online():
+def test_a_recycled_worker_serves_on_until_its_successor_takes_its_place():
     backend, flips = backend_in(Phase.ONLINE)
     told = []
     backend.on_event = lambda b, change, detail: told.append((change, detail))
+    backend.lease(slow=False)
+    backend.release(slow=False)
+    with pytest.raises(IllegalTransition):
+        backend.successor(port=2)  # not due
     backend.recycle("served 100 requests")
-    assert (backend.online, backend.held, backend.recycles) == (False, RECYCLED, 1)
-    assert backend.status == "draining (recycled)" and backend.state()["recycles"] == 1
-    backend.exited(None)  # its run ended on purpose: no failure, no restart counted
-    assert backend.phase is Phase.RESTARTING and backend.last_failure is None
-    backend.spawned(pid=8)
-    assert not backend.online
-    backend.ready()  # the replacement: the hold ends with it
-    assert backend.online and backend.held is None and backend.restarts == 0
-    assert flips == ["online", "offline", "online"]
-    assert told[0] == ("recycled", "served 100 requests")
+    assert (backend.online, backend.held, backend.recycles) == (True, None, 1)
+    assert backend.recycling == "served 100 requests" and flips == ["online"]
+    assert told == [("recycled", "served 100 requests")]
+    new = backend.successor(port=2)
+    assert (new.worker_id, new.index, new.port, new.phase, new.online) == (
+        1, 0, 2, Phase.STOPPED, False)
+    assert (new.served, new.recycles, new.restarts, new.incarnation) == (1, 1, 0, 1)
+    assert new.on_event is backend.on_event and new.recycling is None
+    new.spawned(pid=8)
+    new.ready()  # a process of its own: the next incarnation
+    assert new.online and new.incarnation == 2
+    backend.drain(RECYCLED)  # it has the place now: the old one drains, then stops
+    assert backend.status == "draining (recycled)" and flips == ["online", "offline"]
+    backend.stopping(RECYCLED)
+    backend.exited(None)
+    backend.stopped()
+    assert backend.status == "stopped (recycled)" and backend.restarts == 0
 
 
-def test_only_an_online_worker_nothing_holds_is_recycled_and_other_holds_outlive_it():
-    backend, _ = backend_in(Phase.ONLINE)
+def test_only_an_online_worker_nothing_holds_is_recycled_and_only_once():
+    backend, _ = backend_in(Phase.STARTING)
+    with pytest.raises(IllegalTransition):
+        backend.recycle("served 100 requests")
+    backend.ready()
     backend.drain("scaled down")
     with pytest.raises(IllegalTransition):
         backend.recycle("served 100 requests")
     backend.resume()
     backend.recycle("served 100 requests")
-    backend.drain("reloaded")  # a reload takes it over while it drains
-    backend.exited(None)
-    backend.spawned(pid=8)
-    backend.ready()
-    assert not backend.online and backend.held == "reloaded"
+    with pytest.raises(IllegalTransition):
+        backend.recycle("served 100 requests")  # its successor is already on its way
+    assert backend.recycles == 1
+
+
+def test_each_finished_request_is_told_to_on_served():
+    backend, _ = backend_in(Phase.ONLINE)
+    served = []
+    backend.on_served = lambda: served.append(backend.served)
+    for _ in range(3):
+        backend.lease(slow=False)
+        backend.release(slow=False)
+    assert served == [1, 2, 3]
+
+
+def test_busy_seconds_count_the_time_with_a_request_in_flight_once():
+    now = [10.0]
+    backend = Backend(worker_id=1, port=1, clock=lambda: now[0])
+    backend.lease(slow=True)
+    now[0] = 10.5
+    backend.lease(slow=False)  # overlapping: the same stretch of work
+    now[0] = 11.0
+    backend.release(slow=False)
+    assert backend.busy_seconds() == 1.0  # still busy: the stretch so far counts
+    now[0] = 12.0
+    backend.release(slow=True)
+    now[0] = 20.0  # idle meanwhile
+    assert backend.busy_seconds() == 2.0
+    backend.lease(slow=True)
+    now[0] = 20.25
+    backend.release(slow=True)
+    assert backend.busy_seconds() == 2.25

@@ -21,7 +21,8 @@ MAY_IMPORT = {
     "telemetry": {"sinks", "config", "logs"},
     "proxy": {"pool", "http", "telemetry", "config", "logs"},
 }
-TOP = {"app", "cli", "deploy", "plan", "pidfile", "__main__", "__init__"}  # anything
+TOP = {"app", "cli", "deploy", "retire", "slot", "plan", "pidfile", "__main__",
+       "__init__"}  # anything
 
 
 def layer(module: str) -> str:

@@ -187,7 +187,9 @@ async def test_a_burst_grows_the_pool_and_every_request_is_answered():
         body = await health(client)
         assert [(w["online"], w["state"]) for w in body["workers"]] == [
             (True, "online"), (False, "stopped (scaled down)"), (False, "stopped (scaled down)")]
-        answers = await burst(client, "/", 20)  # for 2 per second per worker
+        # 20 at once for 2 per second per worker, each 0.2 s of work (a burst of requests
+        # answered at once would not: nothing for a second worker to do)
+        answers = await burst(client, "/sleep", 20)
         assert {response.status_code for response in answers} == {200}
         with trio.fail_after(60):
             await faucet.wait_online(2)

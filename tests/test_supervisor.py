@@ -108,7 +108,7 @@ def live_in_group(pgid: int) -> list[int]:
 @contextlib.asynccontextmanager
 async def supervised(folder: Path, monkeypatch, *, rscript: Path | str = STANDIN,
                      startup_timeout: float = 10, policy: RestartPolicy | None = None,
-                     temp_root: Path | None = None, **settings):
+                     temp_root: Path | None = None, recycled=None, **settings):
     """The stand-in supervised in a nursery (backoff 0.1 s, 0.2 s, 0.4 s...); on leaving,
     supervision is cancelled, as at faucet's shutdown, and no process any generation of
     the worker started may be left. ``settings``: more of the Config."""
@@ -120,7 +120,7 @@ async def supervised(folder: Path, monkeypatch, *, rscript: Path | str = STANDIN
         await nursery.start(partial(
             supervise_worker, watched.backend, spec(folder, rscript),
             Config(startup_timeout=startup_timeout, liveness_interval=0, **settings),
-            worker_log=watched.log.logger, temp_root=temp_root,
+            worker_log=watched.log.logger, temp_root=temp_root, recycled=recycled,
             policy=policy or RestartPolicy(initial=0.1, rng=Ceiling())))
         with trio.fail_after(20):  # a guard against hanging, not a measure of speed
             yield watched

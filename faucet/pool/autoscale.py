@@ -10,7 +10,14 @@ shrunk over the last ``COOLDOWN`` seconds means the running workers do not keep 
 the rate says (slow requests): then ``ceil(queued / max_rps)`` more, at least one, but only
 once no worker is still starting and ``COOLDOWN`` has passed since the last start, so that
 a queue which the workers already starting (or just started) will drain does not start
-every worker in the pool. Several start at once, up to
+every worker in the pool. Either way, never more than ``ceil(busy / busy_share)`` (at
+least one), ``busy`` being the worker-seconds the workers spent with a request in flight
+over the last ``RATE_WINDOW`` seconds: a pool grows only while its workers are busy at
+least ``busy_share`` of their time, so that a clump of cheap requests (25 404s answered
+in a few milliseconds each), which reads as a high rate for a second, does not start
+workers that would have nothing to do (and keep them for ``scale_down_after``). Real
+load fills the workers' time at once: one busy worker lets the pool grow to four, four
+to sixteen. Several start at once, up to
 ``max_starting``: starting R is CPU-bound (~0.7 s of CPU for Plumber), so starting more
 workers than there are CPUs only brings every one of them online later.
 
@@ -53,6 +60,9 @@ class Policy:
     max_workers: int
     scale_down_after: float = 30.0
     max_starting: int = 2  # workers starting at once at most: the CPUs faucet may use
+    # The share of their time the workers must be busy for the pool to grow: it runs
+    # at most ceil(busy worker-seconds per second / busy_share) workers.
+    busy_share: float = 0.25
 
 
 @frozen
@@ -65,6 +75,7 @@ class WorkerSample:
     served: int  # requests finished, ever
     incarnation: int  # bumped by its supervisor at every process start
     restarts: int  # bumped by its supervisor once a process has exited
+    busy: float = 0.0  # seconds it has had a request in flight, ever
 
     @property
     def life(self) -> tuple[int, int]:
@@ -102,20 +113,21 @@ class History:
 
     def __init__(self, window: float):
         self.window = window
-        self._samples: deque[tuple[float, int]] = deque()  # (time, value), oldest first
+        self._samples: deque[tuple[float, float]] = deque()  # (time, value), oldest first
 
-    def record(self, now: float, value: int) -> None:
+    def record(self, now: float, value: float) -> None:
         self._samples.append((now, value))
         while len(self._samples) > 1 and self._samples[1][0] <= now - self.window:
             self._samples.popleft()
 
-    def then(self) -> int:
+    def then(self) -> float:
         """The value at the window's start (the oldest recorded, early on)."""
         return self._samples[0][1]
 
 
 class RateMeter(History):
-    """Events per second over the last ``window`` seconds, from a running total."""
+    """Events (or seconds of work) per second over the last ``window`` seconds, from a
+    running total."""
 
     def rate(self) -> float:
         """Events since the window's start per second; while fewer than ``window`` seconds
@@ -154,6 +166,7 @@ class Autoscaler:
         count = policy.max_workers
         self.phases = [Phase.STOPPED] * count
         self._arrivals = RateMeter(RATE_WINDOW)
+        self._busy = RateMeter(RATE_WINDOW)  # the workers' busy seconds, summed
         self._queued = History(COOLDOWN)
         self._needed = WindowMax(policy.scale_down_after)
         self._last_start = -math.inf
@@ -165,6 +178,12 @@ class Autoscaler:
     def rate(self) -> float:
         """Requests per second that arrived over the last ``RATE_WINDOW`` seconds."""
         return self._arrivals.rate()
+
+    @property
+    def busy(self) -> float:
+        """Worker-seconds of work per second over the last ``RATE_WINDOW`` seconds: how
+        many workers the work kept busy."""
+        return self._busy.rate()
 
     def running(self) -> list[int]:
         return [i for i, phase in enumerate(self.phases) if phase is Phase.RUNNING]
@@ -193,22 +212,27 @@ class Autoscaler:
 
     def _observe(self, sample: Sample) -> None:
         arrived = sample.queued
+        busy = 0.0
         for index, worker in enumerate(sample.workers):
             arrived += worker.served + worker.inflight
+            busy += worker.busy
             if worker.served != self._served[index] or worker.inflight or worker.sessions:
                 self._busy_at[index] = sample.now
             self._served[index] = worker.served
         self._arrivals.record(sample.now, arrived)
+        self._busy.record(sample.now, busy)
         self._queued.record(sample.now, sample.queued)
 
     def _need(self, sample: Sample, running: int, starting: int) -> int:
-        """The workers the load calls for now, within the policy's bounds."""
+        """The workers the load calls for now, no more than its work keeps busy, within
+        the policy's bounds."""
         policy = self.policy
         need = math.ceil(round(self.rate / policy.max_rps, 6))  # 60.00000000000001 is 60
         if (sample.queued and sample.queued >= self._queued.then() and not starting
                 and sample.now - self._last_start >= COOLDOWN):
             need = max(need, running + math.ceil(sample.queued / policy.max_rps))
-        return min(max(need, policy.min_workers), policy.max_workers)
+        worth = max(1, math.ceil(round(self.busy / policy.busy_share, 6)))
+        return min(max(min(need, worth), policy.min_workers), policy.max_workers)
 
     def _grow(self, count: int, starting: int,
               sample: Sample) -> tuple[list[int], list[int]]:

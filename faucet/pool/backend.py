@@ -6,8 +6,11 @@ A worker's state is two things that change for different reasons:
   moved by whoever runs the process (the supervisor, and the scaler that stops one);
 - ``held``: why it is kept out of routing on purpose (scaled down, a reload, a recycle),
   which outlives a restart of its process: a worker drained while its process restarts
-  stays drained once the new process is online. A recycle is the one hold that a new
-  process ends: it is why that process was started.
+  stays drained once the new process is online.
+
+A recycle replaces the worker with its ``successor`` (a new process on a port of its own,
+the counters carried on): ``recycle`` marks it due and it serves on until the successor
+is online and takes its place; then it is drained (``RECYCLED``) and stopped.
 
 It takes requests (``online``) only when its process is ONLINE and nothing holds it.
 Every change goes through a method here, which checks the transition is one the life of
@@ -18,6 +21,7 @@ backend's ``on_change`` listener (the dispatcher) whenever ``online`` flips, and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -48,7 +52,7 @@ _FROM = {
 }
 
 
-RECYCLED = "recycled"  # why a worker is held while its process is replaced
+RECYCLED = "recycled"  # why a replaced worker is held while it drains
 
 
 class IllegalTransition(RuntimeError):
@@ -72,6 +76,8 @@ class Backend:
     # resumed, recycled (``detail``: the reason, where there is one).
     on_event: Callable[[Backend, str, str | None], None] | None = field(default=None,
                                                                          repr=False)
+    # Seconds, for the time it is busy (any monotonic clock: only differences count).
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     # -- state (read-only outside this class) --
     phase: Phase = field(default=Phase.STOPPED, init=False)
     held: str | None = field(default=None, init=False)  # why it is drained, if it is
@@ -81,6 +87,10 @@ class Backend:
     # Bumped at every process start, so pooled upstream connections to a dead process
     # are dropped.
     incarnation: int = field(default=0, init=False)
+    # Why its process is due for replacement (its successor is starting), if it is.
+    recycling: str | None = field(default=None, init=False)
+    # Told after each request it finishes (its supervisor checks max_requests then).
+    on_served: Callable[[], None] | None = field(default=None, init=False, repr=False)
     restarts: int = field(default=0, init=False)
     recycles: int = field(default=0, init=False)  # processes replaced on purpose
     last_failure: str | None = field(default=None, init=False)  # kept after it returns
@@ -94,6 +104,10 @@ class Backend:
     slow_inflight: int = field(default=0, init=False)  # not known to be quick (least-busy)
     served: int = field(default=0, init=False)
     sessions: int = field(default=0, init=False)  # live WebSocket sessions, Shiny's included
+    # Seconds with at least one request in flight, up to the last time none was left
+    # (``busy_seconds`` adds the current stretch): the work the rps scaler weighs.
+    busy_until_idle: float = field(default=0.0, init=False)
+    busy_since: float = field(default=0.0, init=False)  # when the current stretch began
     # Its position in the app's list of backends (and in the proxy's upstream pools),
     # which the sticky hashes and round-robin count in.
     index: int = field(init=False)
@@ -114,23 +128,34 @@ class Backend:
         self._tell("spawned", None)
 
     def ready(self) -> None:
-        """The process accepts connections: online, unless something holds it (a
-        recycle's hold ends here: this process is its replacement)."""
+        """The process accepts connections: online, unless something holds it."""
         self.failed_starts = 0
-        if self.held == RECYCLED:
-            self.held = None
         self._move("ready", Phase.ONLINE)
         self._tell("online", None)
 
     def recycle(self, reason: str) -> None:
-        """Out of routing until its process is replaced (``reason``: the limit it
-        reached); only an online worker nothing else holds is recycled."""
-        if self.phase is not Phase.ONLINE or self.held is not None:
+        """Its process is due for replacement (``reason``: the limit it reached): it
+        serves on while its ``successor`` starts. Only an online worker nothing holds,
+        not already due, is recycled."""
+        if self.phase is not Phase.ONLINE or self.held is not None or self.recycling:
             raise IllegalTransition(f"{self.target}: recycle while {self.status}")
-        self.held = RECYCLED
+        self.recycling = reason
         self.recycles += 1
-        self._settle()
         self._tell("recycled", reason)
+
+    def successor(self, port: int) -> Backend:
+        """The worker that replaces this one once it is due: the same place (worker id,
+        route, generation, listeners), a port of its own (this process still listens on
+        its own), the counters carried on; no process yet."""
+        if not self.recycling:
+            raise IllegalTransition(f"{self.target}: a successor while not recycling")
+        new = Backend(self.worker_id, port, self.route, self.generation,
+                      on_event=self.on_event, clock=self.clock)
+        new.incarnation, new.restarts, new.recycles = (self.incarnation, self.restarts,
+                                                       self.recycles)
+        new.served, new.busy_until_idle = self.served, self.busy_seconds()
+        new.last_failure, new.last_output = self.last_failure, self.last_output
+        return new
 
     def condemned(self, reason: str) -> None:
         """Found hung: out of routing while its process is stopped."""
@@ -190,6 +215,8 @@ class Backend:
 
     def lease(self, slow: bool) -> None:
         """A request was handed to it (``slow``: not known to be quick)."""
+        if self.inflight == 0:
+            self.busy_since = self.clock()
         self.inflight += 1
         self.slow_inflight += slow
 
@@ -198,6 +225,15 @@ class Backend:
         self.inflight -= 1
         self.slow_inflight -= slow
         self.served += 1
+        if self.inflight == 0:
+            self.busy_until_idle += self.clock() - self.busy_since
+        if self.on_served is not None:
+            self.on_served()
+
+    def busy_seconds(self) -> float:
+        """Seconds it has had a request in flight, ever (requests overlapping count once)."""
+        ongoing = self.clock() - self.busy_since if self.inflight else 0.0
+        return self.busy_until_idle + ongoing
 
     def session_opened(self) -> None:
         """A WebSocket session (a Shiny session among them) now counts on this worker."""

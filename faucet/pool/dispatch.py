@@ -90,6 +90,7 @@ class Dispatcher:
         self.retired = False
         for backend in self.backends:  # each tells of its own changes (faucet.backend)
             backend.on_change = self.changed
+            backend.clock = trio.current_time  # busy time on the clock the scaler reads
 
     def changed(self) -> None:
         """A backend went online or offline: wake whoever waits for one."""
@@ -106,6 +107,19 @@ class Dispatcher:
         self._quick_waiters.clear()
         self._slow_waiters.clear()
         self.changed()
+
+    def replace(self, new: Backend) -> Dispatcher:
+        """``new`` (a recycled worker's successor, online) takes the place of the backend
+        at its index; the old one comes back in a retired dispatcher of its own, where a
+        Shiny session's requests still reach it until it has drained."""
+        old = self.backends[new.index]
+        self.backends[new.index] = new
+        new.on_change, new.clock = self.changed, trio.current_time
+        leaving = Dispatcher([old], self.strategy, max_inflight=self.max_inflight,
+                             max_queue=self.max_queue, sticky_grace=self.sticky_grace)
+        leaving.retired = True
+        self.changed()
+        return leaving
 
     async def wait_changed(self) -> None:
         """Until the next time a backend goes online or offline."""

@@ -27,7 +27,8 @@ SCALED_DOWN = "scaled down"  # why its workers are drained or stopped, as health
 
 def sample_pool(dispatcher: Dispatcher, now: float) -> Sample:
     return Sample(now, dispatcher.queued(), tuple(
-        WorkerSample(b.online, b.inflight, b.sessions, b.served, b.incarnation, b.restarts)
+        WorkerSample(b.online, b.inflight, b.sessions, b.served, b.incarnation, b.restarts,
+                     b.busy_seconds())
         for b in dispatcher.backends))
 
 
@@ -79,15 +80,17 @@ class _Pool:
     async def _run(self, backend: Backend, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Supervise one worker until its scope is cancelled (which stops its process group),
         then mark it stopped."""
-        scope = self.scopes[backend.index] = trio.CancelScope()
+        index = backend.index
+        scope = self.scopes[index] = trio.CancelScope()
         backend.resume()
         with scope:
             await self.supervise(backend, task_status=task_status)
-        backend.stopped()
-        self.autoscaler.exited(backend.index)
+        self.dispatcher.backends[index].stopped()  # a recycle may have replaced it
+        self.autoscaler.exited(index)
 
     def _log(self, decision: Decision, sample: Sample) -> None:
-        load = (f"{self.autoscaler.rate:.1f} req/s, {sample.queued} queued; now "
+        load = (f"{self.autoscaler.rate:.1f} req/s, {self.autoscaler.busy:.1f} workers busy, "
+                f"{sample.queued} queued; now "
                 f"{len(self.autoscaler.running())} of {len(sample.workers)} running")
         for verb, indices in (("starting", decision.start), ("taken back", decision.resume),
                               ("draining", decision.drain), ("stopping", decision.stop)):

@@ -2,7 +2,8 @@
 
 A generation is one deploy of the app: its backends, their connection pools and its
 dispatcher. New requests go to the ``live`` one; a reload puts a new one live and the
-old ones drain (``retired``) until their requests and Shiny sessions are over.
+old ones drain (``retired``) until their requests and Shiny sessions are over. A recycled
+worker leaves the same way, as a generation of one, once its successor has its place.
 """
 
 from __future__ import annotations
@@ -17,15 +18,23 @@ from faucet.proxy.upstream import UpstreamPool
 
 @define(eq=False)
 class Generation:
-    """One deploy of an app; ``pools`` are in backend order."""
+    """One deploy of an app (or one recycled worker of it, draining); ``pools`` by
+    backend index."""
 
     number: int
     dispatcher: Dispatcher
-    pools: list[UpstreamPool]
+    pools: dict[int, UpstreamPool]
 
     @property
     def backends(self) -> list[Backend]:
         return self.dispatcher.backends
+
+    def replace(self, new: Backend) -> Generation:
+        """A recycled worker's ``new`` successor (online) takes its place; the old worker
+        comes back as a generation of one, to be retired as a reload retires one."""
+        old_pool = self.pools[new.index]
+        self.pools[new.index] = UpstreamPool(new)
+        return Generation(self.number, self.dispatcher.replace(new), {new.index: old_pool})
 
     def idle(self) -> bool:
         """No request in flight and no WebSocket session left on any of its workers."""

@@ -1,6 +1,6 @@
 """One worker's life: spawn it, relay its output, mark it online once it accepts
 connections, watch it for hangs, restart it with capped backoff when it exits or hangs,
-replace it (recycle) when it reaches max_requests or max_worker_memory, and kill its
+say when it is due for replacement (max_requests, max_worker_memory), and kill its
 whole process group when faucet stops. Each process gets a temporary directory of its
 own (TMPDIR), removed once it has exited: R leaves its RtmpXXXXXX behind when a signal
 ends it."""
@@ -8,6 +8,7 @@ ends it."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import shutil
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import trio
 
 from faucet.config.app_kinds import KINDS
 from faucet.config.settings import Config
-from faucet.pool.backend import RECYCLED, Backend
+from faucet.pool.backend import Backend
 from faucet.pool.liveness import Probe, Watch
 from faucet.pool.recycle import Limits, RecyclePolicy
 from faucet.workers.app_events import WorkerEvents
@@ -33,12 +35,9 @@ log = logging.getLogger("faucet.supervisor")
 TAIL_LINES = 20
 KILL_GRACE = 5.0
 PROBE_INTERVAL = 0.05
-# How often a worker is checked against its recycle limits (a /proc read and two
-# counters), and how often a recycled worker's drain is looked at: its requests end in
-# milliseconds, and it happens once per max_requests requests, so no hook on the
-# request path.
+# How often a worker's resident memory is checked against max_worker_memory (a /proc
+# read); max_requests is checked as each request finishes.
 RECYCLE_CHECK = 0.5
-DRAIN_POLL = 0.05
 SCRATCH_REMOVAL = 30.0  # seconds a process's temporary directory may take to remove
 
 
@@ -148,6 +147,7 @@ async def supervise_worker(
     events: WorkerEvents | None = None,
     temp_root: Path | None = None,
     rng: random.Random | None = None,
+    recycled: Callable[[], None] | None = None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the worker until cancelled, moving ``backend`` through its process's life.
@@ -155,7 +155,9 @@ async def supervise_worker(
     ``events``, if given, takes the app's event lines off stderr and records each start,
     online, recycle, exit and restart. With ``temp_root``, each process gets a directory
     of its own there as TMPDIR, removed once it has exited. ``rng`` draws the
-    max_requests jitter."""
+    max_requests jitter. ``recycled`` (without it, no recycling) is told once the
+    process is due for replacement; it serves on until its slot stops it
+    (faucet.slot)."""
     rng = rng or random.Random()
     policy = policy or RestartPolicy()
     argv = worker_argv(app, backend.port)
@@ -186,8 +188,8 @@ async def supervise_worker(
             events.started(argv, process.pid)
         task_status.started()
         task_status = trio.TASK_STATUS_IGNORED
-        recycler = _Recycler(backend, process.pid, recycling.limits(rng), config.drain_timeout,
-                             run, worker_log, events)
+        recycler = _Recycler(backend, process.pid, recycling.limits(rng), worker_log, events,
+                             recycled)
         try:
             with run:
                 async with trio.open_nursery() as nursery:
@@ -196,8 +198,8 @@ async def supervise_worker(
                                        tail, events)
                     watching = await nursery.start(_look_after, backend, process, watch,
                                                    config, busy_unseen, worker_log, events)
-                    recycle = (await nursery.start(recycler.run) if recycling.enabled
-                               else trio.CancelScope())
+                    recycle = (await nursery.start(recycler.run)
+                               if recycling.enabled and recycled else trio.CancelScope())
                     await process.wait()
                     watching.cancel()  # gone: nothing to bring online, check or recycle
                     recycle.cancel()
@@ -216,9 +218,6 @@ async def supervise_worker(
                     await trio.to_thread.run_sync(partial(shutil.rmtree, scratch,
                                                           ignore_errors=True))
         uptime = trio.current_time() - began
-        if recycler.replaced:
-            worker_log.info("recycled after %.1fs; starting its replacement", uptime)
-            continue
         delay = policy.delay(uptime)
         backend.restarting()
         last = "\n".join(tail) or "(no output on stderr)"
@@ -258,42 +257,37 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class _Recycler:
-    """Replaces one process once it reaches its limits: out of routing, its requests
-    finish (and its sessions end, up to ``drain_timeout``), then its run is ended;
-    ``replaced`` tells the supervisor to start the next process at once."""
+    """Tells the worker's slot once its process is due for replacement: checked as each
+    request finishes (max_requests: no overshoot from polling) and every
+    ``RECYCLE_CHECK`` seconds (max_worker_memory)."""
 
-    def __init__(self, backend: Backend, pid: int, limits: Limits, drain_timeout: float,
-                 run: trio.CancelScope, worker_log, events: WorkerEvents | None):
+    def __init__(self, backend: Backend, pid: int, limits: Limits, worker_log,
+                 events: WorkerEvents | None, recycled: Callable[[], None]):
         self.backend, self.pid, self.limits = backend, pid, limits
-        self.drain_timeout = drain_timeout
-        self.run_scope, self.log, self.events = run, worker_log, events
-        self.replaced = False
+        self.log, self.events, self.recycled = worker_log, events, recycled
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Until the process is due and drained (then its run is cancelled). Started with
-        the cancel scope that ends it once the process has exited."""
+        """Until the process is due (then the slot is told). Started with the cancel
+        scope that ends it once the process has exited."""
         backend = self.backend
+        look = RECYCLE_CHECK if self.limits.memory is not None else math.inf
         with trio.CancelScope() as scope:
             task_status.started(scope)
             served_before = backend.served
-            while (reason := self._due(served_before)) is None:  # noqa: ASYNC110 (memory
-                await trio.sleep(RECYCLE_CHECK)  # has no event: see RECYCLE_CHECK)
+            try:
+                while (reason := self._due(served_before)) is None:
+                    served = trio.Event()
+                    backend.on_served = served.set
+                    with trio.move_on_after(look):
+                        await served.wait()
+            finally:
+                backend.on_served = None
             backend.recycle(reason)
-            self.log.info("recycling: %s; draining %d request(s) and %d session(s)",
-                          reason, backend.inflight, backend.sessions)
+            self.log.info("recycling: %s; its replacement starts, and it serves until that "
+                          "one is online", reason)
             if self.events:
                 self.events.recycled(reason, backend.recycles)
-            with trio.move_on_after(self.drain_timeout):
-                while backend.inflight or backend.sessions:  # noqa: ASYNC110 (see DRAIN_POLL)
-                    await trio.sleep(DRAIN_POLL)
-            if backend.held != RECYCLED:
-                return  # a reload or the scaler holds it now: theirs to stop
-            if backend.inflight or backend.sessions:
-                self.log.warning("recycling: drain_timeout passed with %d request(s) and %d "
-                                 "session(s) open; stopping it anyway", backend.inflight,
-                                 backend.sessions)
-            self.replaced = True
-            self.run_scope.cancel()
+            self.recycled()
 
     def _due(self, served_before: int) -> str | None:
         """Why to recycle now; None while it is not online (starting, or held by a
@@ -301,7 +295,8 @@ class _Recycler:
         backend = self.backend
         if not backend.online:
             return None
-        return self.limits.due(backend.served - served_before, resident_bytes(self.pid))
+        resident = resident_bytes(self.pid) if self.limits.memory is not None else None
+        return self.limits.due(backend.served - served_before, resident)
 
 
 def _take_out_of_service(backend: Backend, worker_log, run: trio.CancelScope,

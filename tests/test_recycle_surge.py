@@ -1,0 +1,71 @@
+"""A recycle with real R workers under load (issue 17 item 3): each worker's replacement
+starts before it stops, so no request fails and the pool never has fewer workers online
+than its size; the replaced processes are gone once they have drained."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+
+from tests.helpers import config_for, run_faucet, until
+
+CLIENTS = 4  # requests in flight at once: two per worker
+RECYCLES = 4  # two per worker
+GUARD = 180  # seconds: a guard against hanging, not a measure of speed
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+async def test_recycling_by_request_count_under_load_keeps_every_worker_online():
+    config = config_for(workers=2, strategy="least-busy", max_requests=40)
+    async with run_faucet(config) as faucet, faucet.client() as client:
+        (mount,) = faucet.proxy_mounts
+        dispatcher = mount.dispatcher
+        size = len(dispatcher.backends)
+        pids: set[int] = set()
+        fewest_online = size
+        statuses: list[int] = []
+        done = trio.Event()
+
+        def recycles() -> int:
+            return sum(b.recycles for b in dispatcher.backends)
+
+        async def watch() -> None:
+            nonlocal fewest_online
+            while not done.is_set():
+                pids.update(b.pid for b in mount.every_backend() if b.pid is not None)
+                fewest_online = min(fewest_online, sum(b.online for b in dispatcher.backends))
+                with trio.move_on_after(0.05):  # a recycle's own changes wake it at once
+                    await dispatcher.wait_changed()
+
+        async def load() -> None:
+            while not done.is_set():
+                statuses.append((await client.get("/echo")).status_code)
+
+        with trio.fail_after(GUARD):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                for _ in range(CLIENTS):
+                    nursery.start_soon(load)
+                while recycles() < RECYCLES or any(b.recycling for b in dispatcher.backends):
+                    await dispatcher.wait_changed()
+                await until(lambda: not mount.retired)  # the replaced ones drained
+                done.set()
+        assert statuses and set(statuses) == {200}
+        assert fewest_online == size
+        current = {b.pid for b in dispatcher.backends}
+        assert len(pids - current) >= RECYCLES
+        await until(lambda: not any(alive(pid) for pid in pids - current))
+        health = (await client.get("/__faucet__/health")).json()
+        assert {w["restarts"] for w in health["workers"]} == {0}
+        assert sum(w["recycles"] for w in health["workers"]) >= RECYCLES
+        assert [w["state"] for w in health["workers"]] == ["online"] * size

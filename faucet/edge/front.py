@@ -2,14 +2,14 @@
 
 Why not hypercorn for every request: measured here with a trivial ASGI app, hypercorn's
 HTTP/1.1 path costs ~0.42 ms of CPU per request (a task, a channel and an idle-timer task
-per request, two writes per response), while one task per connection running h11 and the
-app inline costs ~0.10 ms. On a 2-core box where R needs ~1.5 ms per request, that
-difference is ~15% of faucet's throughput. So requests are parsed with h11 (the parser
-hypercorn itself uses) and the ASGI app is called in the connection's own task; a
+per request, two writes per response), while one task per connection parsing requests and
+calling the app inline costs ~0.10 ms. On a 2-core box where R needs ~1.5 ms per request,
+that difference is ~15% of faucet's throughput. So requests are parsed here (llhttp, see
+``faucet.edge.http11``) and the ASGI app is called in the connection's own task; a
 response's head and first body piece leave in one write.
 
 The app is faucet's Proxy: ``serve_http(request, receive, send)`` for a request on this
-path (a ``faucet.http.request.Request`` built here from h11's, no ASGI scope dict),
+path (a ``faucet.http.request.Request`` built here from the parsed head, no ASGI scope dict),
 ``refused(request, status)`` for a request refused here (413, 431, 400 for ambiguous
 framing), so every answer is accounted for, and the ASGI callable for hypercorn.
 
@@ -29,10 +29,17 @@ import logging
 import re
 from http import HTTPStatus
 
-import h11
 import trio
 from attrs import frozen
 
+from faucet.edge.http11 import (
+    END,
+    BadRequest,
+    InvalidResponse,
+    RequestHead,
+    RequestParser,
+    ResponseFramer,
+)
 from faucet.edge.hypercorn_adapter import HandOff, HypercornConfig, listeners
 from faucet.errors import BadRequestBody, ResponseRejected
 from faucet.http import socket_io
@@ -46,7 +53,10 @@ H2_PREFACE = b"PRI * HTTP/2.0"
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 _DISCONNECT = {"type": "http.disconnect"}
-_HEAD_END = re.compile(rb"\n\r?\n")  # where h11 finds the end of a head
+_HEAD_END = re.compile(rb"\n\r?\n")  # where a head ends (read on, and let the parser judge)
+_HEAD_TOO_LARGE = "Request Header Fields Too Large: the head is over %d bytes"
+_NO_H2C = ("HTTP Version Not Supported: HTTP/1.x here; cleartext HTTP/2 is served only "
+           "with the setting h2c")
 
 
 # accept() errors that mean "out of resources for now": wait and try again.
@@ -176,19 +186,11 @@ class Front:
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         client = stream.socket.getpeername()[:2]
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
-        raw = bytearray()  # the bytes of the request head being read, for a hand-off
-        first = True
+        parser = RequestParser()
+        events = parser.events
+        raw = bytearray()  # the bytes read since the last request was answered
         while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    status = exc.error_status_hint
-                    await self._refuse(stream, raw, client, status,
-                                       f"{_REASONS[status].decode()}: {exc}")
-                return
-            if event is h11.NEED_DATA:
+            if not events:  # the next request head is still to be read
                 data = await self._receive_head(stream, raw)
                 if data is None:
                     await self._refuse(stream, raw, client, 408, "Request Timeout: the "
@@ -196,68 +198,66 @@ class Front:
                     return
                 if not data:  # end of stream, keep-alive timeout or shutdown
                     return
-                if first and self.limits.h2c and data.startswith(H2_PREFACE):
-                    await self._hand_off(stream, data)
+                if not raw and data.startswith(H2_PREFACE):
+                    if self.limits.h2c:
+                        await self._hand_off(stream, data)
+                    else:
+                        await self._refuse(stream, data, client, 505, _NO_H2C)
                     return
-                first = False
                 raw += data
-                conn.receive_data(data)
+                try:
+                    parser.feed(data)
+                except BadRequest as exc:
+                    await self._refuse(stream, raw, client, exc.status, str(exc))
+                    return
+                if not events and len(raw) > self.max_head:
+                    await self._refuse(stream, raw, client, 431, _HEAD_TOO_LARGE % self.max_head)
+                    return
                 continue
-            if type(event) is not h11.Request:  # ConnectionClosed (or PAUSED after an error)
-                return
-            request = _request(event, client)
-            refusal = self._refusal(event)
+            head = events.popleft()
+            request = _request(head, client)
+            refusal = self._refusal(head)
             if refusal is not None:
                 self.app.refused(request, refusal[0])
                 await _send_quietly(stream, _plain(*refusal))
                 return
-            if self._upgrades(event):
-                await self._hand_off(stream, raw)
+            if head.upgrade and self._upgrades(head):
+                await self._hand_off(stream, _head_bytes(head) + parser.upgrade_rest)
                 return
-            if not _has_body(event.headers):
-                conn.next_event()  # h11 ends a request without a body at once
-            exchange = _Exchange(conn, stream, self.closing, self.limits)
+            exchange = _Exchange(head, parser, stream, self.closing, self.limits)
             await self._call_app(exchange, request)
             if not exchange.reusable() or self.closing.is_set():
                 return
-            conn.start_next_cycle()
-            raw = bytearray(conn.trailing_data[0])
+            raw = bytearray()
 
-    def _upgrades(self, request: h11.Request) -> bool:
-        """Whether the request leaves the h11 path for hypercorn: a WebSocket handshake,
-        or h2c when it is on. Any other ``Upgrade`` is served here as plain HTTP/1.1
-        (the header is hop-by-hop and never reaches the worker), so it keeps this
-        path's limits instead of gaining hypercorn's lack of a send timeout."""
-        for name, value in request.headers:
+    def _upgrades(self, head: RequestHead) -> bool:
+        """Whether the request leaves this path for hypercorn: a WebSocket handshake, or
+        h2c when it is on. Any other ``Upgrade`` is served here as plain HTTP/1.1 (the
+        header is hop-by-hop and never reaches the worker), so it keeps this path's
+        limits instead of gaining hypercorn's lack of a send timeout."""
+        for name, value in head.headers:
             if name == b"upgrade":
                 token = value.strip().lower()
                 return token == b"websocket" or (token == b"h2c" and self.limits.h2c)
         return False
 
-    def _refusal(self, request: h11.Request) -> tuple[int, str] | None:
+    def _refusal(self, head: RequestHead) -> tuple[int, str] | None:
         """The answer to a request head that must not reach an app, if any: one over the
-        head limit however it arrived (h11 checks only heads still incomplete), one
-        framed twice (Content-Length and Transfer-Encoding: front and worker could
-        disagree on where it ends), or a body declared over ``max_body``."""
-        size = len(request.target)
-        framing = 0  # one for Content-Length, two for Transfer-Encoding
+        head limit however it arrived (the size check while reading sees only heads
+        still incomplete), a body declared over ``max_body``, or a body behind an
+        ``Upgrade`` served here (the parser hands what follows such a head over whole)."""
+        size = len(head.target)
         declared = 0
-        for name, value in request.headers:  # one pass: this runs for every request
+        for name, value in head.headers:  # one pass: this runs for every request
             size += len(name) + len(value) + 4
             if name == b"content-length":
-                framing |= 1
                 declared = int(value)
-            elif name == b"transfer-encoding":
-                framing |= 2
-        if request.http_version not in (b"1.1", b"1.0"):  # h11 parses "PRI * HTTP/2.0"
-            return 505, ("HTTP Version Not Supported: HTTP/1.x here; cleartext HTTP/2 is "
-                         "served only with the setting h2c")
         if size > self.max_head:
-            return 431, f"Request Header Fields Too Large: the head is over {self.max_head} bytes"
-        if framing == 3:
-            return 400, "Bad Request: both Content-Length and Transfer-Encoding"
+            return 431, _HEAD_TOO_LARGE % self.max_head
         if declared > self.limits.max_body:
             return 413, f"Content Too Large: the body is over {self.limits.max_body} bytes"
+        if head.upgrade and head.has_body and not self._upgrades(head):
+            return 400, "Bad Request: a body behind an Upgrade faucet does not serve"
         return None
 
     async def _refuse(self, stream: trio.SocketStream, head: bytes | bytearray, client,
@@ -334,35 +334,43 @@ class Front:
         await self.hand_off.serve(Replay(stream, bytes(data), self.limits.send_timeout))
 
 
-def _has_body(headers) -> bool:
-    for name, value in headers:
-        if name == b"transfer-encoding" or name == b"content-length" and value != b"0":
-            return True
-    return False
+def _request(head: RequestHead, client) -> Request:
+    path, _, query = head.target.partition(b"?")
+    return Request(method=head.method.decode("ascii"), raw_path=path, query=query,
+                   http_version=head.http_version, scheme="http", client=client,
+                   headers=head.headers)
 
 
-def _request(event: h11.Request, client) -> Request:
-    path, _, query = event.target.partition(b"?")
-    return Request(method=event.method.decode("ascii").upper(), raw_path=path, query=query,
-                   http_version=event.http_version.decode(), scheme="http", client=client,
-                   headers=event.headers)
+def _head_bytes(head: RequestHead) -> bytes:
+    """The request head written out again, for hypercorn to read an upgrade from."""
+    lines = [b"%s %s HTTP/%s\r\n" % (head.method, head.target, head.http_version.encode())]
+    lines += [b"%s: %s\r\n" % header for header in head.headers]
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 class _Exchange:
     """One request/response on a connection: the ASGI ``receive`` and ``send``."""
 
-    __slots__ = ("conn", "stream", "closing", "body_left", "send_timeout", "status", "headers",
-                 "started", "complete", "gone")
+    __slots__ = ("head", "parser", "stream", "closing", "body_left", "send_timeout", "status",
+                 "headers", "framer", "body_done", "continued", "started", "complete", "gone")
 
-    def __init__(self, conn: h11.Connection, stream: trio.SocketStream, closing: trio.Event,
-                 limits: Limits):
-        self.conn = conn
+    def __init__(self, head: RequestHead, parser: RequestParser, stream: trio.SocketStream,
+                 closing: trio.Event, limits: Limits):
+        self.head = head
+        self.parser = parser
         self.stream = stream
         self.closing = closing
         self.body_left = limits.max_body
         self.send_timeout = limits.send_timeout
         self.status = 500
         self.headers: list = []
+        self.framer = ResponseFramer()
+        events = parser.events
+        self.body_done = bool(events) and events[0] is END  # no body: its end came with it
+        if self.body_done:
+            events.popleft()
+        self.continued = False  # "100 Continue" was sent
         self.started = False  # the response head has been written
         self.complete = False  # the whole response has been written
         self.gone = False  # the client's connection broke
@@ -370,33 +378,33 @@ class _Exchange:
     async def receive(self) -> dict:
         """The next piece of the request body, or ``http.disconnect`` once the client has
         gone (or the body has been read; faucet never waits for a disconnect).
-        BadRequestBody when the body is malformed or over the limit."""
-        conn = self.conn
-        if self.gone or conn.their_state is not h11.SEND_BODY:
+        BadRequestBody when the body is malformed, cut short or over the limit."""
+        if self.gone or self.body_done:
             return _DISCONNECT
-        if conn.they_are_waiting_for_100_continue:
-            await self._write(conn.send(h11.InformationalResponse(status_code=100,
-                                                                  headers=[])))
-        while True:
+        events = self.parser.events
+        if self.head.expects_continue and not self.continued and not events:
+            self.continued = True
+            await self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        while not events:
             try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise BadRequestBody(400, f"Bad Request: {exc}") from None
-            if event is h11.NEED_DATA:
-                try:
-                    data = await socket_io.receive_some(self.stream, RECEIVE_SIZE)
-                except _BROKEN:
-                    data = b""
-                conn.receive_data(data)
-                continue
-            if type(event) is h11.Data:
-                self.body_left -= len(event.data)
-                if self.body_left < 0:
-                    raise BadRequestBody(413, "Content Too Large: the body is over the limit")
-                return {"type": "http.request", "body": bytes(event.data), "more_body": True}
-            if type(event) is h11.EndOfMessage:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            return _DISCONNECT
+                data = await socket_io.receive_some(self.stream, RECEIVE_SIZE)
+            except _BROKEN:
+                data = b""
+            if not data:
+                raise BadRequestBody(400, "Bad Request: the connection closed before the "
+                                     "end of the request body")
+            try:
+                self.parser.feed(data)
+            except BadRequest as exc:
+                raise BadRequestBody(exc.status, str(exc)) from None
+        event = events.popleft()
+        if event is END:
+            self.body_done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        self.body_left -= len(event)
+        if self.body_left < 0:
+            raise BadRequestBody(413, "Content Too Large: the body is over the limit")
+        return {"type": "http.request", "body": event, "more_body": True}
 
     async def send(self, message: dict) -> None:
         kind = message["type"]
@@ -406,39 +414,42 @@ class _Exchange:
             return
         if kind != "http.response.body" or self.complete:
             return
-        conn = self.conn
+        framer = self.framer
         out = b""
-        if not self.started:
-            self.started = True
-            if self.closing.is_set() or conn.their_state is not h11.DONE:
+        try:
+            if not self.started:
+                self.started = True
+                head = self.head
                 # shutting down, or a request body left unread: no next request here
-                self.headers.append((b"connection", b"close"))
-            try:
-                out = conn.send(h11.Response(status_code=self.status, headers=self.headers,
-                                             reason=_REASONS.get(self.status, b"")))
-            except h11.LocalProtocolError as exc:
+                keep_alive = (head.keep_alive and not head.upgrade and self.body_done
+                              and not self.closing.is_set())
+                try:
+                    out = framer.head(self.status, _REASONS.get(self.status, b""),
+                                      self.headers, head.method, head.http_version, keep_alive)
+                except InvalidResponse as exc:
+                    self.complete = True
+                    await self._write(_plain(502, f"Bad Gateway: invalid response head ({exc})"))
+                    raise ResponseRejected(str(exc)) from exc
+            out += framer.body(message.get("body", b""))
+            if not message.get("more_body", False):
+                out += framer.end()
                 self.complete = True
-                await self._write(_plain(502, f"Bad Gateway: invalid response head ({exc})"))
-                raise ResponseRejected(str(exc)) from exc
-        body = message.get("body", b"")
-        if body:
-            out += conn.send(h11.Data(data=body))
-        if not message.get("more_body", False):
-            out += conn.send(h11.EndOfMessage())
-            self.complete = True
+        except InvalidResponse:
+            framer.keep_alive = False  # the response is cut short: the connection ends
+            raise
         await self._write(out)
 
     async def fail(self) -> None:
         """End an exchange the app left unfinished: a 500 if nothing was sent yet."""
         self.complete = True
+        self.framer.keep_alive = False
         if not self.started:
             self.started = True
             await self._write(_plain(500, "Internal Server Error"))
 
     def reusable(self) -> bool:
         """After the app returns: whether the connection can serve another request."""
-        conn = self.conn
-        return not self.gone and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        return not self.gone and self.complete and self.body_done and self.framer.keep_alive
 
     async def _write(self, data: bytes) -> None:
         """Write to the client; one that has gone, or has not taken a write within

@@ -193,7 +193,8 @@ def front_limits(config: Config, open_files: int) -> Limits:
         connections = budget
     return Limits(max_body=config.max_body_size, max_connections=connections,
                   head_timeout=config.head_timeout, send_timeout=config.send_timeout,
-                  h2c=config.h2c)
+                  h2c=config.h2c, h2_max_streams=config.h2_max_streams,
+                  h2_max_resets=config.h2_max_resets)
 
 
 async def _run_proxy(proxy: Proxy, config: Config, shutdown: Shutdown,

@@ -326,7 +326,8 @@ async def start_front(nursery: trio.Nursery, app, limits: Limits | None = None,
     config.h11_max_incomplete_size = max_head
     config.graceful_timeout = 5
     stopping = trio.Event()
-    binds = await nursery.start(serve_front, AsgiApp(app), config, stopping, limits)
+    front_app = app if isinstance(app, AsgiApp) else AsgiApp(app)
+    binds = await nursery.start(serve_front, front_app, config, stopping, limits)
     return int(binds[0].rsplit(":", 1)[1]), stopping
 
 

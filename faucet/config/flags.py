@@ -55,6 +55,10 @@ DESCRIPTIONS = {
     "shutdown_timeout": "seconds in-flight requests get on a graceful shutdown",
     "h2c": "serve cleartext HTTP/2 (prior knowledge or Upgrade: h2c), for load balancers "
            "that speak it to backends (true | false)",
+    "h2_max_streams": "h2c: requests one HTTP/2 connection may have under way, reset "
+                      "ones included; each beyond the first takes a max_connections slot",
+    "h2_max_resets": "h2c: streams one HTTP/2 connection may reset before their answer "
+                     "(less those it let finish) before it is closed with GOAWAY",
     "shutdown_delay": "seconds faucet keeps serving after SIGTERM while /__faucet__/ready "
                       "already answers 503, so load balancers take it out first",
     "drain_timeout": "seconds Shiny sessions may stay on replaced workers after a reload",
@@ -143,7 +147,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
                 "max_queue", "sticky_grace", "scale_down_after", "liveness_interval",
                 "liveness_timeout", "unhealthy_after", "max_requests", "max_requests_jitter",
                 "max_worker_memory"),
-    "proxy limits": ("max_connections", "h2c", "head_timeout", "client_body_timeout",
+    "proxy limits": ("max_connections", "h2c", "h2_max_streams", "h2_max_resets",
+                     "head_timeout", "client_body_timeout",
                      "send_timeout",
                      "max_body_size", "proxy_buffer_size", "max_spool_size", "max_spool_total",
                      "max_websockets",

@@ -251,6 +251,11 @@ class Config:
     # Cleartext HTTP/2, for load balancers that speak it to backends (browsers never do);
     # off, as nginx has it, so HTTP/2's surface is open only to those who need it.
     h2c: bool = False
+    # With h2c: requests one HTTP/2 connection may have under way (reset ones included),
+    # and streams it may reset before their answer (net of those it let finish) before
+    # it gets GOAWAY: rapid reset, CVE-2023-44487.
+    h2_max_streams: int = setting(100, _at_least(1))
+    h2_max_resets: int = setting(100, _at_least(0))
     head_timeout: float = setting(10.0, _positive)
     client_body_timeout: float = setting(60.0, _positive)
     send_timeout: float = setting(60.0, _positive)

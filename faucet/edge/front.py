@@ -32,6 +32,7 @@ from http import HTTPStatus
 import trio
 from attrs import frozen
 
+from faucet.edge.h2_protocol import H2Rules
 from faucet.edge.http11 import (
     END,
     BadRequest,
@@ -75,6 +76,8 @@ class Limits:
     head_timeout: float = 10.0  # seconds for a whole request head, once begun (408)
     send_timeout: float = 60.0  # seconds a client may take to accept a write
     h2c: bool = False  # cleartext HTTP/2 (prior knowledge or Upgrade: h2c) is served
+    h2_max_streams: int = 100  # requests under way on one HTTP/2 connection
+    h2_max_resets: int = 100  # streams one HTTP/2 connection may reset before GOAWAY
 
 
 async def serve(app, config: HypercornConfig, stopping: trio.Event, limits: Limits = Limits(),
@@ -109,8 +112,11 @@ class Front:
         self.keep_alive = config.keep_alive_timeout
         self.max_head = config.h11_max_incomplete_size
         self.waiting: set[trio.CancelScope] = set()  # connections between requests
-        self.hand_off = HandOff(app, config)
         self.slots = trio.Semaphore(limits.max_connections)
+        self.hand_off = HandOff(app, config, H2Rules(
+            max_streams=limits.h2_max_streams, max_resets=limits.h2_max_resets,
+            max_head=self.max_head, send_timeout=limits.send_timeout, slots=self.slots,
+            refused=getattr(app, "refused", None)))
         self.accept_errors = RateLimitedLog(ERROR_LOG_EVERY)
         self.connection_errors = RateLimitedLog(ERROR_LOG_EVERY)
         self.unparsed = RateLimitedLog(ERROR_LOG_EVERY)

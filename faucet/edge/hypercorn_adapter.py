@@ -1,4 +1,5 @@
-"""Everything faucet takes from hypercorn, in one file (its version pin touches only this).
+"""What faucet takes from hypercorn (its version pin touches only this and ``h2_protocol``,
+which holds the HTTP/2 connection's limits).
 
 faucet's front door (faucet.front) serves plain HTTP/1.1 itself and hands upgrades
 (WebSocket, h2c) and HTTP/2 connections to hypercorn's connection server, which uses
@@ -13,7 +14,6 @@ import hypercorn.config
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
 import trio
-from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.protocol.events import Body, Data, StreamClosed
 from hypercorn.protocol.ws_stream import (
     ASGIWebsocketState,
@@ -28,6 +28,7 @@ from hypercorn.utils import repr_socket_addr
 from wsproto.events import CloseConnection
 
 from faucet.config.settings import Config
+from faucet.edge.h2_protocol import EdgeApp, H2Rules, install_h2
 from faucet.http.ws_budget import WebSocketBudget
 
 HypercornConfig = hypercorn.config.Config
@@ -43,6 +44,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.include_server_header = False
     hc.graceful_timeout = config.shutdown_timeout
     hc.websocket_max_message_size = config.max_message_size
+    hc.h2_max_concurrent_streams = config.h2_max_streams  # advertised; h2_protocol enforces
     hc.accesslog = None
     hc.errorlog = logging.getLogger("faucet.hypercorn")
     hc.backlog = 1024
@@ -62,8 +64,9 @@ def listeners(config: HypercornConfig) -> tuple[list[trio.SocketListener], list[
 class HandOff:
     """Serves the rest of a client connection with hypercorn's connection server."""
 
-    def __init__(self, app, config: HypercornConfig):
-        self._app = ASGIWrapper(app)
+    def __init__(self, app, config: HypercornConfig, rules: H2Rules | None = None):
+        install_h2()
+        self._app = EdgeApp(app, rules if rules is not None else H2Rules())
         self._config = config
         self._context = WorkerContext(None)
 

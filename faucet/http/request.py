@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 from attrs import define, field
 
+from faucet.http.client_cancel import ClientCancel
+
+CANCEL_EXTENSION = "faucet.client_cancel"  # the scope extension the edge puts it under
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -28,6 +31,8 @@ class Request:
     headers: Sequence[tuple[bytes, bytes]]
     websocket: bool = False
     subprotocols: Sequence[str] = ()
+    # How the client can give the request up (an HTTP/2 stream reset); None on HTTP/1.1.
+    cancel: ClientCancel | None = None
     _path: str | None = field(default=None, init=False)
 
     @classmethod
@@ -44,6 +49,7 @@ class Request:
             headers=scope["headers"],
             websocket=websocket,
             subprotocols=scope.get("subprotocols") or (),
+            cancel=scope.get("extensions", {}).get(CANCEL_EXTENSION),
         )
 
     @property

@@ -9,6 +9,7 @@ spool) before the client has taken it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import trio
@@ -87,7 +88,7 @@ class Forwarder:
             try:
                 conn, response = await pool.exchange(
                     head, method, body.next_piece if body is not None else None,
-                    arrival.fields.chunked)
+                    arrival.fields.chunked, _committed(arrival.request))
                 # A Shiny page gets the reconnect script: (response, whole body) or None.
                 page = await with_script(response, conn) if arrival.mount.session_app else None
             except UpstreamError as exc:
@@ -144,6 +145,12 @@ class Forwarder:
         finally:
             await spool.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _committed(request):
+    """What holds a client's reset back while the worker has the request (an HTTP/2
+    stream's ``ClientCancel``; nothing on HTTP/1.1)."""
+    return request.cancel.committed if request.cancel is not None else contextlib.nullcontext
 
 
 def _done(pool, conn, admitted: Admitted) -> None:

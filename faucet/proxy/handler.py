@@ -105,10 +105,14 @@ class Proxy:
             return
         try:
             body = await self.forwarder.buffer_body(arrival, receive)
+            admitted = await admission.claim(arrival, send)
         except (BadRequestBody, ClientGone) as exc:
             admission.record(arrival.draft, await answer_bad_body(exc, send), None, started)
             return
-        admitted = await admission.claim(arrival, send)
+        except trio.Cancelled:
+            if _given_up(request):  # an HTTP/2 reset before a worker had the request
+                admission.record(arrival.draft, 499, None, started)
+            raise
         if admitted is None:
             return
         backend = admitted.backend
@@ -124,4 +128,11 @@ class Proxy:
             status = 499
         finally:
             admitted.release()
+            if not status and _given_up(request):
+                status = 499
             admission.record(arrival.draft, status, backend, admitted.chosen)
+
+
+def _given_up(request: Request) -> bool:
+    """Whether the client gave the request up (an HTTP/2 stream it reset)."""
+    return request.cancel is not None and request.cancel.given_up

@@ -10,6 +10,7 @@ connection per request, and saves the proxy the connect cost.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 # The next piece of a request body and whether more follows (the proxy reads the client).
 BodySource = Callable[[], Awaitable[tuple[bytes, bool]]]
+# Held from a request's first byte sent until its answer head (faucet.http.client_cancel).
+Committed = Callable[[], contextlib.AbstractContextManager]
 # Opens a stream to a worker's port: the network seam (tests pass socket pairs).
 Connect = Callable[[int], Awaitable[trio.SocketStream]]
 
@@ -225,7 +228,8 @@ class UpstreamPool:
         return UpstreamConnection(stream, incarnation), False
 
     async def exchange(self, head: bytes, method: str, body: BodySource | None,
-                       chunked: bool) -> tuple[UpstreamConnection, Response]:
+                       chunked: bool, committed: Committed = contextlib.nullcontext,
+                       ) -> tuple[UpstreamConnection, Response]:
         """Send one request and read its response head; the caller reads the body from
         the connection and hands it to ``put_back``.
 
@@ -235,6 +239,9 @@ class UpstreamPool:
         the send failed or the worker closed without a byte of answer (RFC 9112 9.3.1).
         A POST, PUT, PATCH or DELETE that may have reached the worker is never sent
         again: the client gets 502.
+
+        ``committed`` is entered from the first byte sent until the answer head is read:
+        the stretch a client's reset must not cut (faucet.http.client_cancel).
         """
         payload, more = head, False
         if body is not None:
@@ -244,11 +251,12 @@ class UpstreamPool:
         while True:
             conn, reused = await self.connection()
             try:
-                await conn.send(payload)
-                while more:
-                    data, more = await body()
-                    await conn.send(frame(data, more, chunked))
-                return conn, await conn.response_head(method)
+                with committed():
+                    await conn.send(payload)
+                    while more:
+                        data, more = await body()
+                        await conn.send(frame(data, more, chunked))
+                    return conn, await conn.response_head(method)
             except UpstreamError as exc:
                 conn.close()
                 sent = not isinstance(exc, ClosedBeforeAnswer) and conn.sent_all

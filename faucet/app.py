@@ -36,7 +36,7 @@ from faucet.proxy.handler import Proxy
 from faucet.proxy.insight import Insight, InsightApp
 from faucet.proxy.mount import Mount
 from faucet.proxy.shiny.session_events import SessionEvents
-from faucet.proxy.shiny.session_host import SessionHost
+from faucet.proxy.shiny.session_host import SessionHost, SessionSettings
 from faucet.telemetry.recorder import Recorder, serve_telemetry
 
 log = logging.getLogger("faucet")
@@ -110,7 +110,7 @@ async def serve(config: Config, plan: Plan, shutdown: Shutdown, *, routes=None,
                 websockets = WebSocketBudget(config.websocket_memory,
                                              config.max_websockets,
                                              config.max_websockets_per_client)
-                sessions = SessionHost(config, shutdown.stopping, websockets,
+                sessions = SessionHost(SessionSettings.of(config), shutdown.stopping, websockets,
                                        session_events(recorder))
                 # Before the workers start: the dashboard and start durations see them.
                 insight = await _start_insight(front, config, mounts, recorder, sessions,

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 
 import trio
-from attrs import define
+from attrs import define, frozen
 
 from faucet.config.settings import Config
 from faucet.config.strategy import Strategy
@@ -96,13 +96,26 @@ class Admitted:
                              self.lease.moved, self.backend.index, len(dispatcher.backends))
 
 
+@frozen
+class AdmissionSettings:
+    """What admission reads of the settings."""
+
+    ip_from: str  # where the client's address comes from
+    health_details: str  # who may see faucet's internals: "loopback", "all" or "none"
+    worker_wait_timeout: float  # seconds a request may wait for a free worker
+
+    @classmethod
+    def of(cls, config: Config) -> AdmissionSettings:
+        return cls(config.ip_from, config.health_details, config.worker_wait_timeout)
+
+
 class Admission:
     """Admits the requests of every app behind the front door."""
 
-    def __init__(self, config: Config, mounts: Sequence[Mount], recorder: Recorder,
+    def __init__(self, settings: AdmissionSettings, mounts: Sequence[Mount], recorder: Recorder,
                  sessions: SessionHost, routes: RouteTable | None,
                  metrics: RequestMetrics | None = None):
-        self.config = config
+        self.settings = settings
         self.metrics = metrics  # /__faucet__/metrics's counts; None with metrics = false
         self.mounts = list(mounts)
         self.recorder = recorder
@@ -125,7 +138,7 @@ class Admission:
         """The client's address per ``ip_from``, the one faucet uses everywhere (balancing,
         logs, telemetry, who may see health details); BadClientIp when the header it
         names is missing or not an address."""
-        return client_ip(request.peer, self.config.ip_from, fields.forwarded_for,
+        return client_ip(request.peer, self.settings.ip_from, fields.forwarded_for,
                          fields.real_ip)
 
     def trusts(self, request: Request) -> bool:
@@ -133,7 +146,7 @@ class Admission:
         dashboard (``health_details``): with ``loopback``, when the client's address (per
         ``ip_from``: behind a proxy on the same host the TCP peer is always loopback) is
         loopback; a missing or bad client-IP header is not."""
-        setting = self.config.health_details
+        setting = self.settings.health_details
         if setting != "loopback":
             return setting == "all"
         try:
@@ -227,7 +240,7 @@ class Admission:
                 self.record(arrival.draft, status, None, arrival.started)
                 return None
             cold = _starting(arrival)  # a browser's page while the app is scaled to zero
-            with trio.fail_after(STARTING_WAIT if cold else self.config.worker_wait_timeout):
+            with trio.fail_after(STARTING_WAIT if cold else self.settings.worker_wait_timeout):
                 while True:  # a reload retires the generation a request waits on
                     generation = mount.live
                     lease = generation.dispatcher.try_acquire(key, job=arrival.path)
@@ -244,7 +257,7 @@ class Admission:
                 self.record(arrival.draft, status, None, arrival.started)
                 return None
             why = ("the queue of waiting requests is full" if isinstance(exc, QueueFull)
-                   else f"no worker was free within {self.config.worker_wait_timeout:g}s")
+                   else f"no worker was free within {self.settings.worker_wait_timeout:g}s")
             status = await respond(send, 503, f"Service Unavailable: {why}\n".encode(),
                                    extra=[(b"retry-after", RETRY_AFTER)])
             self.record(arrival.draft, status, None, arrival.started)

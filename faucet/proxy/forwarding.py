@@ -13,6 +13,7 @@ import contextlib
 import time
 
 import trio
+from attrs import frozen
 
 from faucet.config.settings import Config
 from faucet.errors import BadRequestBody, ResponseRejected
@@ -27,15 +28,33 @@ from faucet.proxy.spool import ResponseSpool, SpoolBudget
 from faucet.proxy.upstream import UpstreamError
 
 
+@frozen
+class ForwardingSettings:
+    """What forwarding reads of the settings (sizes in bytes, times in seconds)."""
+
+    trust_forwarded: bool  # X-Forwarded-* from the client go on (ip_from is not "client")
+    buffer_size: int  # proxy_buffer_size
+    spool_size: int  # max_spool_size
+    spool_total: int  # max_spool_total
+    client_body_timeout: float
+    response_timeout: float
+
+    @classmethod
+    def of(cls, config: Config) -> ForwardingSettings:
+        return cls(config.ip_from != "client", int(config.proxy_buffer_size),
+                   int(config.max_spool_size), int(config.max_spool_total),
+                   config.client_body_timeout, config.response_timeout)
+
+
 class Forwarder:
     """Forwards admitted HTTP requests to their workers."""
 
-    def __init__(self, config: Config):
-        self.config = config
-        self.trust_forwarded = config.ip_from != "client"
-        self.buffer_size = config.proxy_buffer_size
-        self.spool_size = config.max_spool_size
-        self.spool_budget = SpoolBudget(config.max_spool_total)  # all responses' files
+    def __init__(self, settings: ForwardingSettings):
+        self.settings = settings
+        self.trust_forwarded = settings.trust_forwarded
+        self.buffer_size = settings.buffer_size
+        self.spool_size = settings.spool_size
+        self.spool_budget = SpoolBudget(settings.spool_total)  # all responses' files
 
     async def buffer_body(self, arrival: Arrival, receive) -> RequestBody | None:
         """The request body read up to ``proxy_buffer_size`` before a worker is claimed,
@@ -45,7 +64,7 @@ class Forwarder:
         unframed = arrival.request.http_version == "2" and fields.content_length is None
         if not (fields.has_body or unframed):
             return None
-        body = RequestBody(receive, self.config.client_body_timeout)
+        body = RequestBody(receive, self.settings.client_body_timeout)
         await body.prefetch(self.buffer_size)
         if body.complete:  # goes on with its length, whatever the client's framing
             fields.chunked = False
@@ -81,7 +100,7 @@ class Forwarder:
         method = arrival.request.method
         head = encode_head(method, arrival.target, self.headers_for(arrival))
         pool = admitted.generation.pools[admitted.backend.index]
-        timeout = self.config.response_timeout
+        timeout = self.settings.response_timeout
         with trio.move_on_after(timeout) as clock:
             if body is not None:
                 body.pause_while_reading(clock, timeout)

@@ -20,15 +20,15 @@ from faucet.errors import BadRequestBody
 from faucet.http.asgi import ClientGone, respond
 from faucet.http.request import Request
 from faucet.http.ws_budget import WebSocketBudget
-from faucet.proxy.admission import Admission
-from faucet.proxy.forwarding import Forwarder, answer_bad_body
+from faucet.proxy.admission import Admission, AdmissionSettings
+from faucet.proxy.forwarding import Forwarder, ForwardingSettings, answer_bad_body
 from faucet.proxy.health import HEALTH_PATH, READY_PATH, health, readiness
 from faucet.proxy.insight import INSIGHT_PATHS, Insight, answer_insight
 from faucet.proxy.mount import Mount
 from faucet.proxy.router import RouteTable
 from faucet.proxy.shiny.page_script import SCRIPT_SUFFIX
 from faucet.proxy.shiny.session_host import SessionHost
-from faucet.proxy.upgrade import Upgrades
+from faucet.proxy.upgrade import Upgrades, UpgradeSettings
 from faucet.telemetry.recorder import Recorder
 
 
@@ -51,11 +51,11 @@ class Proxy:
         self.websockets = websockets
         self.sessions = sessions
         self.insight = insight  # metrics and dashboard; None with metrics = false
-        self.admission = Admission(config, mounts, recorder, sessions, routes,
+        self.admission = Admission(AdmissionSettings.of(config), mounts, recorder, sessions, routes,
                                    insight.metrics if insight is not None else None)
-        self.forwarder = Forwarder(config)
-        self.upgrades = Upgrades(config, self.admission, self.forwarder, websockets,
-                                 sessions, stopping)
+        self.forwarder = Forwarder(ForwardingSettings.of(config))
+        self.upgrades = Upgrades(UpgradeSettings.of(config), self.admission, self.forwarder,
+                                 websockets, sessions, stopping)
 
     def install(self, mounts: Sequence[Mount], routes: RouteTable | None) -> None:
         """A reload's new apps and routes, together (no checkpoint between the two)."""

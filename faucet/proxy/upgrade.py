@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import trio
+from attrs import frozen
 
 from faucet.config.settings import Config
 from faucet.http.asgi import handshake_responder, respond
@@ -20,15 +21,29 @@ from faucet.proxy.shiny.sessions import Refused
 from faucet.proxy.websocket import open_session, relay, worker_handshake
 
 
+@frozen
+class UpgradeSettings:
+    """What WebSocket handshakes and relays read of the settings."""
+
+    response_timeout: float  # for the worker's handshake answer
+    max_message_size: int
+    idle_timeout: float  # websocket_idle_timeout
+
+    @classmethod
+    def of(cls, config: Config) -> UpgradeSettings:
+        return cls(config.response_timeout, int(config.max_message_size),
+                   config.websocket_idle_timeout)
+
+
 class Upgrades:
     """Serves the WebSocket handshakes hypercorn hands over."""
 
-    def __init__(self, config: Config, admission: Admission, forwarder: Forwarder,
+    def __init__(self, settings: UpgradeSettings, admission: Admission, forwarder: Forwarder,
                  websockets: WebSocketBudget, sessions: SessionHost, stopping: trio.Event):
         """``stopping`` is set when a shutdown begins, so open sessions close at once;
         ``websockets`` bounds their number and memory; ``sessions`` holds the Shiny
         apps' sessions."""
-        self.config = config
+        self.settings = settings
         self.admission = admission
         self.forwarder = forwarder
         self.websockets = websockets
@@ -85,7 +100,7 @@ class Upgrades:
                 return
             handshake = worker_handshake(arrival.request, arrival.fields, arrival.target,
                                          self.forwarder.headers_for(arrival))
-            timeout = self.config.response_timeout
+            timeout = self.settings.response_timeout
             try:
                 with trio.fail_after(timeout):
                     worker, status = await open_session(admitted.backend, handshake, send)
@@ -102,9 +117,9 @@ class Upgrades:
             elif worker is not None:
                 admitted.backend.session_opened()
                 try:
-                    await relay(worker, receive, send, self.config.max_message_size,
+                    await relay(worker, receive, send, self.settings.max_message_size,
                                 self.stopping, self.websockets,
-                                self.config.websocket_idle_timeout)
+                                self.settings.idle_timeout)
                 finally:
                     admitted.backend.session_closed()
         finally:

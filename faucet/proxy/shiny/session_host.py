@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Sequence
 
 import trio
+from attrs import frozen
 from wsproto.events import CloseConnection
 
 from faucet.config.settings import Config
@@ -176,28 +177,55 @@ class _ClientLeg:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
+@frozen
+class SessionSettings:
+    """What the session host reads of the settings (sizes in bytes, times in seconds;
+    None: no limit)."""
+
+    max_sessions: int | None
+    max_sessions_per_client: int | None
+    reconnect_buffer: int  # per session
+    reconnect_buffer_total: int
+    reconnect_grace: float
+    reconnect_grace_unused: float  # for a session that never finished its first exchange
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    max_message_size: int
+    send_timeout: float
+    idle_timeout: float  # websocket_idle_timeout
+
+    @classmethod
+    def of(cls, config: Config) -> SessionSettings:
+        return cls(config.max_sessions, config.max_sessions_per_client,
+                   int(config.reconnect_buffer), int(config.reconnect_buffer_total),
+                   config.reconnect_grace, config.reconnect_grace_unused,
+                   config.heartbeat_interval, config.heartbeat_timeout,
+                   int(config.max_message_size), config.send_timeout,
+                   config.websocket_idle_timeout)
+
+
 class SessionHost:
     """Holds the Shiny sessions of every app: run ``run`` in a nursery that outlives the
     client connections, then ``open`` a session per new WebSocket and ``join`` it."""
 
-    def __init__(self, config: Config, stopping: trio.Event, websockets: WebSocketBudget,
+    def __init__(self, settings: SessionSettings, stopping: trio.Event, websockets: WebSocketBudget,
                  events: SessionEvents | None = None):
         """``websockets`` bounds the memory of messages still arriving, as for every
         WebSocket; the sessions' own buffers have budgets of their own. ``events``
         records each session's opening, reconnects and end (None: not recorded)."""
         self.websockets = websockets
         self.events = events
-        self.registry = Registry(config.max_sessions_per_client)
-        self.budget = Budget(config.reconnect_buffer_total)
-        self.per_session = config.reconnect_buffer
-        self.grace = config.reconnect_grace
-        self.interval = config.heartbeat_interval
-        self.timeout = config.heartbeat_timeout
-        self.max_sessions = config.max_sessions
-        self.max_message = config.max_message_size
-        self.send_timeout = config.send_timeout
-        self.idle_timeout = config.websocket_idle_timeout
-        self.grace_unused = min(config.reconnect_grace_unused, config.reconnect_grace)
+        self.registry = Registry(settings.max_sessions_per_client)
+        self.budget = Budget(settings.reconnect_buffer_total)
+        self.per_session = settings.reconnect_buffer
+        self.grace = settings.reconnect_grace
+        self.interval = settings.heartbeat_interval
+        self.timeout = settings.heartbeat_timeout
+        self.max_sessions = settings.max_sessions
+        self.max_message = settings.max_message_size
+        self.send_timeout = settings.send_timeout
+        self.idle_timeout = settings.idle_timeout
+        self.grace_unused = min(settings.reconnect_grace_unused, settings.reconnect_grace)
         self.stopping = stopping
         self.script = script_body({"heartbeatTimeout": round(self.timeout * 1000)})
         self._room = trio.Event()  # set (and replaced) when buffered bytes are freed

@@ -310,7 +310,7 @@ async def test_scale_to_zero_cold_start_with_plumber():
         times = []
         for _ in range(3):
             seconds, response = await cold_start(faucet, client, "/echo?msg=hi")
-            assert response.status_code == 200
+            assert response.status_code == 200, response.text
             times.append(seconds)
         logging.getLogger("tests").warning("cold start through faucet (plumber): %s",
                                            ", ".join(f"{t:.2f}s" for t in times))

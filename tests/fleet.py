@@ -84,6 +84,7 @@ class Instance:
     args: tuple[str, ...]
     env: dict[str, str]
     proc: subprocess.Popen | None = None
+    started: list[subprocess.Popen] = attrs.Factory(list)  # every faucet process it ran
     starts: int = 0
 
     def start(self) -> None:
@@ -94,6 +95,7 @@ class Instance:
             "start", "--host", f"127.0.0.1:{self.port}", "--log-file", str(log),
             "--pid-file", str(self.folder / f"faucet-{self.name}.pid"), *self.args,
             env=self.env)
+        self.started.append(self.proc)
         deadline = time.monotonic() + START_DEADLINE
         while not self.listening():
             if self.proc.poll() is not None:
@@ -124,8 +126,9 @@ class Instance:
         return self.proc.returncode
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            kill_session(self.proc)
+        """Kill every faucet it started and whatever of theirs is left (R workers)."""
+        for proc in self.started:
+            kill_session(proc)
 
 
 class Load:

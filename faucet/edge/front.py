@@ -22,8 +22,8 @@ Shutdown: from ``closing`` on, each response says ``Connection: close``; a conne
 whose last response did not (it began before) stays open and answers its next request
 so. At ``stopping``: stop accepting, close the connections that wait for a request none
 of whose bytes has arrived, serve the rest, then cancel what is left after the graceful
-timeout. A connection is never closed right after a response that let the client keep it
-(a load balancer may be sending it the next request that moment).
+timeout. Between the two, a connection is never closed right after a response that let
+the client keep it (a load balancer may be sending it the next request that moment).
 """
 
 from __future__ import annotations

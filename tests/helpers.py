@@ -316,9 +316,10 @@ class AsgiApp:
 
 
 async def start_front(nursery: trio.Nursery, app, limits: Limits | None = None,
-                      max_head: int = 16384) -> tuple[int, trio.Event]:
+                      max_head: int = 16384,
+                      closing: trio.Event | None = None) -> tuple[int, trio.Event]:
     """faucet's front door serving ``app`` on a free loopback port: (port, the event that
-    stops it)."""
+    stops it). ``closing``: its shutdown's first step (Connection: close from then on)."""
     limits = limits or Limits()
     config = HypercornConfig()
     config.bind = ["127.0.0.1:0"]
@@ -327,7 +328,8 @@ async def start_front(nursery: trio.Nursery, app, limits: Limits | None = None,
     config.graceful_timeout = 5
     stopping = trio.Event()
     front_app = app if isinstance(app, AsgiApp) else AsgiApp(app)
-    binds = await nursery.start(serve_front, front_app, config, stopping, limits)
+    binds = await nursery.start(partial(serve_front, front_app, config, stopping, limits,
+                                        closing=closing))
     return int(binds[0].rsplit(":", 1)[1]), stopping
 
 

@@ -20,12 +20,15 @@ from tests.helpers import read_all, start_front
 class App:
     """/echo returns the request body; /boom raises; /silent returns without answering;
     /bad-head answers with a header value h11 refuses; /slow sets ``slow_arrived`` and
-    answers once ``slow_release`` is set; /ws echoes one WebSocket message; anything else
+    answers once ``slow_release`` is set; /linger answers, sets ``linger_sent`` and returns
+    once ``linger_release`` is set; /ws echoes one WebSocket message; anything else
     returns its path."""
 
     def __init__(self) -> None:
         self.slow_arrived = trio.Event()
         self.slow_release = trio.Event()
+        self.linger_sent = trio.Event()
+        self.linger_release = trio.Event()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "websocket":
@@ -63,6 +66,9 @@ class App:
             headers.append((b"x-bad", b"a\x00b"))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        if path == "/linger":  # as faucet's proxy, which records the request after answering
+            self.linger_sent.set()
+            await self.linger_release.wait()
 
 
 class Served(NamedTuple):
@@ -187,6 +193,43 @@ async def test_shutdown_closes_idle_connections_and_lets_in_flight_ones_finish(f
     front.app.slow_release.set()
     data = await read_all(busy)
     assert b"connection: close" in data and data.endswith(b"/slow 1.1")
+
+
+async def test_a_keep_alive_answer_sent_before_closing_keeps_its_connection(nursery):
+    """The fleet's lost request (issue 17): the answer left without Connection: close, the
+    shutdown began before the app returned, and the front closed the connection at once,
+    while the load balancer was reusing it. It now stays open for the next request, whose
+    answer says Connection: close."""
+    app = App()
+    closing = trio.Event()
+    port, stopping = await start_front(nursery, app, closing=closing)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /linger HTTP/1.1\r\nHost: x\r\n\r\n")
+    with trio.fail_after(5):
+        await app.linger_sent.wait()
+    closing.set()
+    app.linger_release.set()
+    await stream.send_all(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")  # reused at once
+    first, second = (await read_all(stream)).split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert b"connection: close" not in first and first.endswith(b"/linger 1.1")
+    assert b"connection: close" in second and second.endswith(b"/next 1.1")
+    stopping.set()
+
+
+async def test_shutdown_serves_a_request_whose_head_has_begun(front):
+    """Only connections waiting for a request none of whose bytes has arrived are closed;
+    one whose head has begun (read, or still unread in the kernel) is answered."""
+    idle, begun = [await trio.open_tcp_stream("127.0.0.1", front.port) for _ in range(2)]
+    for stream in (idle, begun):  # both accepted and served once
+        await stream.send_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(5):
+            assert (await stream.receive_some(65536)).endswith(b"/first 1.1")
+    await begun.send_all(b"GET /begun HTTP/1.1\r\nHo")
+    front.stopping.set()
+    assert await read_all(idle) == b""
+    await begun.send_all(b"st: x\r\n\r\n")
+    data = await read_all(begun)
+    assert b"connection: close" in data and data.endswith(b"/begun 1.1")
 
 
 async def test_websocket_upgrade_on_a_reused_connection_goes_to_hypercorn(front):

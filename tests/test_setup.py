@@ -8,8 +8,8 @@ import pytest
 
 from tests.helpers import ROOT
 
-COMMANDS = ["python3", "Rscript", "chromium", "wrk", "nginx", "pg_ctlcluster", "psql", "ps",
-            "pkill", "prometheus"]
+COMMANDS = ["python3", "Rscript", "chromium", "wrk", "nginx", "haproxy", "pg_ctlcluster", "psql",
+            "ps", "pkill", "prometheus"]
 
 
 def missing(tmp_path, present: list[str]) -> list[str]:
@@ -37,7 +37,7 @@ def test_nothing_is_installed_when_every_command_is_there(tmp_path):
 
 
 @pytest.mark.parametrize(("absent", "package"), [
-    ("nginx", "nginx-light"), ("wrk", "wrk"), ("psql", "postgresql"),
+    ("nginx", "nginx-light"), ("haproxy", "haproxy"), ("wrk", "wrk"), ("psql", "postgresql"),
     ("Rscript", "r-base-core")])
 def test_a_missing_command_installs_its_package(tmp_path, absent, package):
     assert package in missing(tmp_path, [name for name in COMMANDS if name != absent])

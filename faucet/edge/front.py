@@ -18,15 +18,22 @@ or a connection that opens with the HTTP/2 preface is handed to hypercorn's own 
 server, with the bytes already read replayed first. Its config supplies the binds, the
 keep-alive timeout, the head size limit and the graceful timeout.
 
-Shutdown (``stopping`` set): stop accepting, close idle connections, answer in-flight
-requests with ``Connection: close``, then cancel what is left after the graceful timeout.
+Shutdown: from ``closing`` on, each response says ``Connection: close``; a connection
+whose last response did not (it began before) stays open and answers its next request
+so. At ``stopping``: stop accepting, close the connections that wait for a request none
+of whose bytes has arrived, serve the rest, then cancel what is left after the graceful
+timeout. Between the two, a connection is never closed right after a response that let
+the client keep it (a load balancer may be sending it the next request that moment).
 """
 
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import logging
 import re
+import termios
 from http import HTTPStatus
 
 import trio
@@ -111,7 +118,8 @@ class Front:
         self.closing = closing if closing is not None else stopping
         self.keep_alive = config.keep_alive_timeout
         self.max_head = config.h11_max_incomplete_size
-        self.waiting: set[trio.CancelScope] = set()  # connections between requests
+        # connections between requests, before a byte of the next head has arrived
+        self.waiting: dict[trio.CancelScope, trio.SocketStream] = {}
         self.slots = trio.Semaphore(limits.max_connections)
         self.hand_off = HandOff(app, config, H2Rules(
             max_streams=limits.h2_max_streams, max_resets=limits.h2_max_resets,
@@ -172,8 +180,13 @@ class Front:
                 return
 
     async def close_idle(self) -> None:
-        for scope in list(self.waiting):
-            scope.cancel()
+        """Shutdown: close the connections waiting for a request that has not begun. One
+        whose next request is already in the kernel, unread, is served instead (its
+        answer says ``Connection: close``): closing it would reset it under the request
+        its client just sent."""
+        for scope, stream in list(self.waiting.items()):
+            if not _unread(stream):
+                scope.cancel()
         await self.hand_off.close_idle()
 
     async def serve_connection(self, stream: trio.SocketStream) -> None:
@@ -232,7 +245,10 @@ class Front:
                 return
             exchange = _Exchange(head, parser, stream, self.closing, self.limits)
             await self._call_app(exchange, request)
-            if not exchange.reusable() or self.closing.is_set():
+            # Not "or closing": a response that went out without Connection: close (closing
+            # came while it was being served) lets the client reuse the connection at
+            # once; it stays open for that request, answered with Connection: close.
+            if not exchange.reusable():
                 return
             raw = bytearray()
 
@@ -282,12 +298,13 @@ class Front:
         """Bytes that end the request head ``begun`` holds the start of (or a new one).
 
         b"" when the client closes, the keep-alive timeout passes before a head begins, or
-        shutdown begins; None when a head misses its deadline, ``head_timeout`` after its
-        first byte (a total, not reset by each byte: slowloris). Bytes are gathered here
-        until the head's blank line arrives (or the head is over the limit), so a head
-        trickled a byte at a time costs one read each, not a parse and a timer each.
+        shutdown closes the connection before a head begins; None when a head misses its
+        deadline, ``head_timeout`` after its first byte (a total, not reset by each byte:
+        slowloris). Bytes are gathered here until the head's blank line arrives (or the
+        head is over the limit), so a head trickled a byte at a time costs one read each,
+        not a parse and a timer each. A head begun before shutdown is read and served.
         """
-        if self.stopping.is_set():
+        if self.stopping.is_set() and not begun:
             return b""
         got = bytearray()
         if not begun:  # on a kept-alive connection the next head is often there already
@@ -298,7 +315,8 @@ class Front:
                     return data
         timeout = self.limits.head_timeout if begun or got else self.keep_alive
         with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-            self.waiting.add(scope)
+            if not (begun or got):
+                self.waiting[scope] = stream
             self.heads[scope] = None
             try:
                 while True:
@@ -307,13 +325,14 @@ class Front:
                         return bytes(got)
                     if not begun and not got:  # the head's first byte: its clock starts
                         scope.deadline = trio.current_time() + self.limits.head_timeout
+                        self.waiting.pop(scope, None)  # a request: no longer idle
                     got += data
                     if self._head_ends(begun, got, data):
                         return bytes(got)
             finally:
-                self.waiting.discard(scope)
+                self.waiting.pop(scope, None)
                 self.heads.pop(scope, None)
-        if (begun or got) and not self.stopping.is_set():
+        if begun or got:  # its deadline (or, at max_connections, its slot) was taken
             begun += got  # for the 408's record of the request line
             return None
         return b""
@@ -481,6 +500,16 @@ def _plain(status: int, text: str) -> bytes:
     return (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\ndate: %s\r\nconnection: close\r\n\r\n%s"
             % (status, _REASONS[status], len(body), http_date(), body))
+
+
+def _unread(stream: trio.SocketStream) -> bool:
+    """Whether bytes the client sent wait in the kernel, not yet read."""
+    pending = array.array("i", [0])
+    try:
+        fcntl.ioctl(stream.socket.fileno(), termios.FIONREAD, pending)
+    except OSError:
+        return False
+    return pending[0] > 0
 
 
 async def _send_quietly(stream: trio.SocketStream, data: bytes) -> None:

@@ -317,13 +317,15 @@ class AsgiApp:
 
 async def start_front(nursery: trio.Nursery, app, limits: Limits | None = None,
                       max_head: int = 16384,
-                      closing: trio.Event | None = None) -> tuple[int, trio.Event]:
+                      closing: trio.Event | None = None,
+                      keep_alive: float = 30) -> tuple[int, trio.Event]:
     """faucet's front door serving ``app`` on a free loopback port: (port, the event that
-    stops it). ``closing``: its shutdown's first step (Connection: close from then on)."""
+    stops it). ``closing``: its shutdown's first step (Connection: close from then on);
+    ``keep_alive``: seconds an idle connection stays open."""
     limits = limits or Limits()
     config = HypercornConfig()
     config.bind = ["127.0.0.1:0"]
-    config.keep_alive_timeout = 30
+    config.keep_alive_timeout = keep_alive
     config.h11_max_incomplete_size = max_head
     config.graceful_timeout = 5
     stopping = trio.Event()

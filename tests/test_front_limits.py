@@ -12,6 +12,7 @@ import trio
 from faucet.app import front_limits
 from faucet.edge.fd_limit import RESERVED, connection_budget, raise_open_file_limit
 from faucet.edge.front import Limits, RateLimitedLog
+from faucet.edge.hypercorn_adapter import hypercorn_config
 from tests.helpers import config_for, read_all, start_front
 
 BIG = 32 * 1024 * 1024
@@ -48,6 +49,20 @@ async def test_a_head_trickled_byte_by_byte_gets_408_at_its_total_deadline(nurse
         await stream.send_all(b"X")
     assert (await read_all(stream)).startswith(b"HTTP/1.1 408 ")
     assert trio.current_time() - start == pytest.approx(0.3, abs=0.03)
+
+
+async def test_an_idle_connection_closes_after_keep_alive_timeout(nursery, mock_clock):
+    """The setting reaches the front door, which closes a connection idle that long."""
+    assert hypercorn_config(config_for(keep_alive_timeout=42)).keep_alive_timeout == 42
+    mock_clock.autojump_threshold = AUTOJUMP
+    port = (await start_front(nursery, App(), keep_alive=2))[0]
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    answered = await stream.receive_some(65536)
+    assert answered.startswith(b"HTTP/1.1 200 ")
+    idle_from = trio.current_time()
+    assert await read_all(stream) == b""  # closed, with nothing more
+    assert trio.current_time() - idle_from == pytest.approx(2, abs=0.05)
 
 
 async def test_at_max_connections_an_idle_connection_gives_its_slot_to_a_new_client(

@@ -256,6 +256,9 @@ class Config:
     # it gets GOAWAY: rapid reset, CVE-2023-44487.
     h2_max_streams: int = setting(100, _at_least(1))
     h2_max_resets: int = setting(100, _at_least(0))
+    # Seconds an idle client connection stays open between requests: set it above a load
+    # balancer's idle timeout, so faucet is never the end that closes a pooled connection.
+    keep_alive_timeout: float = setting(5.0, _positive)
     head_timeout: float = setting(10.0, _positive)
     client_body_timeout: float = setting(60.0, _positive)
     send_timeout: float = setting(60.0, _positive)

@@ -43,6 +43,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.include_date_header = False
     hc.include_server_header = False
     hc.graceful_timeout = config.shutdown_timeout
+    hc.keep_alive_timeout = config.keep_alive_timeout  # hypercorn's connections and ours
     hc.websocket_max_message_size = config.max_message_size
     hc.h2_max_concurrent_streams = config.h2_max_streams  # advertised; h2_protocol enforces
     hc.accesslog = None

@@ -1,9 +1,15 @@
 """Shared fixtures: PostgreSQL (tests/pg.py), uv with the FastAPI example's venv, and an
-in-memory telemetry sink registered as ``memory``."""
+in-memory telemetry sink registered as ``memory``; and the quick/slow split.
+
+The split is by folder: tests/e2e/ holds the end-to-end tests (real R workers, worker
+processes, a browser, Prometheus, HAProxy), each marked ``slow`` here; everything else
+under tests/ runs in-process and is quick. ``-m "not slow"`` runs the quick ones.
+"""
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -13,6 +19,18 @@ from faucet.sinks import SinkUnavailable
 from tests.helpers import FASTAPI, registered_sink
 
 pytest_plugins = ["tests.pg"]
+E2E = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/e2e/ slow; a slow mark anywhere else is an error (the
+    folder is the one place that says which tests are end to end)."""
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+        elif item.get_closest_marker("slow") is not None:
+            raise pytest.UsageError(f"{item.nodeid} is marked slow outside tests/e2e/: "
+                                    "move it there")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """A fleet on this machine: two faucet instances (real Plumber workers) writing to one
 PostgreSQL table behind a real HAProxy, and a rolling restart of both under load.
 
-Shared by tests/test_fleet.py (which asserts on the counts) and bench/fleet (which prints
+Shared by tests/e2e/test_fleet.py (which asserts on the counts) and bench/fleet (which prints
 them). HAProxy checks each instance's ``/__faucet__/ready``, keeps its connections to them
 alive and reuses them, and retries nothing but failed connects (``retry-on
 conn-failure``): a request that reached an instance is never sent again, so every failure

@@ -56,7 +56,7 @@ def test_strategies_md_names_the_router_modes_cookies_as_set():
 
 def test_readme_links_work_on_the_package_page_and_name_installed_docs():
     """No relative links (they break on the package index); every docs page the README
-    names is one `faucet docs` prints (tests/test_wheel.py: the wheel carries them)."""
+    names is one `faucet docs` prints (tests/e2e/test_wheel.py: the wheel carries them)."""
     assert re.findall(r"\]\((?!https?://|#)[^)]*\)", README) == []
     for page in set(re.findall(r"`docs/([a-z-]+)\.md`", README)):
         assert (DOCS / f"{page}.md").is_file()

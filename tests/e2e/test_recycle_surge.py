@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 import trio
 
 from tests.helpers import config_for, run_faucet, until
@@ -22,9 +21,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-@pytest.mark.slow
 async def test_recycling_by_request_count_under_load_keeps_every_worker_online():
     config = config_for(workers=2, strategy="least-busy", max_requests=40)
     async with run_faucet(config) as faucet, faucet.client() as client:

@@ -13,7 +13,7 @@ import pytest
 from faucet.pool.sticky import LB_COOKIE, cookie_key, sticky_index
 from tests.helpers import SHINY, served
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]

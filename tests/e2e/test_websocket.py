@@ -14,8 +14,6 @@ from faucet.pool.sticky import LB_COOKIE
 from tests.helpers import SHINY, config_for, run_faucet
 from tests.ws_support import echo_config
 
-pytestmark = pytest.mark.slow
-
 
 def ws_url(faucet, path: str = "/") -> str:
     return faucet.url.replace("http://", "ws://") + path

@@ -8,8 +8,6 @@ import sys
 import sysconfig
 import zipfile
 
-import pytest
-
 from tests.helpers import ROOT
 from tests.pg import query
 
@@ -37,9 +35,6 @@ def install(wheel, venv):
                     "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
     (site,) = venv.glob("lib/python*/site-packages")
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-
-
-@pytest.mark.slow
 def test_wheel_carries_sql_example_docs_and_telemetry_init_works(tmp_path, pg_empty_dsn):
     wheel = build_wheel(tmp_path)
     shipped = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".sql")}

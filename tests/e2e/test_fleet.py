@@ -10,9 +10,8 @@ import pytest
 
 from tests.fleet import rolling_restart_under_load
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("haproxy") is None,
-                                 reason="needs haproxy (.ci/setup test installs it)")]
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
+                                reason="needs haproxy (.ci/setup test installs it)")
 
 
 def test_a_rolling_restart_behind_haproxy_fails_no_request_and_records_each_once(

@@ -6,13 +6,11 @@ import signal
 import uuid
 from collections import Counter
 
-import pytest
 import trio
 import trio.testing
 
 from tests.helpers import config_for, never_listening_rscript, run_faucet
 
-pytestmark = pytest.mark.slow
 MB = 1024 * 1024
 
 

@@ -6,7 +6,6 @@ import contextlib
 import uuid
 
 import httpx
-import pytest
 import trio
 from wsproto.events import CloseConnection
 
@@ -14,8 +13,6 @@ from tests.helpers import run_faucet
 from tests.raw_ws import RawWebSocket
 from tests.shiny_client import ResumingClient
 from tests.ws_support import echo_config
-
-pytestmark = pytest.mark.slow  # worker processes (Python stand-ins, no R)
 
 
 async def health(faucet) -> dict:

@@ -12,8 +12,6 @@ import trio.testing
 from faucet.pool.sticky import LB_COOKIE, cookie_key, ip_key, sticky_index
 from tests.helpers import config_for, run_faucet
 
-pytestmark = pytest.mark.slow
-
 
 async def worker_of(client, **kwargs) -> str:
     response = await client.get("/worker", **kwargs)

@@ -19,9 +19,8 @@ from faucet.deploy import free_port
 from faucet.proxy.router import RouteTable
 from tests.helpers import ROOT, STANDIN, config_for, run_faucet
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("prometheus") is None,
-                                 reason="needs Debian's prometheus")]
+pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
+                                reason="needs Debian's prometheus")
 DASHBOARD = ROOT / "examples" / "grafana" / "faucet-dashboard.json"
 # What Grafana puts in place of the dashboard's variables.
 VARIABLES = {"$route": ".*", "$__rate_interval": "20s", "$__range": "5m"}

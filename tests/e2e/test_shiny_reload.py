@@ -15,10 +15,10 @@ from urllib.request import urlopen
 
 import pytest
 
+from tests.e2e.test_shiny_browser import ARGS, CHROMIUM
 from tests.helpers import ROOT, served, wait_until
-from tests.test_shiny_browser import ARGS, CHROMIUM
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
+pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(shutil.which(CHROMIUM) is None,
                                  reason="needs Debian's chromium")]
 COUNTER = ROOT / "examples" / "shiny-counter"

@@ -7,7 +7,6 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import trio
 from psycopg.conninfo import make_conninfo
 from trio_websocket import open_websocket_url
@@ -24,7 +23,6 @@ from tests.helpers import (
     wait_for_line,
 )
 
-pytestmark = pytest.mark.slow
 # Checks every 0.3 s; a probe has 0.5 s; two failures in a row.
 QUICK_WATCH = dict(liveness_interval=0.3, liveness_timeout=0.5, unhealthy_after=2)
 

@@ -21,8 +21,6 @@ from tests.helpers import run_faucet, until
 from tests.shiny_client import ResumingClient, SessionGone
 from tests.shiny_standin import standin_config
 
-pytestmark = pytest.mark.slow  # worker processes (Python stand-ins, no R)
-
 
 async def health(faucet) -> dict:
     async with faucet.client() as client:

@@ -33,7 +33,6 @@ from tests.helpers import (
 )
 from tests.pg import query
 
-pytestmark = pytest.mark.slow
 SECRET = "pw-e2e-Secret-9921"
 SELECT_ALL = f"SELECT {', '.join(COLUMNS)} FROM faucet_http_events"
 UTC = datetime.UTC

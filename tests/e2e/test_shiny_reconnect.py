@@ -2,7 +2,7 @@
 example (examples/shiny-counter) through a Forwarder the tests cut, freeze and restore.
 
 Needs Debian's chromium (/usr/bin/chromium) and the ``playwright`` package, like
-tests/test_shiny_browser.py; faucet runs as a subprocess (playwright's sync API).
+tests/e2e/test_shiny_browser.py; faucet runs as a subprocess (playwright's sync API).
 """
 
 import contextlib
@@ -19,11 +19,11 @@ from urllib.request import Request, urlopen
 import attrs
 import pytest
 
+from tests.e2e.test_shiny_browser import ARGS, CHROMIUM
 from tests.forwarder import ThreadedForwarder
 from tests.helpers import ROOT, faucet_process, kill_session
-from tests.test_shiny_browser import ARGS, CHROMIUM
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser,
+pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(shutil.which(CHROMIUM) is None,
                                  reason="needs Debian's chromium")]
 COUNTER = ROOT / "examples" / "shiny-counter"

@@ -213,6 +213,15 @@ def served(*args: str, online: int = 0, env: dict | None = None) -> Iterator[Ser
         kill_session(proc)
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie not yet reaped counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def leftover_processes(proc: subprocess.Popen) -> list[int]:
     """PIDs still alive that were started by faucet ``proc`` (by its environment mark)."""
     return [pid for pid in marked_processes(proc.mark) if pid != proc.pid]

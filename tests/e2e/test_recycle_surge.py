@@ -4,23 +4,15 @@ than its size; the replaced processes are gone once they have drained."""
 
 from __future__ import annotations
 
-import os
-
 import trio
 
-from tests.helpers import config_for, run_faucet, until
+from tests.helpers import alive, config_for, run_faucet, until
 
 CLIENTS = 4  # requests in flight at once: two per worker
 RECYCLES = 4  # two per worker
 GUARD = 180  # seconds: a guard against hanging, not a measure of speed
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 async def test_recycling_by_request_count_under_load_keeps_every_worker_online():
     config = config_for(workers=2, strategy="least-busy", max_requests=40)
     async with run_faucet(config) as faucet, faucet.client() as client:

@@ -7,7 +7,6 @@ chromium through playwright's sync API, so faucet runs as a subprocess and gets 
 """
 
 import json
-import os
 import shutil
 import signal
 from unittest.mock import ANY
@@ -16,7 +15,7 @@ from urllib.request import urlopen
 import pytest
 
 from tests.e2e.test_shiny_browser import ARGS, CHROMIUM
-from tests.helpers import ROOT, served, wait_until
+from tests.helpers import ROOT, alive, served, wait_until
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(shutil.which(CHROMIUM) is None,
@@ -39,13 +38,6 @@ def generations(url: str) -> dict[int, tuple[str, int]]:
         workers = json.load(answer)["workers"]
     return {w["generation"]: (w["state"], w["pid"]) for w in workers}
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_an_open_session_keeps_its_r_process_across_a_reload(tmp_path):

@@ -13,7 +13,7 @@ from faucet.edge.front import Limits
 from faucet.http.client_cancel import ClientCancel
 from faucet.http.request import CANCEL_EXTENSION
 from tests.h2_client import H2Client
-from tests.helpers import AsgiApp, start_front, until
+from tests.helpers import STANDIN, AsgiApp, config_for, run_faucet, start_front, until
 
 CHUNK = 64 * 1024
 
@@ -190,3 +190,36 @@ async def test_malformed_heads_are_refused_per_stream(nursery, method, path, ext
     assert (got[0], await client.response(good)) == (status, (200, b"/good"))
     assert app.calls == ["/good"]
     assert front_app.refusals == [(method.decode("latin-1"), path, status)]
+
+
+async def test_a_request_reset_while_queued_leaves_the_queue_and_never_reaches_a_worker(
+        tmp_path, monkeypatch):
+    """Through the whole proxy: the one worker busy (least-busy, one request at a time), a
+    request queued behind it over h2c, then reset. It leaves the queue while the worker
+    is still busy, and the worker never sees it."""
+    gate, seen = tmp_path / "gate", tmp_path / "seen"
+    monkeypatch.setenv("STANDIN_GATE", str(gate))
+    monkeypatch.setenv("STANDIN_SEEN", str(seen))
+    # (waiting longer for a worker than `until` waits, so only the reset can end the wait)
+    config = config_for(workers=1, strategy="least-busy", h2c=True, rscript=str(STANDIN),
+                        worker_wait_timeout=60)
+    held = []
+    async with run_faucet(config) as faucet, faucet.client() as client:
+        dispatcher = faucet.proxy_mounts[0].dispatcher
+
+        async def hold():
+            held.append(await client.get("/hold"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hold)
+            await until(lambda: seen.exists() and seen.read_text() == "/hold\n")
+            h2 = await H2Client.connect(int(faucet.url.rsplit(":", 1)[1]))
+            stream_id = h2.request("/queued")
+            await h2.flush()
+            await until(lambda: dispatcher.queued() == 1)
+            h2.reset(stream_id)
+            await h2.flush()
+            await until(lambda: dispatcher.queued() == 0)  # while /hold still holds it
+            gate.touch()
+    assert [response.status_code for response in held] == [200]
+    assert seen.read_text() == "/hold\n"

@@ -1,12 +1,28 @@
-"""A recycle with real R workers under load (issue 17 item 3): each worker's replacement
-starts before it stops, so no request fails and the pool never has fewer workers online
-than its size; the replaced processes are gone once they have drained."""
+"""Recycles with real R workers under load (issue 17 item 3), by request count and by
+memory: each worker's replacement starts before it stops, so no request fails and the
+pool never has fewer workers online than its size; the replaced processes are gone once
+they have drained."""
 
 from __future__ import annotations
 
 import trio
 
 from tests.helpers import alive, config_for, run_faucet, until
+
+# A Plumber app whose /grow keeps N MiB more in R's memory (raw() zeroes it: resident).
+GROWING_APP = '''
+hoard <- list()
+
+#* @get /echo
+function() "ok"
+
+#* @param mb MiB to keep
+#* @get /grow
+function(mb) {
+  hoard[[length(hoard) + 1]] <<- raw(as.integer(mb) * 2^20)
+  length(hoard)
+}
+'''
 
 CLIENTS = 4  # requests in flight at once: two per worker
 RECYCLES = 4  # two per worker
@@ -57,3 +73,37 @@ async def test_recycling_by_request_count_under_load_keeps_every_worker_online()
         assert {w["restarts"] for w in health["workers"]} == {0}
         assert sum(w["recycles"] for w in health["workers"]) >= RECYCLES
         assert [w["state"] for w in health["workers"]] == ["online"] * size
+
+
+async def test_a_worker_over_max_worker_memory_is_replaced_without_a_failed_request(tmp_path):
+    (tmp_path / "plumber.R").write_text(GROWING_APP)
+    config = config_for(workers=1, dir=str(tmp_path), max_worker_memory="300M")
+    async with run_faucet(config) as faucet, faucet.client() as client:
+        (mount,) = faucet.proxy_mounts
+        dispatcher = mount.dispatcher
+
+        def serving() -> int | None:
+            """The pid of the online worker in the pool's one slot (a replacement takes
+            the slot of the worker it replaces)."""
+            (backend,) = dispatcher.backends
+            return backend.pid if backend.online else None
+
+        first = serving()
+        statuses: list[int] = []
+        done = trio.Event()
+
+        async def load() -> None:
+            while not done.is_set():
+                statuses.append((await client.get("/echo")).status_code)
+
+        with trio.fail_after(GUARD):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(load)
+                assert (await client.get("/grow?mb=400")).status_code == 200
+                while serving() in (first, None):  # until its replacement serves
+                    await dispatcher.wait_changed()
+                await until(lambda: not mount.retired and not alive(first))
+                done.set()
+        assert statuses and set(statuses) == {200}
+        health = (await client.get("/__faucet__/health")).json()
+        assert [(w["recycles"], w["restarts"]) for w in health["workers"]] == [(1, 0)]

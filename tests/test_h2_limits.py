@@ -13,7 +13,7 @@ from faucet.edge.front import Limits
 from faucet.http.client_cancel import ClientCancel
 from faucet.http.request import CANCEL_EXTENSION
 from tests.h2_client import H2Client
-from tests.helpers import STANDIN, AsgiApp, config_for, run_faucet, start_front, until
+from tests.helpers import STANDIN, AsgiApp, config_for, read_all, run_faucet, start_front, until
 
 CHUNK = 64 * 1024
 
@@ -223,3 +223,35 @@ async def test_a_request_reset_while_queued_leaves_the_queue_and_never_reaches_a
             gate.touch()
     assert [response.status_code for response in held] == [200]
     assert seen.read_text() == "/hold\n"
+
+
+def upgrade_request(client: H2Client, path: str) -> bytes:
+    """An HTTP/1.1 GET asking to switch to h2c (RFC 7540 3.2), its settings from
+    ``client``'s connection, which then expects the answer on stream 1."""
+    settings = client.conn.initiate_upgrade_connection().decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: faucet\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            f"Upgrade: h2c\r\nHTTP2-Settings: {settings}\r\n\r\n").encode()
+
+
+async def test_an_upgrade_to_h2c_is_answered_over_http2_when_h2c_is_on(nursery):
+    port, app = await served(nursery)
+    client = H2Client(await trio.open_tcp_stream("127.0.0.1", port))
+    await client.stream.send_all(upgrade_request(client, "/upgraded"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await client.stream.receive_some(65536)
+    head, _, rest = head.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    client.events += client.conn.receive_data(rest)
+    assert await client.response(1) == (200, b"/upgraded")
+    assert app.calls == ["/upgraded"]
+
+
+async def test_an_upgrade_to_h2c_is_plain_http_1_1_when_h2c_is_off(nursery):
+    app = App()
+    port, _ = await start_front(nursery, app, Limits(h2c=False))
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(upgrade_request(H2Client(stream), "/plain"))
+    answer = await read_all(stream)  # answered, then closed: what follows is not HTTP/1.1
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"/plain")
+    assert b"connection: close" in answer.lower()

@@ -107,3 +107,29 @@ async def test_through_faucet_every_request_is_answered_and_health_counts_recycl
         # One directory per running process, once the replaced ones have stopped.
         await until(lambda: len(list(run.iterdir())) == 2)
     assert not run.exists()
+
+
+async def test_a_replacement_that_cannot_start_leaves_the_worker_serving_and_shows_in_health(
+        tmp_path, monkeypatch):
+    """The app's files broke after start: the due worker's replacement exits at once and
+    is restarted with backoff, while the worker serves on; health says so."""
+    monkeypatch.setenv("STANDIN_VERSION", "version.txt")
+    (tmp_path / "plumber.R").write_text("# stand-in\n")
+    (tmp_path / "version.txt").write_text("v1")
+    config = config_for(workers=1, dir=str(tmp_path), rscript=str(STANDIN), max_requests=2)
+    async with run_faucet(config) as faucet, faucet.client() as client:
+        (tmp_path / "version.txt").write_text("fail: the new code does not parse")
+        for _ in range(2):
+            assert (await client.get("/")).text == "worker 1 v1"
+
+        async def replacement() -> dict:
+            (worker,) = (await client.get("/__faucet__/health")).json()["workers"]
+            return (worker["recycling"] or {}).get("replacement") or {}
+
+        failing = None
+        with trio.fail_after(30):  # a guard against hanging, not a measure of speed
+            while not (failing := await replacement()).get("failed_starts"):  # noqa: ASYNC110 (over HTTP)
+                await trio.sleep(0.05)
+        assert "version.txt says fail" in failing["last_output"]
+        assert failing["last_failure"] == "exited (exit status 1)"
+        assert (await client.get("/")).text == "worker 1 v1"  # the old process serves on

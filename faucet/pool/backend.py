@@ -89,6 +89,8 @@ class Backend:
     incarnation: int = field(default=0, init=False)
     # Why its process is due for replacement (its successor is starting), if it is.
     recycling: str | None = field(default=None, init=False)
+    # That successor, once made: health shows it while it starts (or fails to).
+    replacement: Backend | None = field(default=None, init=False, repr=False)
     # Told after each request it finishes (its supervisor checks max_requests then).
     on_served: Callable[[], None] | None = field(default=None, init=False, repr=False)
     restarts: int = field(default=0, init=False)
@@ -155,6 +157,7 @@ class Backend:
                                                        self.recycles)
         new.served, new.busy_until_idle = self.served, self.busy_seconds()
         new.last_failure, new.last_output = self.last_failure, self.last_output
+        self.replacement = new
         return new
 
     def condemned(self, reason: str) -> None:
@@ -286,6 +289,16 @@ class Backend:
             "served": self.served,
             "restarts": self.restarts,
             "recycles": self.recycles,
+            # while due: why, and how its replacement's start goes (a replacement that
+            # keeps failing leaves this worker serving: the app's files broke since)
+            "recycling": None if self.recycling is None else {
+                "reason": self.recycling,
+                "replacement": None if self.replacement is None else {
+                    "state": self.replacement.status, "pid": self.replacement.pid,
+                    "failed_starts": self.replacement.failed_starts,
+                    "last_failure": self.replacement.last_failure,
+                    "last_output": self.replacement.last_output},
+            },
         }
 
     def _move(self, change: str, to: Phase) -> None:

@@ -16,6 +16,7 @@ READY_PATH = "/__faucet__/ready"
 # text of the latest errors (a sink's names its database host, port and role; a reload's
 # names files). Others see that there was an error, and when (``last_error_at``).
 _DETAILS = ("pid", "port")
+_REPLACEMENT_DETAILS = ("pid", "last_output")  # its R error line too (it may name files)
 _ERROR = "last_error"
 
 
@@ -29,7 +30,7 @@ def health(mounts: Sequence[Mount], telemetry, websockets: dict, sessions,
     telemetry = attrs.asdict(telemetry)
     reload = dict(reload or {})
     if not details:
-        workers = [{k: v for k, v in w.items() if k not in _DETAILS} for w in workers]
+        workers = [_public(w) for w in workers]
         for part in (telemetry, reload):
             if part.get(_ERROR) is not None:
                 part[_ERROR] = "hidden (health_details)"
@@ -40,6 +41,18 @@ def health(mounts: Sequence[Mount], telemetry, websockets: dict, sessions,
             "websockets": websockets, "sessions": attrs.asdict(sessions),
             "telemetry": telemetry, "reload": reload}
     return (200 if online else 503), body
+
+
+def _public(worker: dict) -> dict:
+    """A worker's state without where its processes are (its replacement's included, and
+    the replacement's last output line)."""
+    out = {k: v for k, v in worker.items() if k not in _DETAILS}
+    recycling = out.get("recycling")
+    if recycling and recycling["replacement"]:
+        replacement = {k: v for k, v in recycling["replacement"].items()
+                       if k not in _REPLACEMENT_DETAILS}
+        out["recycling"] = {**recycling, "replacement": replacement}
+    return out
 
 
 def readiness(mounts: Sequence[Mount], draining: bool) -> tuple[int, dict]:

@@ -89,6 +89,7 @@ async def test_a_burst_starts_workers_and_idle_ones_drain_and_stop(
             "generation": 0, "online": False, "state": "stopped (scaled down)", "pid": None,
             "port": None,
             "inflight": 0, "sessions": 0, "served": draining.served,
-            "restarts": draining.restarts, "recycles": 0, "last_failure": None}
+            "restarts": draining.restarts, "recycles": 0, "last_failure": None,
+            "recycling": None}
         nursery.cancel_scope.cancel()
     await until(lambda: not marked_processes(mark))

@@ -116,6 +116,8 @@ def test_no_length_is_chunked_to_http_1_1_and_ends_with_the_connection_for_http_
     out, framer = frame(version="1.0")
     assert out == b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nhello"
     assert not framer.keep_alive
+    out, framer = frame(version="1.0", headers=[(b"content-length", b"5")])
+    assert out.endswith(b"connection: close\r\n\r\nhello") and not framer.keep_alive
 
 
 def test_head_204_and_304_answers_carry_no_body_but_keep_their_headers():

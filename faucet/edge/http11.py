@@ -129,7 +129,8 @@ class ResponseFramer:
 
     The body is sent as declared by Content-Length when the app gave one (and checked
     against it), else chunked to an HTTP/1.1 client, else delimited by the close (HTTP/1.0).
-    A HEAD, 204 or 304 answer has no body whatever its headers say.
+    A HEAD, 204 or 304 answer has no body whatever its headers say. An HTTP/1.0 client's
+    connection is not kept (its ``keep-alive`` would need one echoed back).
     """
 
     __slots__ = ("keep_alive", "_left", "_chunked", "_bodyless")
@@ -146,7 +147,7 @@ class ResponseFramer:
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         length = None
         chunked = False
-        connection_close = not keep_alive
+        connection_close = not keep_alive or http_version != "1.1"  # (1.0: as h11 did)
         for name, value in headers:
             if _TOKEN.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
                 raise InvalidResponse(f"invalid header {name!r}: {value!r}")

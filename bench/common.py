@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from faucet.deploy import free_port
+from faucet.lifecycle.deploy import free_port
 from faucet.telemetry.table_init import init_table
 
 ROOT = Path(__file__).resolve().parent.parent

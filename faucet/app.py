@@ -23,7 +23,6 @@ import trio
 from attrs import frozen
 
 from faucet.config.settings import Config, flag_name
-from faucet.deploy import Deployer, Reloads, Snapshot, build_mounts
 from faucet.edge.fd_limit import connection_budget, raise_open_file_limit
 from faucet.edge.front import Limits
 from faucet.edge.front import serve as serve_front
@@ -31,7 +30,8 @@ from faucet.edge.hypercorn_adapter import hypercorn_config, install_websocket_st
 from faucet.errors import ConfigError, leaves
 from faucet.events import LogEvent
 from faucet.http.ws_budget import WebSocketBudget
-from faucet.plan import Plan, check_plan
+from faucet.lifecycle.deploy import Deployer, Reloads, Snapshot, build_mounts
+from faucet.lifecycle.plan import Plan, check_plan
 from faucet.proxy.handler import Proxy
 from faucet.proxy.insight import Insight, InsightApp
 from faucet.proxy.mount import Mount

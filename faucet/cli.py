@@ -45,11 +45,11 @@ from faucet.config.settings import (
 )
 from faucet.config.show import render
 from faucet.config.source import problem_line
-from faucet.deploy import Reloads, Snapshot
 from faucet.errors import ConfigError, leaves
+from faucet.lifecycle.deploy import Reloads, Snapshot
+from faucet.lifecycle.pidfile import pid_file, signal_reload
+from faucet.lifecycle.plan import Plan, check_plan, plan_router, plan_start
 from faucet.logs import LogHandle, reopen_on_sigusr1, setup_logging
-from faucet.pidfile import pid_file, signal_reload
-from faucet.plan import Plan, check_plan, plan_router, plan_start
 from faucet.proxy.router import RouteTable
 from faucet.redact import redact
 from faucet.telemetry import report

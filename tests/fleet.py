@@ -26,7 +26,7 @@ from pathlib import Path
 
 import attrs
 
-from faucet.deploy import free_port
+from faucet.lifecycle.deploy import free_port
 from tests.helpers import PLUMBER, faucet_process, kill_session
 from tests.pg import query
 

@@ -25,12 +25,12 @@ import trio
 
 from faucet.app import Shutdown, serve
 from faucet.config.settings import Config, TelemetryConfig
-from faucet.deploy import Reloads
 from faucet.edge.front import Limits
 from faucet.edge.front import serve as serve_front
 from faucet.edge.hypercorn_adapter import HypercornConfig
 from faucet.events import HttpEvent
-from faucet.plan import plan_router, plan_start
+from faucet.lifecycle.deploy import Reloads
+from faucet.lifecycle.plan import plan_router, plan_start
 from faucet.pool.backend import Backend, Phase
 from faucet.sinks import register_sink, unregister_sink
 

@@ -20,9 +20,9 @@ MAY_IMPORT = {
     "workers": {"pool", "config", "logs"},
     "telemetry": {"sinks", "config", "logs"},
     "proxy": {"pool", "http", "telemetry", "config", "logs"},
+    "lifecycle": {"proxy", "workers", "pool", "telemetry", "config", "http", "logs"},
 }
-TOP = {"app", "cli", "deploy", "retire", "slot", "plan", "pidfile", "__main__",
-       "__init__"}  # anything
+TOP = {"app", "cli", "__main__", "__init__"}  # anything
 
 
 def layer(module: str) -> str:

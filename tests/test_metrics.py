@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from faucet.config.routes import RouteConfig
-from faucet.deploy import free_port
 from faucet.errors import ConfigError
+from faucet.lifecycle.deploy import free_port
 from faucet.proxy.router import RouteTable
 from faucet.telemetry.metrics import (
     DURATION_BUCKETS,

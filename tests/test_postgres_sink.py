@@ -17,8 +17,8 @@ import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from faucet.config.settings import TelemetryConfig
-from faucet.deploy import free_port
 from faucet.errors import ConfigError
+from faucet.lifecycle.deploy import free_port
 from faucet.sinks.pg_conninfo import connection_settings
 from faucet.telemetry.recorder import Recorder, serve_telemetry
 from faucet.telemetry.table_init import SQL_DIR, init_table

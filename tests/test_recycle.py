@@ -50,7 +50,7 @@ async def test_the_request_that_reaches_max_requests_makes_the_worker_due(tmp_pa
         assert line == ("recycling: served 3 requests (max_requests 3); its replacement "
                         "starts, and it serves until that one is online")
         assert told == [True] and backend.recycling.startswith("served 3 requests")
-        # It serves on: its slot (faucet.slot) replaces it once the successor is online.
+        # It serves on: its slot (faucet.lifecycle.slot) replaces it once the successor is online.
         assert backend.online and backend.pid == first and backend.recycles == 1
 
 

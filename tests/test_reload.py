@@ -10,12 +10,12 @@ import uuid
 import httpx
 import trio
 
-from faucet import deploy
 from faucet.cli import build_parser
 from faucet.config.routes import RouteConfig
-from faucet.deploy import Snapshot
 from faucet.errors import ConfigError
-from faucet.plan import plan_router, plan_start
+from faucet.lifecycle import deploy
+from faucet.lifecycle.deploy import Snapshot
+from faucet.lifecycle.plan import plan_router, plan_start
 from faucet.proxy.router import RouteTable
 from tests.helpers import (
     MARK,

@@ -19,7 +19,7 @@ from faucet.config.routes import load_routes
 from faucet.config.settings import load_config
 from faucet.config.strategy import Strategy
 from faucet.errors import ConfigError
-from faucet.plan import plan_router, plan_start
+from faucet.lifecycle.plan import plan_router, plan_start
 from faucet.pool.autoscale import Policy
 from faucet.proxy.health import HEALTH_PATH
 from tests.helpers import PLUMBER, SHINY, STANDIN, config_for, run_faucet, until

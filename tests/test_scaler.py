@@ -14,7 +14,7 @@ import trio
 
 from faucet.config.settings import Config
 from faucet.config.strategy import Strategy
-from faucet.deploy import free_port
+from faucet.lifecycle.deploy import free_port
 from faucet.pool.autoscale import Policy
 from faucet.pool.backend import Backend
 from faucet.pool.dispatch import Dispatcher

@@ -1,4 +1,4 @@
-"""faucet.slot in-process: a recycle surges (the replacement is online before the worker
+"""faucet.lifecycle.slot in-process: a recycle surges (the replacement is online before the worker
 leaves the pool), and a replacement that never comes online leaves the worker in place.
 The supervisor is played by a fake that moves each backend through its states."""
 
@@ -8,11 +8,11 @@ import trio
 import trio.testing
 
 from faucet.config.strategy import Strategy
+from faucet.lifecycle.slot import run_slot
 from faucet.pool.backend import RECYCLED, Backend
 from faucet.pool.dispatch import Dispatcher
 from faucet.proxy.mount import Generation, Mount
 from faucet.proxy.upstream import UpstreamPool
-from faucet.slot import run_slot
 
 
 class FakeSupervisor:

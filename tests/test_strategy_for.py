@@ -8,7 +8,7 @@ import pytest
 from faucet.config.app_kinds import strategy_for
 from faucet.config.settings import load_config
 from faucet.config.strategy import Strategy
-from faucet.plan import plan_router, plan_start
+from faucet.lifecycle.plan import plan_router, plan_start
 from tests.helpers import PLUMBER, SHINY, config_for
 
 S = Strategy

@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from faucet.config.settings import Config
-from faucet.deploy import free_port
+from faucet.lifecycle.deploy import free_port
 from faucet.pool.backend import Backend, Phase
 from faucet.workers import supervisor
 from faucet.workers.command import AppSpec, worker_argv, worker_env

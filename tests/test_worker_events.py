@@ -10,7 +10,7 @@ from functools import partial
 import trio
 
 from faucet.config.settings import Config
-from faucet.deploy import free_port
+from faucet.lifecycle.deploy import free_port
 from faucet.pool.backend import Backend
 from faucet.workers.app_events import WorkerEvents
 from faucet.workers.supervisor import RestartPolicy, relay_output, supervise_worker

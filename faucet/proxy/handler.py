@@ -40,7 +40,7 @@ class Proxy:
                  routes: RouteTable | None = None,
                  deploy_status: Callable[[], dict] = dict, insight: Insight | None = None,
                  draining: trio.Event | None = None):
-        """``deploy_status``: health's view of reloads (faucet.deploy); ``insight``:
+        """``deploy_status``: health's view of reloads (faucet.lifecycle.deploy); ``insight``:
         metrics and the dashboard (faucet.proxy.insight), None when off; ``draining``:
         set once a shutdown has begun (readiness then fails)."""
         self.draining = draining if draining is not None else stopping

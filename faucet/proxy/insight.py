@@ -192,7 +192,7 @@ class Insight:
         return [b for m in self.mounts for b in m.every_backend()]
 
     def install(self, mounts: Sequence[Mount]) -> None:
-        """A reload's apps (faucet.deploy): what the metrics and the dashboard read."""
+        """A reload's apps (faucet.lifecycle.deploy): what the metrics and the dashboard read."""
         self.mounts = self.pool.mounts = list(mounts)
 
     # -- the dashboard's clock ---------------------------------------------------------

@@ -157,7 +157,7 @@ async def supervise_worker(
     of its own there as TMPDIR, removed once it has exited. ``rng`` draws the
     max_requests jitter. ``recycled`` (without it, no recycling) is told once the
     process is due for replacement; it serves on until its slot stops it
-    (faucet.slot)."""
+    (faucet.lifecycle.slot)."""
     rng = rng or random.Random()
     policy = policy or RestartPolicy()
     argv = worker_argv(app, backend.port)

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from faucet.config.routes import RouteConfig
-from faucet.deploy import free_port
+from faucet.lifecycle.deploy import free_port
 from faucet.proxy.router import RouteTable
 from tests.helpers import ROOT, STANDIN, config_for, run_faucet
 

@@ -11,7 +11,7 @@ import trio
 from psycopg.conninfo import make_conninfo
 from trio_websocket import open_websocket_url
 
-from faucet.deploy import free_port
+from faucet.lifecycle.deploy import free_port
 from faucet.pool.liveness import STOPPED
 from tests.helpers import (
     PLUMBER,

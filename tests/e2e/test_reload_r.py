@@ -7,8 +7,8 @@ import shutil
 import trio
 
 from faucet.config.routes import RouteConfig
-from faucet.deploy import Snapshot
-from faucet.plan import plan_router, plan_start
+from faucet.lifecycle.deploy import Snapshot
+from faucet.lifecycle.plan import plan_router, plan_start
 from faucet.proxy.router import RouteTable
 from tests.helpers import PLUMBER, alive, config_for, run_faucet, until
 

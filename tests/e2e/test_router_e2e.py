@@ -20,7 +20,7 @@ from typing import NamedTuple
 import httpx
 import pytest
 
-from faucet.deploy import free_port
+from faucet.lifecycle.deploy import free_port
 from faucet.proxy.health import HEALTH_PATH
 from tests.helpers import (
     FASTAPI,

@@ -17,8 +17,8 @@ import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from faucet.config.settings import TelemetryConfig
-from faucet.deploy import free_port
 from faucet.events import COLUMNS
+from faucet.lifecycle.deploy import free_port
 from tests.forwarder import Forwarder
 from tests.helpers import (
     PLUMBER,

@@ -5,7 +5,7 @@ The slot runs the worker's supervisor; when the worker's process is due for recy
 the replacement (``Backend.successor``) starts on a port of its own while the worker
 serves on; once the replacement is online it takes the worker's place (routing, its
 upstream pool, its counters), and the old worker is retired as a generation of one
-(faucet.retire): it finishes its requests and its Shiny sessions, then stops. The pool
+(faucet.lifecycle.retire): it finishes its requests and its Shiny sessions, then stops. The pool
 never has fewer workers online than before the recycle.
 """
 

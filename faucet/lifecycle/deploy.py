@@ -28,8 +28,10 @@ from faucet.config.app_kinds import KINDS
 from faucet.config.settings import Config
 from faucet.errors import ConfigError
 from faucet.events import LogEvent
+from faucet.lifecycle.plan import Plan, PlannedApp, check_plan
+from faucet.lifecycle.retire import drain_and_stop
+from faucet.lifecycle.slot import free_port, run_slot
 from faucet.logs import worker_logger
-from faucet.plan import Plan, PlannedApp, check_plan
 from faucet.pool.backend import Backend
 from faucet.pool.dispatch import Dispatcher
 from faucet.pool.scaler import scale_workers
@@ -38,8 +40,6 @@ from faucet.proxy.mount import Generation, Mount
 from faucet.proxy.router import RouteTable
 from faucet.proxy.shiny.session_host import SessionHost
 from faucet.proxy.upstream import UpstreamPool
-from faucet.retire import drain_and_stop
-from faucet.slot import free_port, run_slot
 from faucet.telemetry.recorder import Recorder
 from faucet.workers.app_events import WorkerEvents
 from faucet.workers.supervisor import supervise_worker
@@ -135,7 +135,7 @@ async def run_generation(config: Config, recorder: Recorder, app: PlannedApp,
                          task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Run a generation's workers until cancelled (which stops their process groups);
     started once every first process is spawned. Each worker runs in its slot
-    (faucet.slot), which replaces it when it is recycled. ``temp_root``: where each
+    (faucet.lifecycle.slot), which replaces it when it is recycled. ``temp_root``: where each
     worker process gets its temporary directory."""
     retire = partial(drain_and_stop, config, sessions)
     supervise = partial(run_slot, mount, generation,
@@ -344,7 +344,7 @@ class Deployer:
         self.nursery.start_soon(self._drain, mount, generation)
 
     async def _drain(self, mount: Mount, generation: Generation) -> None:
-        """The retired generation's requests and sessions end (faucet.retire), then its
+        """The retired generation's requests and sessions end (faucet.lifecycle.retire), then its
         processes stop."""
         await drain_and_stop(self.config, self.sessions, mount, generation,
                              partial(self._stop, generation))

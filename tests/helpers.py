@@ -213,6 +213,13 @@ def served(*args: str, online: int = 0, env: dict | None = None) -> Iterator[Ser
         kill_session(proc)
 
 
+async def keep_asking(client: httpx.AsyncClient, path: str, statuses: list[int],
+                      done: trio.Event) -> None:
+    """Load: GET ``path`` again and again until ``done``, each answer's status kept."""
+    while not done.is_set():
+        statuses.append((await client.get(path)).status_code)
+
+
 def alive(pid: int) -> bool:
     """Whether process ``pid`` exists (a zombie not yet reaped counts)."""
     try:

@@ -21,6 +21,7 @@ from tests.helpers import (
     MARK,
     ROOT,
     config_for,
+    keep_asking,
     marked_processes,
     run_faucet,
     served,
@@ -120,13 +121,9 @@ async def test_requests_under_load_all_succeed_across_a_reload(tmp_path, monkeyp
     async with run_faucet(config) as faucet, faucet.client() as client:
         done = trio.Event()
 
-        async def keep_asking():
-            while not done.is_set():
-                statuses.append((await client.get("/")).status_code)
-
         async with trio.open_nursery() as nursery:
             for _ in range(8):
-                nursery.start_soon(keep_asking)
+                nursery.start_soon(keep_asking, client, "/", statuses, done)
             await until(lambda: len(statuses) > 50)
             (folder / "version.txt").write_text("v2")
             assert await faucet.deployer.reload(load)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import trio
 
-from tests.helpers import alive, config_for, run_faucet, until
+from tests.helpers import alive, config_for, keep_asking, run_faucet, until
 
 # A Plumber app whose /grow keeps N MiB more in R's memory (raw() zeroes it: resident).
 GROWING_APP = '''
@@ -51,15 +51,11 @@ async def test_recycling_by_request_count_under_load_keeps_every_worker_online()
                 with trio.move_on_after(0.05):  # a recycle's own changes wake it at once
                     await dispatcher.wait_changed()
 
-        async def load() -> None:
-            while not done.is_set():
-                statuses.append((await client.get("/echo")).status_code)
-
         with trio.fail_after(GUARD):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch)
                 for _ in range(CLIENTS):
-                    nursery.start_soon(load)
+                    nursery.start_soon(keep_asking, client, "/echo", statuses, done)
                 while recycles() < RECYCLES or any(b.recycling for b in dispatcher.backends):
                     await dispatcher.wait_changed()
                 await until(lambda: not mount.retired)  # the replaced ones drained
@@ -92,13 +88,9 @@ async def test_a_worker_over_max_worker_memory_is_replaced_without_a_failed_requ
         statuses: list[int] = []
         done = trio.Event()
 
-        async def load() -> None:
-            while not done.is_set():
-                statuses.append((await client.get("/echo")).status_code)
-
         with trio.fail_after(GUARD):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(load)
+                nursery.start_soon(keep_asking, client, "/echo", statuses, done)
                 assert (await client.get("/grow?mb=400")).status_code == 200
                 while serving() in (first, None):  # until its replacement serves
                     await dispatcher.wait_changed()

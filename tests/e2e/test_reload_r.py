@@ -10,7 +10,7 @@ from faucet.config.routes import RouteConfig
 from faucet.lifecycle.deploy import Snapshot
 from faucet.lifecycle.plan import plan_router, plan_start
 from faucet.proxy.router import RouteTable
-from tests.helpers import PLUMBER, alive, config_for, run_faucet, until
+from tests.helpers import PLUMBER, alive, config_for, keep_asking, run_faucet, until
 
 CLIENTS = 4
 GUARD = 120  # seconds: a guard against hanging, not a measure of speed
@@ -41,14 +41,10 @@ async def test_new_code_under_load_fails_no_request_and_the_old_processes_go(tmp
         assert (await client.get("/version")).status_code == 404
         done = trio.Event()
 
-        async def keep_asking():
-            while not done.is_set():
-                statuses.append((await client.get("/echo?msg=hi")).status_code)
-
         with trio.fail_after(GUARD):
             async with trio.open_nursery() as nursery:
                 for _ in range(CLIENTS):
-                    nursery.start_soon(keep_asking)
+                    nursery.start_soon(keep_asking, client, "/echo?msg=hi", statuses, done)
                 await until(lambda: len(statuses) > 20)
                 with (folder / "plumber.R").open("a") as code:
                     code.write(VERSION.format("v2"))

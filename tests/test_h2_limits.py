@@ -255,3 +255,14 @@ async def test_an_upgrade_to_h2c_is_plain_http_1_1_when_h2c_is_off(nursery):
     answer = await read_all(stream)  # answered, then closed: what follows is not HTTP/1.1
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"/plain")
     assert b"connection: close" in answer.lower()
+
+
+async def test_the_http2_preface_after_an_http_1_1_request_gets_505_even_with_h2c(nursery):
+    """Prior knowledge means from the connection's first byte; later it is no HTTP/1.1."""
+    port, app = await served(nursery)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+    await stream.send_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert (await read_all(stream)).startswith(b"HTTP/1.1 505 ")
+    assert app.calls == ["/first"]

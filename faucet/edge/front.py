@@ -63,8 +63,8 @@ _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 _DISCONNECT = {"type": "http.disconnect"}
 _HEAD_END = re.compile(rb"\n\r?\n")  # where a head ends (read on, and let the parser judge)
 _HEAD_TOO_LARGE = "Request Header Fields Too Large: the head is over %d bytes"
-_NO_H2C = ("HTTP Version Not Supported: HTTP/1.x here; cleartext HTTP/2 is served only "
-           "with the setting h2c")
+_NO_H2C = ("HTTP Version Not Supported: HTTP/1.x here; cleartext HTTP/2 is served only, "
+           "with the setting h2c, from the start of a connection")
 
 
 # accept() errors that mean "out of resources for now": wait and try again.
@@ -208,6 +208,7 @@ class Front:
         parser = RequestParser()
         events = parser.events
         raw = bytearray()  # the bytes read since the last request was answered
+        first = True  # nothing read yet: HTTP/2 with prior knowledge may begin here only
         while True:
             if not events:  # the next request head is still to be read
                 data = await self._receive_head(stream, raw)
@@ -218,11 +219,12 @@ class Front:
                 if not data:  # end of stream, keep-alive timeout or shutdown
                     return
                 if not raw and data.startswith(H2_PREFACE):
-                    if self.limits.h2c:
+                    if first and self.limits.h2c:
                         await self._hand_off(stream, data)
                     else:
                         await self._refuse(stream, data, client, 505, _NO_H2C)
                     return
+                first = False
                 raw += data
                 try:
                     parser.feed(data)

@@ -17,6 +17,9 @@ from collections import deque
 
 import httptools
 
+from faucet.http.headers import TOKEN
+from faucet.http.http1 import LAST_CHUNK, encode_chunk
+
 END = object()  # the event that ends a request's body
 
 
@@ -116,9 +119,8 @@ class RequestParser:
         self.events.append(END)
 
 
-# RFC 9110 5.1 / 5.5: a header name is a token; a value has no CR, LF or NUL (nor other
-# controls but tab) and no whitespace at either end.
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+# RFC 9110 5.5: a value has no CR, LF or NUL (nor other controls but tab) and no
+# whitespace at either end (a name is a token).
 _VALUE = re.compile(rb"(?:[^\x00-\x1f\x7f \t](?:[^\x00-\x08\x0a-\x1f\x7f]*[^\x00-\x1f\x7f \t])?)?")
 _NO_BODY_STATUS = frozenset({204, 304})
 
@@ -149,7 +151,7 @@ class ResponseFramer:
         chunked = False
         connection_close = not keep_alive or http_version != "1.1"  # (1.0: as h11 did)
         for name, value in headers:
-            if _TOKEN.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
+            if TOKEN.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
                 raise InvalidResponse(f"invalid header {name!r}: {value!r}")
             lower = name.lower()
             if lower == b"content-length":
@@ -168,13 +170,10 @@ class ResponseFramer:
             lines.append(b"%s: %s\r\n" % (name, value))
         self._bodyless = method == b"HEAD" or status in _NO_BODY_STATUS or status < 200
         if chunked or length is None:
-            if not self._bodyless and status >= 200:
-                if http_version == "1.1":
-                    lines.append(b"transfer-encoding: chunked\r\n")
-                    self._chunked = True
-                else:
-                    connection_close = True  # the body ends with the connection
-            length = None
+            # chunked to HTTP/1.1; to HTTP/1.0 the body ends with the connection (closed)
+            if not self._bodyless and http_version == "1.1":
+                lines.append(b"transfer-encoding: chunked\r\n")
+                self._chunked = True
         elif status >= 200 and status != 204:  # (RFC 9110 8.6: never on a 1xx or 204)
             lines.append(b"content-length: %d\r\n" % length)
             self._left = 0 if self._bodyless else length
@@ -189,7 +188,7 @@ class ResponseFramer:
         if not data or self._bodyless:
             return b""
         if self._chunked:
-            return b"%x\r\n%s\r\n" % (len(data), data)
+            return encode_chunk(data)
         if self._left is not None:
             self._left -= len(data)
             if self._left < 0:
@@ -199,7 +198,7 @@ class ResponseFramer:
     def end(self) -> bytes:
         """What ends the body on the wire."""
         if self._chunked:
-            return b"0\r\n\r\n"
+            return LAST_CHUNK
         if self._left:
             raise InvalidResponse(f"the body ended {self._left} bytes short of its "
                                   "Content-Length")

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-# RFC 9110 5.6.2: token = 1*tchar
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+from faucet.http.headers import TOKEN
+
 # An origin-form target (RFC 9112 3.2.1): printable ASCII only, from a "/".
 _ORIGIN_FORM = re.compile(rb"/[\x21-\x7e]*")
 # :authority: host and port as printable ASCII without userinfo (RFC 9113 8.3.1).
@@ -40,7 +40,7 @@ def head_refusal(headers: Sequence[tuple[bytes, bytes]],
                 return 400, f"Bad Request: a control byte in the value of {_show(name)}"
     method = pseudo.get(b":method", b"")
     path = pseudo.get(b":path", b"")
-    if not _TOKEN.fullmatch(method):
+    if not TOKEN.fullmatch(method):
         return 400, "Bad Request: :method is not a token"
     if method == b"CONNECT":  # a WebSocket over HTTP/2 (RFC 8441) carries :protocol
         if b":protocol" not in pseudo:

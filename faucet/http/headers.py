@@ -7,6 +7,7 @@ request id), the headers a client receives back, and the HTTP Date value.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -15,6 +16,9 @@ from email.utils import formatdate
 from attrs import define
 
 Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 5.6.2: token = 1*tchar (a method, a field name).
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 # RFC 9110 7.6.1: connection-specific fields never forwarded (plus those that
 # Connection names). ``expect`` is answered by the front door on the client side.

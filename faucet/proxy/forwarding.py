@@ -51,9 +51,6 @@ class Forwarder:
 
     def __init__(self, settings: ForwardingSettings):
         self.settings = settings
-        self.trust_forwarded = settings.trust_forwarded
-        self.buffer_size = settings.buffer_size
-        self.spool_size = settings.spool_size
         self.spool_budget = SpoolBudget(settings.spool_total)  # all responses' files
 
     async def buffer_body(self, arrival: Arrival, receive) -> RequestBody | None:
@@ -65,7 +62,7 @@ class Forwarder:
         if not (fields.has_body or unframed):
             return None
         body = RequestBody(receive, self.settings.client_body_timeout)
-        await body.prefetch(self.buffer_size)
+        await body.prefetch(self.settings.buffer_size)
         if body.complete:  # goes on with its length, whatever the client's framing
             fields.chunked = False
             fields.has_body = body.size > 0
@@ -81,7 +78,8 @@ class Forwarder:
         FAUCET_SESSION_ID, and a page it asks for uncompressed: faucet.proxy.shiny)."""
         request = arrival.request
         headers = upstream_headers(arrival.fields, scheme=request.scheme, peer=request.peer,
-                                   trust_forwarded=self.trust_forwarded, prefix=arrival.prefix,
+                                   trust_forwarded=self.settings.trust_forwarded,
+                                   prefix=arrival.prefix,
                                    request_uuid=arrival.draft.request_uuid)
         if arrival.mount.session_app:
             headers = page_request_headers(
@@ -124,7 +122,7 @@ class Forwarder:
                         "headers": response_headers(response.headers)
                         + admitted.sticky_cookie()})
             if page is not None or (response.length is not None
-                                    and response.length <= self.buffer_size):
+                                    and response.length <= self.settings.buffer_size):
                 data = page[1] if page is not None else await conn.read_body()
                 _done(pool, conn, admitted)
                 conn = None
@@ -143,7 +141,8 @@ class Forwarder:
         """Relay a long or open-ended response body through a ResponseSpool: one task
         reads the worker (and frees it once the body is complete), the other writes to
         the client at the client's pace."""
-        spool = ResponseSpool(self.buffer_size, self.spool_size, self.spool_budget)
+        spool = ResponseSpool(self.settings.buffer_size, self.settings.spool_size,
+                              self.spool_budget)
 
         async def read_worker() -> None:
             try:

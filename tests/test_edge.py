@@ -18,6 +18,7 @@ from faucet.proxy.health import health
 from faucet.proxy.shiny.sessions import SessionStatistics
 from faucet.telemetry.recorder import TelemetryStatistics
 from tests.edge_support import http, recorded_faucet
+from tests.h2_client import H2Client
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 HEAD_LIMIT = 16 * 1024  # hypercorn's h11_max_incomplete_size, faucet's head limit
@@ -129,6 +130,51 @@ async def test_valid_chunked_body_is_reframed_once(edge):
     assert received.body == b"hello, world"
     assert received.framing in ("chunked", "content-length")
     assert len(received.values("content-length") + received.values("transfer-encoding")) == 1
+
+
+@pytest.mark.parametrize("attack", [
+    b"POST /lf HTTP/1.1\nHost: x\nContent-Length: %d\n\n" % len(SMUGGLED) + SMUGGLED,
+    http("POST /fold HTTP/1.1", "Host: x", "X-Fold: a", " Transfer-Encoding: chunked",
+         f"Content-Length: {len(SMUGGLED)}", body=SMUGGLED),
+    http("POST /te HTTP/1.1", "Host: x", "Transfer-Encoding: chunked, identity",
+         body=b"0\r\n\r\n" + SMUGGLED),
+    http("POST /space HTTP/1.1", "Host: x", f"Content-Length : {len(SMUGGLED)}",
+         body=SMUGGLED),
+    http("SMUGGLE /x HTTP/1.1", "Host: x"),
+    http("GET /nohost HTTP/1.1"),
+    http("GET /twohosts HTTP/1.1", "Host: x", "Host: y"),
+    http("POST /upgrade HTTP/1.1", "Host: x", "Connection: Upgrade", "Upgrade: foo",
+         f"Content-Length: {len(SMUGGLED)}", body=SMUGGLED),
+], ids=["bare-lf", "obs-fold", "te-not-chunked-last", "space-before-colon",
+        "unknown-method", "no-host", "two-hosts", "body-behind-upgrade"])
+async def test_heads_two_parsers_could_read_two_ways_are_refused(edge, attack):
+    """What the front door's parser refuses (llhttp, strict), each shape a parser
+    elsewhere could take for a different request: 400, no byte reaches the worker, and
+    faucet serves the next client."""
+    reply = await edge.exchange(attack)
+    follow_up = await edge.exchange(http("GET /next HTTP/1.1", "Host: x"))
+    assert {"attacker got": reply.status,
+            "worker's first bytes": edge.recording.raw()[:len(b"GET /next ")],
+            "worker got": edge.recording.summaries(),
+            "next client got": (follow_up.status, follow_up.body)} == {
+        "attacker got": 400, "worker's first bytes": b"GET /next ",
+        "worker got": [("GET", "/next", "none", b"")], "next client got": (200, b"GET /next")}
+
+
+async def test_malformed_h2_heads_reach_no_worker_and_the_connection_serves_on(tmp_path,
+                                                                            monkeypatch):
+    """HTTP/2 heads that cannot become a worker's request line are refused per stream;
+    the worker reads nothing of them, and the same connection's next request reaches it."""
+    async with recorded_faucet(tmp_path, monkeypatch, h2c=True) as edge:
+        client = await H2Client.connect(int(edge.faucet.url.rsplit(":", 1)[1]))
+        bad = [client.request(path) for path in (b"/a b", b"/tab\tx", "/caf\u00e9".encode())]
+        bad.append(client.request(b"/x", method=b"G T"))
+        good = client.request(b"/fine")
+        await client.flush()
+        statuses = [(await client.response(stream_id))[0] for stream_id in bad]
+        assert statuses == [400] * 4
+        assert await client.response(good) == (200, b"GET /fine")
+    assert edge.recording.summaries() == [("GET", "/fine", "none", b"")]
 
 
 async def test_h2_streamed_post_body_reaches_worker(tmp_path, monkeypatch):
